@@ -1,0 +1,1 @@
+"""Fidelis core: program files, exact scoring engines, receipt I/O."""

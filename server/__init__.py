@@ -1,0 +1,1 @@
+"""Fidelis HTTP server (balance, history, accrual, redemption)."""

@@ -1,0 +1,34 @@
+"""Builds the compiled scoring kernel; all other metadata lives in pyproject.toml.
+
+Compiler directives live here and nowhere else. ``FIDELIS_DEBUG_KERNEL=1`` builds the
+kernel with bounds and wraparound checks on, for chasing an indexing bug.
+"""
+import os
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("FIDELIS_DEBUG_KERNEL") == "1"
+
+directives = {
+    "language_level": "3",
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "nonecheck": False,
+    "embedsignature": True,
+}
+
+extensions = [
+    Extension(
+        "fidelis.core._kernel",
+        ["core/_kernel.pyx"],
+        include_dirs=[numpy.get_include(), "core"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    )
+]
+
+setup(ext_modules=cythonize(extensions, include_path=["core"], compiler_directives=directives))
