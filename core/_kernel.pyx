@@ -1,3 +1,639 @@
 # cython: language_level=3
-def placeholder():
+"""The compiled scoring kernel: PROGRAM.md §3–§4 over a columnar batch in one pass.
+
+Invariants (the Python wrapper in kernel.py establishes them; the kernel trusts them):
+- receipts are in processing order (instant, then receipt id); each customer's receipts are
+  therefore in order, and a receipt older (by local day) than the customer's last visit stops
+  the kernel with OUT_OF_ORDER instead of rewriting history;
+- every index (customer, store class, category class) is within its table;
+- all arithmetic is exact: line amounts and a receipt's eligible amount are at most
+  MAX_RECEIPT_AMOUNT_MINOR (10^12), rate numerators and the common denominator at most 2^62
+  (program validation), so Σ amount × numerator fits int64 when the program's largest
+  numerator allows it (``wide = False``) and __int128 otherwise; points per receipt are at
+  most MAX_POINTS_PER_RECEIPT and running totals are overflow-checked. Anything beyond a
+  bound returns a status code; nothing wraps.
+- with ``shard_count > 1`` each call scores only customers with ``index % shard_count ==
+  shard``; calls on different shards touch disjoint state and output slots, so they run
+  concurrently without locks (anonymous receipts belong to shard 0).
+"""
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t, INT64_MAX
+from libc.stdlib cimport malloc, free
+
+from _types cimport (
+    amount_minor_t, points_t, measure_t, customer_index_t, day_t, month_t, minute_t,
+    tier_index_t, customer_state_t, NEVER, WELCOMED,
+)
+
+cdef extern from *:
+    """
+    typedef __int128 fidelis_wide_t;
+    #define FIDELIS_PREFETCH(address) __builtin_prefetch((const void *)(address), 1, 1)
+    static inline int fidelis_add_overflows(long long a, long long b, long long *result) {
+        return __builtin_add_overflow(a, b, result);
+    }
+    """
+    ctypedef long long wide_t "fidelis_wide_t"
+    void prefetch "FIDELIS_PREFETCH"(const void *address) noexcept nogil
+    bint add_overflows "fidelis_add_overflows"(long long a, long long b, long long *result) noexcept nogil
+
+
+cpdef enum KernelStatus:
+    OK = 0
+    AMOUNT_OUT_OF_RANGE = 1
+    POINTS_OUT_OF_RANGE = 2
+    TOTAL_OUT_OF_RANGE = 3
+    OUT_OF_ORDER = 4
+
+cpdef enum Rounding:
+    FLOOR = 0
+    HALF_UP = 1
+    HALF_EVEN = 2
+
+cpdef enum Basis:
+    SPEND = 0
+    VISITS = 1
+    POINTS = 2
+
+cpdef enum Period:
+    CALENDAR_YEAR = 0
+    ROLLING_12_MONTHS = 1
+
+cpdef enum Hold:
+    HOLD_NONE = 0
+    HOLD_NEXT_YEAR = 1
+    HOLD_MONTHS = 2
+
+cdef enum:
+    PREFETCH_DISTANCE = 8   # receipts ahead whose customer state is prefetched
+
+MAX_RECEIPT_AMOUNT_MINOR = 10**12
+MAX_POINTS_PER_RECEIPT = 10**15
+cdef amount_minor_t AMOUNT_BOUND = 10**12
+cdef points_t POINTS_BOUND = 10**15
+
+
+ctypedef struct program_tables_t:
+    # scalars
+    int rounding, basis, period, hold
+    int32_t hold_months
+    int32_t tier_count, category_class_count, promotion_level_count, store_class_count
+    int64_t denominator
+    bint wide
+    int8_t has_birthday
+    points_t welcome_points
+    points_t cap_per_receipt            # -1 = no cap
+    points_t cap_per_customer_day       # -1 = no cap
+    # tiers
+    const measure_t *tier_threshold     # [tier]
+    # rates: numerator[((birthday * T + tier) * P1 + level) * K + category_class]
+    const int64_t *rate_numerator
+    const uint8_t *category_excluded    # [category_class]
+    # promotions, in order of decreasing multiplier
+    int32_t promotion_count
+    const int32_t *promotion_level      # [p] -> level in the rate table (1 + program index)
+    const day_t *promotion_first_day    # [p] inclusive
+    const day_t *promotion_last_day     # [p] inclusive
+    const uint8_t *promotion_weekdays   # [p] bit d set = weekday d (0 = Monday) allowed
+    const minute_t *promotion_minute_start  # [p] inclusive
+    const minute_t *promotion_minute_end    # [p] exclusive
+    const uint64_t *promotion_tiers     # [p] bit t set = tier t allowed
+    const uint8_t *promotion_any_store  # [p]
+    const uint8_t *promotion_store      # [p * S + store_class]
+    const uint8_t *promotion_category   # [p * K + category_class]
+    const amount_minor_t *promotion_min_basket  # [p]
+    # promotions active by date: segment s covers days [breakpoint[s-1], breakpoint[s])
+    int32_t breakpoint_count
+    const day_t *segment_breakpoint
+    const int64_t *segment_offsets      # CSR into segment_promotions
+    const int32_t *segment_promotions   # promotion indices, decreasing multiplier
+    # bonuses
+    int32_t basket_bonus_count
+    const int64_t *basket_min_items
+    const amount_minor_t *basket_min_amount
+    const points_t *basket_points
+    int32_t visit_bonus_count
+    const int32_t *visit_nth
+    const points_t *visit_points
+
+
+ctypedef struct customer_history_t:
+    customer_state_t *record
+    measure_t *rolling_totals           # 12 slots (month % 12) or NULL
+    month_t *tier_reached_month         # [tier] or NULL
+
+
+# ---------------------------------------------------------------------------------------
+# Status (PROGRAM.md §4): a pure function of the customer's state and a local month.
+
+cdef inline tier_index_t tier_of(const program_tables_t *tables, measure_t total) noexcept nogil:
+    cdef tier_index_t tier = <tier_index_t>(tables.tier_count - 1)
+    while tier > 0 and tables.tier_threshold[tier] > total:
+        tier -= 1
+    return tier
+
+
+cdef inline measure_t qualifying_total_at(
+    const program_tables_t *tables, const customer_history_t *history, month_t month
+) noexcept nogil:
+    """Measures of the customer's receipts so far that count towards status in ``month``."""
+    cdef const customer_state_t *record = history.record
+    cdef month_t last = record.last_visit_month
+    cdef measure_t total = 0
+    cdef month_t m
+    if last == NEVER:
+        return 0
+    if tables.period == CALENDAR_YEAR:
+        return record.qualifying_total if month // 12 == last // 12 else 0
+    m = last
+    while m > last - 12 and m > month - 12:
+        total += history.rolling_totals[m % 12]
+        m -= 1
+    return total
+
+
+cdef inline measure_t previous_year_total_at(const customer_state_t *record, month_t month) noexcept nogil:
+    cdef month_t last = record.last_visit_month
+    if last == NEVER:
+        return 0
+    if month // 12 == last // 12:
+        return record.previous_year_total
+    if month // 12 == last // 12 + 1:
+        return record.qualifying_total
     return 0
+
+
+cdef inline tier_index_t status_at(
+    const program_tables_t *tables, const customer_history_t *history, month_t month
+) noexcept nogil:
+    cdef tier_index_t status = tier_of(tables, qualifying_total_at(tables, history, month))
+    cdef tier_index_t held, tier
+    if tables.hold == HOLD_NEXT_YEAR:
+        held = tier_of(tables, previous_year_total_at(history.record, month))
+        if held > status:
+            status = held
+    elif tables.hold == HOLD_MONTHS:
+        tier = <tier_index_t>(tables.tier_count - 1)
+        while tier > status:
+            if history.tier_reached_month[tier] != NEVER and history.tier_reached_month[tier] >= month - tables.hold_months:
+                return tier
+            tier -= 1
+    return status
+
+
+cdef inline int record_visit(
+    const program_tables_t *tables, customer_history_t *history,
+    day_t day, month_t month, measure_t measure, points_t earned_points
+) noexcept nogil:
+    """Fold a scored sale receipt into the customer's state; returns a KernelStatus."""
+    cdef customer_state_t *record = history.record
+    cdef month_t last = record.last_visit_month
+    cdef month_t m
+    cdef tier_index_t reached, tier
+    cdef long long total
+    # qualifying totals
+    if tables.period == CALENDAR_YEAR:
+        if last == NEVER or month // 12 > last // 12 + 1:
+            record.previous_year_total = 0
+            record.qualifying_total = 0
+        elif month // 12 == last // 12 + 1:
+            record.previous_year_total = record.qualifying_total
+            record.qualifying_total = 0
+        if add_overflows(record.qualifying_total, measure, &total):
+            return TOTAL_OUT_OF_RANGE
+        record.qualifying_total = total
+    else:
+        if last == NEVER or month - last >= 12:
+            for m in range(12):
+                history.rolling_totals[m] = 0
+        else:
+            m = last + 1
+            while m <= month:
+                history.rolling_totals[m % 12] = 0
+                m += 1
+        if add_overflows(history.rolling_totals[month % 12], measure, &total):
+            return TOTAL_OUT_OF_RANGE
+        history.rolling_totals[month % 12] = total
+    # visits in the month and points earned today
+    if last == month:
+        record.month_visit_count += 1
+    else:
+        record.month_visit_count = 1
+    if record.last_visit_day == day:
+        if add_overflows(record.day_earned_points, earned_points, &total):
+            return TOTAL_OUT_OF_RANGE
+        record.day_earned_points = total
+    else:
+        record.day_earned_points = earned_points
+    record.last_visit_day = day
+    record.last_visit_month = month
+    # the tier reached with this receipt (never a held status, so holds do not renew themselves)
+    if tables.hold == HOLD_MONTHS:
+        reached = tier_of(tables, qualifying_total_at(tables, history, month))
+        for tier in range(1, reached + 1):
+            history.tier_reached_month[tier] = month
+    return OK
+
+
+# ---------------------------------------------------------------------------------------
+# Points of one receipt (PROGRAM.md §3)
+
+cdef inline int32_t promotion_segment(const program_tables_t *tables, day_t day, int32_t guess) noexcept nogil:
+    """Index of the date segment holding ``day`` (number of breakpoints ≤ day)."""
+    cdef int32_t low = 0, high = tables.breakpoint_count, middle
+    if (guess == 0 or tables.segment_breakpoint[guess - 1] <= day) and (
+        guess == tables.breakpoint_count or day < tables.segment_breakpoint[guess]
+    ):
+        return guess
+    while low < high:
+        middle = (low + high) >> 1
+        if tables.segment_breakpoint[middle] <= day:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+cdef inline int64_t round_narrow(int64_t numerator, int64_t denominator, int rounding) noexcept nogil:
+    """``numerator / denominator`` (both ≥ 0) rounded once by the program's rule; -1 past the bound."""
+    cdef int64_t quotient = numerator // denominator
+    cdef int64_t remainder = numerator - quotient * denominator
+    if rounding == HALF_UP:
+        if 2 * remainder >= denominator:
+            quotient += 1
+    elif rounding == HALF_EVEN:
+        if 2 * remainder > denominator or (2 * remainder == denominator and (quotient & 1)):
+            quotient += 1
+    return quotient if quotient <= POINTS_BOUND else -1
+
+
+cdef inline int64_t round_wide(wide_t numerator, int64_t denominator, int rounding) noexcept nogil:
+    """The same rounding for sums that need 128 bits."""
+    cdef wide_t quotient = numerator / denominator
+    cdef int64_t remainder = <int64_t>(numerator - quotient * denominator)
+    if rounding == HALF_UP:
+        if 2 * remainder >= denominator:
+            quotient += 1
+    elif rounding == HALF_EVEN:
+        if 2 * remainder > denominator or (2 * remainder == denominator and (quotient & 1)):
+            quotient += 1
+    return <int64_t>quotient if quotient <= POINTS_BOUND else -1
+
+
+def score_receipts(
+    object compiled,
+    const customer_index_t[::1] customer_index,
+    const int32_t[::1] store_code,
+    const int32_t[::1] store_class_of_code,
+    const day_t[::1] local_day,
+    const minute_t[::1] local_minute,
+    const month_t[::1] local_month,
+    const int64_t[::1] line_offsets,
+    const int32_t[::1] line_category_code,
+    const int32_t[::1] category_class_of_code,
+    const int32_t[::1] line_qty,
+    const amount_minor_t[::1] line_amount_minor,
+    customer_state_t[::1] states,
+    measure_t[:, ::1] rolling_totals,
+    month_t[:, ::1] tier_reached_month,
+    tier_index_t[::1] out_tier,
+    points_t[::1] out_rate_points,
+    points_t[::1] out_basket_points,
+    points_t[::1] out_visit_points,
+    points_t[::1] out_welcome_points,
+    points_t[::1] out_cap_points,
+    points_t[::1] out_points,
+    int shard=0,
+    int shard_count=1,
+):
+    """Score receipts in order, updating customer state in place; returns (status, receipt).
+
+    ``status`` is a KernelStatus; on anything but OK, ``receipt`` is the index of the
+    receipt the kernel stopped at (state reflects the receipts before it in this shard).
+    """
+    cdef program_tables_t tables
+    cdef const measure_t[::1] tier_threshold = compiled.tier_threshold
+    cdef const int64_t[::1] rate_numerator = compiled.rate_numerator
+    cdef const uint8_t[::1] category_excluded = compiled.category_excluded
+    cdef const int32_t[::1] promotion_level = compiled.promotion_level
+    cdef const day_t[::1] promotion_first_day = compiled.promotion_first_day
+    cdef const day_t[::1] promotion_last_day = compiled.promotion_last_day
+    cdef const uint8_t[::1] promotion_weekdays = compiled.promotion_weekdays
+    cdef const minute_t[::1] promotion_minute_start = compiled.promotion_minute_start
+    cdef const minute_t[::1] promotion_minute_end = compiled.promotion_minute_end
+    cdef const uint64_t[::1] promotion_tiers = compiled.promotion_tiers
+    cdef const uint8_t[::1] promotion_any_store = compiled.promotion_any_store
+    cdef const uint8_t[::1] promotion_store = compiled.promotion_store
+    cdef const uint8_t[::1] promotion_category = compiled.promotion_category
+    cdef const amount_minor_t[::1] promotion_min_basket = compiled.promotion_min_basket
+    cdef const day_t[::1] segment_breakpoint = compiled.segment_breakpoint
+    cdef const int64_t[::1] segment_offsets = compiled.segment_offsets
+    cdef const int32_t[::1] segment_promotions = compiled.segment_promotions
+    cdef const int64_t[::1] basket_min_items = compiled.basket_min_items
+    cdef const amount_minor_t[::1] basket_min_amount = compiled.basket_min_amount
+    cdef const points_t[::1] basket_points = compiled.basket_points
+    cdef const int32_t[::1] visit_nth = compiled.visit_nth
+    cdef const points_t[::1] visit_points = compiled.visit_points
+
+    tables.rounding = compiled.rounding
+    tables.basis = compiled.basis
+    tables.period = compiled.period
+    tables.hold = compiled.hold
+    tables.hold_months = compiled.hold_months
+    tables.tier_count = compiled.tier_count
+    tables.category_class_count = compiled.category_class_count
+    tables.promotion_level_count = compiled.promotion_level_count
+    tables.store_class_count = compiled.store_class_count
+    tables.denominator = compiled.denominator
+    tables.wide = compiled.wide
+    tables.has_birthday = compiled.has_birthday
+    tables.welcome_points = compiled.welcome_points
+    tables.cap_per_receipt = compiled.cap_per_receipt
+    tables.cap_per_customer_day = compiled.cap_per_customer_day
+    tables.tier_threshold = &tier_threshold[0]
+    tables.rate_numerator = &rate_numerator[0]
+    tables.category_excluded = &category_excluded[0]
+    tables.promotion_count = compiled.promotion_count
+    tables.promotion_level = &promotion_level[0]
+    tables.promotion_first_day = &promotion_first_day[0]
+    tables.promotion_last_day = &promotion_last_day[0]
+    tables.promotion_weekdays = &promotion_weekdays[0]
+    tables.promotion_minute_start = &promotion_minute_start[0]
+    tables.promotion_minute_end = &promotion_minute_end[0]
+    tables.promotion_tiers = &promotion_tiers[0]
+    tables.promotion_any_store = &promotion_any_store[0]
+    tables.promotion_store = &promotion_store[0]
+    tables.promotion_category = &promotion_category[0]
+    tables.promotion_min_basket = &promotion_min_basket[0]
+    tables.breakpoint_count = compiled.breakpoint_count
+    tables.segment_breakpoint = &segment_breakpoint[0]
+    tables.segment_offsets = &segment_offsets[0]
+    tables.segment_promotions = &segment_promotions[0]
+    tables.basket_bonus_count = compiled.basket_bonus_count
+    tables.basket_min_items = &basket_min_items[0]
+    tables.basket_min_amount = &basket_min_amount[0]
+    tables.basket_points = &basket_points[0]
+    tables.visit_bonus_count = compiled.visit_bonus_count
+    tables.visit_nth = &visit_nth[0]
+    tables.visit_points = &visit_points[0]
+
+    cdef Py_ssize_t receipt_count = customer_index.shape[0]
+    cdef int status = OK
+    cdef Py_ssize_t stopped_at = -1
+    cdef int32_t *applying = <int32_t *> malloc((tables.promotion_count + 1) * sizeof(int32_t))
+    if applying == NULL:
+        raise MemoryError()
+    with nogil:
+        status = _score_loop(
+            &tables, receipt_count, &customer_index[0], &store_code[0], &store_class_of_code[0],
+            &local_day[0], &local_minute[0], &local_month[0], &line_offsets[0],
+            &line_category_code[0], &category_class_of_code[0],
+            &line_qty[0], &line_amount_minor[0], &states[0], &rolling_totals[0, 0],
+            rolling_totals.shape[1] != 0, &tier_reached_month[0, 0], tier_reached_month.shape[1] != 0,
+            &out_tier[0], &out_rate_points[0], &out_basket_points[0], &out_visit_points[0],
+            &out_welcome_points[0], &out_cap_points[0], &out_points[0],
+            shard, shard_count, applying, &stopped_at,
+        )
+    free(applying)
+    return status, stopped_at
+
+
+cdef int _score_loop(
+    const program_tables_t *tables, Py_ssize_t receipt_count,
+    const customer_index_t *customer_index, const int32_t *store_code, const int32_t *store_class_of_code,
+    const day_t *local_day, const minute_t *local_minute, const month_t *local_month,
+    const int64_t *line_offsets, const int32_t *line_category_code, const int32_t *category_class_of_code,
+    const int32_t *line_qty, const amount_minor_t *line_amount_minor,
+    customer_state_t *states, measure_t *rolling_totals, bint has_rolling,
+    month_t *tier_reached_month, bint has_reached,
+    tier_index_t *out_tier, points_t *out_rate_points, points_t *out_basket_points,
+    points_t *out_visit_points, points_t *out_welcome_points, points_t *out_cap_points,
+    points_t *out_points, int shard, int shard_count, int32_t *applying, Py_ssize_t *stopped_at,
+) noexcept nogil:
+    cdef Py_ssize_t r, line, line_end, ahead
+    cdef customer_index_t customer, upcoming
+    cdef customer_history_t history
+    cdef customer_state_t *record
+    cdef int32_t T = tables.tier_count, K = tables.category_class_count
+    cdef int32_t P1 = tables.promotion_level_count, S = tables.store_class_count
+    cdef int32_t segment = 0, p, i, applying_count, level, category_class, weekday, rank
+    cdef int64_t s, eligible_items
+    cdef amount_minor_t eligible_amount, amount
+    cdef day_t day
+    cdef month_t month
+    cdef minute_t minute
+    cdef tier_index_t status
+    cdef bint birthday
+    cdef int64_t narrow_sum
+    cdef wide_t wide_sum
+    cdef const int64_t *numerators
+    cdef points_t rate_points, basket, visit, earned, uncapped, room, welcome, earned_before_today
+    cdef measure_t measure
+    cdef int result
+
+    for r in range(receipt_count):
+        # prefetch the state of a customer a few receipts ahead (random access into a large array)
+        ahead = r + PREFETCH_DISTANCE
+        if ahead < receipt_count:
+            upcoming = customer_index[ahead]
+            if upcoming >= 0:
+                prefetch(&states[upcoming])
+                if has_rolling:
+                    prefetch(&rolling_totals[upcoming * 12])
+
+        customer = customer_index[r]
+        if customer < 0:
+            if shard == 0:
+                out_tier[r] = -1
+                out_rate_points[r] = 0
+                out_basket_points[r] = 0
+                out_visit_points[r] = 0
+                out_welcome_points[r] = 0
+                out_cap_points[r] = 0
+                out_points[r] = 0
+            continue
+        if shard_count > 1 and customer % shard_count != shard:
+            continue
+
+        record = &states[customer]
+        history.record = record
+        history.rolling_totals = &rolling_totals[customer * 12] if has_rolling else NULL
+        history.tier_reached_month = &tier_reached_month[customer * T] if has_reached else NULL
+        day = local_day[r]
+        month = local_month[r]
+        minute = local_minute[r]
+        if record.last_visit_day != NEVER and day < record.last_visit_day:
+            stopped_at[0] = r
+            return OUT_OF_ORDER
+
+        status = status_at(tables, &history, month)
+
+        # eligible amount and items
+        eligible_amount = 0
+        eligible_items = 0
+        line_end = line_offsets[r + 1]
+        for line in range(line_offsets[r], line_end):
+            if tables.category_excluded[category_class_of_code[line_category_code[line]]]:
+                continue
+            amount = line_amount_minor[line]
+            if amount > AMOUNT_BOUND:
+                stopped_at[0] = r
+                return AMOUNT_OUT_OF_RANGE
+            eligible_amount += amount
+            eligible_items += line_qty[line]
+            if eligible_amount > AMOUNT_BOUND:
+                stopped_at[0] = r
+                return AMOUNT_OUT_OF_RANGE
+
+        # promotions that apply to the receipt, largest multiplier first
+        applying_count = 0
+        if tables.promotion_count:
+            segment = promotion_segment(tables, day, segment)
+            weekday = (day + 3) % 7
+            if weekday < 0:
+                weekday += 7
+            for i in range(tables.segment_offsets[segment], tables.segment_offsets[segment + 1]):
+                p = tables.segment_promotions[i]
+                if (
+                    (tables.promotion_weekdays[p] >> weekday) & 1
+                    and tables.promotion_minute_start[p] <= minute < tables.promotion_minute_end[p]
+                    and (tables.promotion_tiers[p] >> status) & 1
+                    and eligible_amount >= tables.promotion_min_basket[p]
+                    and (tables.promotion_any_store[p] or tables.promotion_store[p * S + store_class_of_code[store_code[r]]])
+                ):
+                    applying[applying_count] = p
+                    applying_count += 1
+
+        # rate points: Σ amount × numerator over eligible lines, rounded once
+        birthday = tables.has_birthday and record.birth_month == month % 12 + 1
+        numerators = tables.rate_numerator + ((birthday * T + status) * P1) * K
+        narrow_sum = 0
+        wide_sum = 0
+        for line in range(line_offsets[r], line_end):
+            category_class = category_class_of_code[line_category_code[line]]
+            if tables.category_excluded[category_class]:
+                continue
+            level = 0
+            for i in range(applying_count):
+                p = applying[i]
+                if tables.promotion_category[p * K + category_class]:
+                    level = tables.promotion_level[p]
+                    break
+            if tables.wide:
+                wide_sum += <wide_t>line_amount_minor[line] * numerators[level * K + category_class]
+            else:
+                narrow_sum += line_amount_minor[line] * numerators[level * K + category_class]
+        if tables.wide:
+            rate_points = round_wide(wide_sum, tables.denominator, tables.rounding)
+        else:
+            rate_points = round_narrow(narrow_sum, tables.denominator, tables.rounding)
+        if rate_points < 0:
+            stopped_at[0] = r
+            return POINTS_OUT_OF_RANGE
+
+        # bonuses
+        basket = 0
+        for i in range(tables.basket_bonus_count):
+            if eligible_items >= tables.basket_min_items[i] and eligible_amount >= tables.basket_min_amount[i]:
+                basket += tables.basket_points[i]
+        rank = record.month_visit_count + 1 if record.last_visit_month == month else 1
+        visit = 0
+        for i in range(tables.visit_bonus_count):
+            if tables.visit_nth[i] == rank:
+                visit += tables.visit_points[i]
+
+        # caps
+        uncapped = rate_points + basket + visit
+        earned = uncapped
+        if tables.cap_per_receipt >= 0 and earned > tables.cap_per_receipt:
+            earned = tables.cap_per_receipt
+        if tables.cap_per_customer_day >= 0:
+            earned_before_today = record.day_earned_points if record.last_visit_day == day else 0
+            room = tables.cap_per_customer_day - earned_before_today
+            if room < 0:
+                room = 0
+            if earned > room:
+                earned = room
+
+        welcome = 0
+        if not (record.flags & WELCOMED):
+            welcome = tables.welcome_points
+            record.flags |= WELCOMED
+
+        if tables.basis == SPEND:
+            measure = eligible_amount
+        elif tables.basis == VISITS:
+            measure = 1
+        else:
+            measure = earned
+        result = record_visit(tables, &history, day, month, measure, earned)
+        if result != OK:
+            stopped_at[0] = r
+            return result
+
+        out_tier[r] = status
+        out_rate_points[r] = rate_points
+        out_basket_points[r] = basket
+        out_visit_points[r] = visit
+        out_welcome_points[r] = welcome
+        out_cap_points[r] = earned - uncapped
+        out_points[r] = earned + welcome
+    return OK
+
+
+def status_as_of(
+    object compiled,
+    customer_state_t[::1] states,
+    measure_t[:, ::1] rolling_totals,
+    month_t[:, ::1] tier_reached_month,
+    month_t month,
+    tier_index_t[::1] out_tier,
+):
+    """Every customer's status for a receipt in local ``month`` (PROGRAM.md §4, "status as of")."""
+    cdef program_tables_t tables
+    cdef const measure_t[::1] tier_threshold = compiled.tier_threshold
+    cdef customer_history_t history
+    cdef Py_ssize_t customer, customer_count = out_tier.shape[0]
+    cdef int32_t T = compiled.tier_count
+    cdef bint has_rolling = rolling_totals.shape[1] != 0, has_reached = tier_reached_month.shape[1] != 0
+    tables.period = compiled.period
+    tables.hold = compiled.hold
+    tables.hold_months = compiled.hold_months
+    tables.tier_count = T
+    tables.tier_threshold = &tier_threshold[0]
+    with nogil:
+        for customer in range(customer_count):
+            history.record = &states[customer]
+            history.rolling_totals = &rolling_totals[customer, 0] if has_rolling else NULL
+            history.tier_reached_month = &tier_reached_month[customer, 0] if has_reached else NULL
+            out_tier[customer] = status_at(&tables, &history, month)
+
+
+def customer_state_layout():
+    """Size and field offsets of customer_state_t as the C compiler laid it out."""
+    cdef customer_state_t record
+    cdef char *base = <char *> &record
+    return {
+        "itemsize": sizeof(customer_state_t),
+        "qualifying_total": <char *> &record.qualifying_total - base,
+        "previous_year_total": <char *> &record.previous_year_total - base,
+        "day_earned_points": <char *> &record.day_earned_points - base,
+        "last_visit_day": <char *> &record.last_visit_day - base,
+        "last_visit_month": <char *> &record.last_visit_month - base,
+        "month_visit_count": <char *> &record.month_visit_count - base,
+        "birth_month": <char *> &record.birth_month - base,
+        "flags": <char *> &record.flags - base,
+    }
+
+
+def type_sizes():
+    """Widths in bytes of the kernel's unit types, checked against their numpy dtypes."""
+    return {
+        "amount_minor_t": sizeof(amount_minor_t),
+        "points_t": sizeof(points_t),
+        "measure_t": sizeof(measure_t),
+        "customer_index_t": sizeof(customer_index_t),
+        "day_t": sizeof(day_t),
+        "month_t": sizeof(month_t),
+        "minute_t": sizeof(minute_t),
+        "tier_index_t": sizeof(tier_index_t),
+    }

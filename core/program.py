@@ -85,7 +85,10 @@ PositiveDecimal = Annotated[Decimal, BeforeValidator(_positive), BeforeValidator
 PromotionMultiplier = Annotated[
     Decimal, BeforeValidator(_at_least_one), BeforeValidator(_exact_decimal)
 ]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+#: Points written in a program (bonuses, welcome, caps); the bound keeps every sum exact in int64.
+MAX_PROGRAM_POINTS = 10**12
+MAX_TIERS = 64
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_PROGRAM_POINTS)]
 
 
 class _Section(BaseModel):
@@ -203,7 +206,7 @@ _SECTIONS: dict[str, tuple[TypeAdapter, bool]] = {
     "program": (TypeAdapter(ProgramInfo), True),
     "earning": (TypeAdapter(Earning), True),
     "qualification": (TypeAdapter(Qualification), False),
-    "tiers": (TypeAdapter(list[Tier]), False),
+    "tiers": (TypeAdapter(Annotated[list[Tier], Field(max_length=MAX_TIERS)]), False),
     "promotions": (TypeAdapter(list[Promotion]), False),
     "basket_bonuses": (TypeAdapter(list[BasketBonus]), False),
     "visit_bonuses": (TypeAdapter(list[VisitBonus]), False),

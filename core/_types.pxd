@@ -1,0 +1,37 @@
+# Shared C types of the compiled kernels, each with its unit.
+#
+# tests/test_types.py checks every type and the customer state record against the numpy
+# dtypes in fidelis.core.state that stand for them, so Python and C never disagree on a
+# width or a field offset.
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+
+ctypedef int64_t amount_minor_t     # money in minor currency units (cents, bani)
+ctypedef int64_t points_t           # loyalty points
+ctypedef int64_t measure_t          # qualification measure: minor units (spend), receipts (visits) or points
+ctypedef int32_t customer_index_t   # dense internal customer index; -1 = anonymous receipt
+ctypedef int32_t day_t              # local date as days since 1970-01-01
+ctypedef int32_t month_t            # local month as (year - 1970) * 12 + (month - 1)
+ctypedef int16_t minute_t           # minutes since local midnight, 0..1439
+ctypedef int8_t tier_index_t        # index into the program's tiers; -1 = no tier (anonymous)
+
+# "Never happened": the smallest int32, so any real day or month compares greater.
+cdef enum:
+    NEVER = -2147483648
+
+# Flag bits of customer_state_t.flags
+cdef enum:
+    WELCOMED = 1                    # the customer's first sale receipt has been scored
+
+# One customer's scoring state: everything the rules need from the customer's past.
+# One compact record per customer (40 bytes) so scoring a receipt touches one cache line.
+# Programs with a rolling 12-month period or a months hold keep two more per-customer
+# arrays beside it (see fidelis.core.state.CustomerState).
+ctypedef struct customer_state_t:
+    measure_t qualifying_total      # measure summed over the local calendar year of last_visit_month
+    measure_t previous_year_total   # measure summed over the calendar year before that one
+    points_t day_earned_points      # points earned on last_visit_day, after caps, without welcome points
+    day_t last_visit_day            # local day of the last sale receipt; NEVER if none
+    month_t last_visit_month        # local month of the last sale receipt; NEVER if none
+    int32_t month_visit_count       # sale receipts in last_visit_month
+    int8_t birth_month              # 1..12; 0 = unknown
+    uint8_t flags                   # WELCOMED

@@ -1,0 +1,170 @@
+"""The compiled engine's public face: score batches with the Cython kernel.
+
+:func:`score` scores one batch against a customer state and updates the state in place,
+so a history can be scored batch by batch (a bulk load, a day of real-time receipts) with
+exactly the results of scoring it at once. With ``threads > 1`` customers are split by
+index across threads that run the kernel concurrently without the GIL.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .batch import CustomerTable, ReceiptBatch
+from .compiled import CompiledProgram, compile_program
+from .errors import ExtensionNotBuiltError, ScoringError
+from .program import MAX_RECEIPT_AMOUNT_MINOR, Program
+from .scores import Scores
+from .state import CustomerState
+
+try:
+    from . import _kernel
+except ImportError as error:  # pragma: no cover - exercised only on a broken install
+    raise ExtensionNotBuiltError(
+        "the compiled kernel fidelis.core._kernel is not built; install the package with "
+        "`pip install -e .` (needs a C compiler) or use --engine reference"
+    ) from error
+
+_STATUS_REASONS = {
+    _kernel.KernelStatus.AMOUNT_OUT_OF_RANGE: (
+        f"the eligible amount exceeds the engine's exact-arithmetic bound of "
+        f"{MAX_RECEIPT_AMOUNT_MINOR} minor units per receipt"
+    ),
+    _kernel.KernelStatus.POINTS_OUT_OF_RANGE: (
+        f"the receipt would earn more than {_kernel.MAX_POINTS_PER_RECEIPT} points, "
+        "the engine's bound per receipt"
+    ),
+    _kernel.KernelStatus.TOTAL_OUT_OF_RANGE: "a customer's running total would overflow 64-bit integers",
+    _kernel.KernelStatus.OUT_OF_ORDER: (
+        "the receipt is older than the customer's last scored receipt; history is never "
+        "rescored out of order"
+    ),
+}
+
+
+@dataclass
+class PreparedBatch:
+    """A batch with customer ids resolved to indices and vocabularies mapped to classes.
+
+    Preparing is separate from scoring so that a batch can be scored repeatedly (benchmarks,
+    what-if replays) without redoing the id lookups.
+    """
+
+    batch: ReceiptBatch
+    customer_index: np.ndarray
+    store_class_of_code: np.ndarray
+    category_class_of_code: np.ndarray
+
+
+def prepare(batch: ReceiptBatch, compiled: CompiledProgram, state: CustomerState) -> PreparedBatch:
+    """Resolve customer ids (registering new customers in ``state``) and map vocabularies."""
+    return PreparedBatch(
+        batch=batch,
+        customer_index=state.index_of(batch.customer_id),
+        store_class_of_code=_padded(compiled.store_classes(batch.store_names)),
+        category_class_of_code=_padded(compiled.category_classes(batch.category_names)),
+    )
+
+
+def _padded(array: np.ndarray) -> np.ndarray:
+    return array if len(array) else np.zeros(1, dtype=np.int32)
+
+
+def score(
+    batch: ReceiptBatch | PreparedBatch,
+    compiled: CompiledProgram,
+    state: CustomerState,
+    *,
+    out: Scores | None = None,
+    threads: int = 1,
+) -> Scores:
+    """Score ``batch`` (in processing order) and fold it into ``state``.
+
+    ``out`` may be a preallocated :class:`Scores` of at least the batch's length, reused
+    across calls. Raises :class:`ScoringError` naming the receipt if a receipt is beyond the
+    engine's exact bounds or older than its customer's history; the state then holds the
+    receipts before it (single thread) and should be discarded or restored.
+    """
+    prepared = batch if isinstance(batch, PreparedBatch) else prepare(batch, compiled, state)
+    receipts = prepared.batch
+    count = len(receipts)
+    if out is None:
+        out = Scores.empty(count)
+    elif len(out) < count:
+        raise ValueError(f"the output buffers hold {len(out)} receipts, the batch has {count}")
+    if count == 0:
+        return out[:0]
+
+    arguments = (
+        compiled,
+        prepared.customer_index,
+        _int32(receipts.store_code),
+        prepared.store_class_of_code,
+        _int32(receipts.local_day),
+        np.ascontiguousarray(receipts.local_minute, dtype=np.int16),
+        _int32(receipts.local_month),
+        np.ascontiguousarray(receipts.line_offsets, dtype=np.int64),
+        _padded(_int32(receipts.line_category_code)),
+        prepared.category_class_of_code,
+        _padded(_int32(receipts.line_qty)),
+        np.ascontiguousarray(receipts.line_amount_minor, dtype=np.int64)
+        if receipts.line_count else np.zeros(1, dtype=np.int64),
+        state.records,
+        state.rolling_totals,
+        state.tier_reached_month,
+        out.tier,
+        out.rate_points,
+        out.basket_points,
+        out.visit_points,
+        out.welcome_points,
+        out.cap_points,
+        out.points,
+    )
+    if threads <= 1:
+        results = [_kernel.score_receipts(*arguments)]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(
+                pool.map(lambda shard: _kernel.score_receipts(*arguments, shard, threads), range(threads))
+            )
+    failures = [(stopped_at, status) for status, stopped_at in results if status != _kernel.KernelStatus.OK]
+    if failures:
+        stopped_at, status = min(failures)
+        raise ScoringError(_STATUS_REASONS[status], receipts.receipt_id[stopped_at].as_py())
+    return out if len(out) == count else out[:count]
+
+
+def _int32(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.int32)
+
+
+def new_state(compiled: CompiledProgram, customers: CustomerTable | None = None) -> CustomerState:
+    """An empty state for ``compiled``'s rules, with the customers file's birth months."""
+    state = CustomerState.for_program(compiled, capacity=max(1024, len(customers) if customers else 0))
+    if customers is not None:
+        state.register_customers(customers)
+    return state
+
+
+def score_history(
+    program: Program, batch: ReceiptBatch, customers: CustomerTable | None = None, *, threads: int = 1
+) -> Scores:
+    """Score a whole history from an empty state (what ``fidelis score`` does)."""
+    compiled = compile_program(program)
+    return score(batch, compiled, new_state(compiled, customers), threads=threads)
+
+
+def status_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> np.ndarray:
+    """Every known customer's status tier for a receipt in ``local_month`` (int8, by index).
+
+    This is the kernel's own status function (PROGRAM.md §4), so month-end tier reports
+    agree with the tier the next receipt would be scored at.
+    """
+    out = np.empty(len(state), dtype=np.int8)
+    if len(state):
+        _kernel.status_as_of(
+            compiled, state.records, state.rolling_totals, state.tier_reached_month, local_month, out
+        )
+    return out

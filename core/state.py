@@ -1,0 +1,209 @@
+"""CustomerState: every customer's scoring state, in dense arrays indexed by customer index.
+
+The kernel scores a receipt from the customer's state alone, so a history scored in chunks
+(or in several runs, with the state saved in between) gives exactly what scoring it at once
+gives. External customer ids (card numbers, often strings with leading zeros) map to a
+dense internal index here; nothing else in the engine sees the strings.
+
+State is per customer, so a chain's receipts can be split by customer across processes or
+machines and each part scored with its own state.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .batch import CustomerTable
+
+NEVER = -(2**31)
+
+#: Mirrors ``customer_state_t`` in ``_types.pxd`` field for field (tests check the layout).
+CUSTOMER_STATE_DTYPE = np.dtype(
+    [
+        ("qualifying_total", np.int64),
+        ("previous_year_total", np.int64),
+        ("day_earned_points", np.int64),
+        ("last_visit_day", np.int32),
+        ("last_visit_month", np.int32),
+        ("month_visit_count", np.int32),
+        ("birth_month", np.int8),
+        ("flags", np.uint8),
+    ],
+    align=True,
+)
+
+#: numpy dtypes of the kernel's unit types (``_types.pxd``).
+KERNEL_DTYPES = {
+    "amount_minor_t": np.dtype(np.int64),
+    "points_t": np.dtype(np.int64),
+    "measure_t": np.dtype(np.int64),
+    "customer_index_t": np.dtype(np.int32),
+    "day_t": np.dtype(np.int32),
+    "month_t": np.dtype(np.int32),
+    "minute_t": np.dtype(np.int16),
+    "tier_index_t": np.dtype(np.int8),
+}
+
+_STATE_FORMAT = 1
+
+
+def _fresh_records(count: int) -> np.ndarray:
+    records = np.zeros(count, dtype=CUSTOMER_STATE_DTYPE)
+    records["last_visit_day"] = NEVER
+    records["last_visit_month"] = NEVER
+    return records
+
+
+class CustomerState:
+    """Per-customer state for one program's rules, growing as new customers appear.
+
+    ``rolling_totals`` (customers × 12, the measure per month slot ``month % 12``) is kept
+    only for a rolling 12-month period; ``tier_reached_month`` (customers × tiers, the last
+    local month each tier was reached) only for a months hold. Otherwise they have zero
+    columns and cost nothing.
+    """
+
+    def __init__(self, *, tier_count: int, rolling_months: bool, reached_tiers: bool, capacity: int = 1024):
+        self.tier_count = tier_count
+        self.rolling_months = rolling_months
+        self.reached_tiers = reached_tiers
+        self.customer_ids: list[str] = []
+        self._index: dict[str, int] = {}
+        capacity = max(capacity, 1)
+        self.records = _fresh_records(capacity)
+        self.rolling_totals = np.zeros((capacity, 12 if rolling_months else 0), dtype=np.int64)
+        self.tier_reached_month = np.full((capacity, tier_count if reached_tiers else 0), NEVER, dtype=np.int32)
+
+    @classmethod
+    def for_program(cls, compiled, capacity: int = 1024) -> "CustomerState":
+        return cls(
+            tier_count=compiled.tier_count,
+            rolling_months=compiled.tracks_rolling_months,
+            reached_tiers=compiled.tracks_reached_tiers,
+            capacity=capacity,
+        )
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    # ---- the id directory ------------------------------------------------------------
+    def _grow(self, needed: int) -> None:
+        capacity = len(self.records)
+        if needed <= capacity:
+            return
+        new_capacity = max(needed, capacity * 2)
+        extra = new_capacity - capacity
+        self.records = np.concatenate([self.records, _fresh_records(extra)])
+        self.rolling_totals = np.concatenate(
+            [self.rolling_totals, np.zeros((extra, self.rolling_totals.shape[1]), dtype=np.int64)]
+        )
+        self.tier_reached_month = np.concatenate(
+            [self.tier_reached_month, np.full((extra, self.tier_reached_month.shape[1]), NEVER, dtype=np.int32)]
+        )
+
+    def index_of(self, customer_ids: pa.Array | list) -> np.ndarray:
+        """Dense indices for external ids (int32, -1 for null = anonymous), adding new customers."""
+        array = customer_ids if isinstance(customer_ids, (pa.Array, pa.ChunkedArray)) else pa.array(customer_ids, pa.string())
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        encoded = pc.dictionary_encode(array)
+        uniques = encoded.dictionary.to_pylist()
+        index = self._index
+        unique_index = np.empty(len(uniques) + 1, dtype=np.int32)
+        for position, customer_id in enumerate(uniques):
+            found = index.get(customer_id)
+            if found is None:
+                found = len(self.customer_ids)
+                index[customer_id] = found
+                self.customer_ids.append(customer_id)
+            unique_index[position] = found
+        unique_index[-1] = -1
+        self._grow(len(self.customer_ids))
+        codes = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
+        return unique_index[codes]
+
+    def lookup(self, customer_id: str) -> int | None:
+        """The dense index of a known customer, or None."""
+        return self._index.get(customer_id)
+
+    def register_customers(self, customers: CustomerTable) -> None:
+        """Add the customers file's customers and their birth months (0 = unknown)."""
+        indices = self.index_of(customers.customer_id)
+        known = ~np.isnat(customers.birth_date)
+        months = np.zeros(len(customers), dtype=np.int8)
+        months[known] = customers.birth_date[known].astype("datetime64[M]").astype(np.int64) % 12 + 1
+        self.records["birth_month"][indices] = months
+
+    # ---- persistence -----------------------------------------------------------------
+    def copy(self) -> "CustomerState":
+        clone = CustomerState.__new__(CustomerState)
+        clone.tier_count, clone.rolling_months, clone.reached_tiers = (
+            self.tier_count, self.rolling_months, self.reached_tiers,
+        )
+        clone.customer_ids = list(self.customer_ids)
+        clone._index = dict(self._index)
+        clone.records = self.records.copy()
+        clone.rolling_totals = self.rolling_totals.copy()
+        clone.tier_reached_month = self.tier_reached_month.copy()
+        return clone
+
+    def to_bytes(self) -> bytes:
+        """The state as one ``.npz`` blob (what the ledger stores between loads)."""
+        count = len(self)
+        buffer = io.BytesIO()
+        header = {
+            "format": _STATE_FORMAT,
+            "tier_count": self.tier_count,
+            "rolling_months": self.rolling_months,
+            "reached_tiers": self.reached_tiers,
+        }
+        np.savez(
+            buffer,
+            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            customer_ids=np.array(self.customer_ids, dtype=np.str_) if count else np.zeros(0, dtype="U1"),
+            records=self.records[:count],
+            rolling_totals=self.rolling_totals[:count],
+            tier_reached_month=self.tier_reached_month[:count],
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "CustomerState":
+        with np.load(io.BytesIO(blob), allow_pickle=False) as saved:
+            header = json.loads(saved["header"].tobytes())
+            if header.get("format") != _STATE_FORMAT:
+                raise ValueError(f"unsupported customer state format {header.get('format')!r}")
+            state = cls(
+                tier_count=header["tier_count"],
+                rolling_months=header["rolling_months"],
+                reached_tiers=header["reached_tiers"],
+                capacity=max(len(saved["customer_ids"]), 1),
+            )
+            state.customer_ids = [str(x) for x in saved["customer_ids"]]
+            state._index = {customer_id: i for i, customer_id in enumerate(state.customer_ids)}
+            count = len(state.customer_ids)
+            state.records[:count] = saved["records"]
+            state.rolling_totals[:count] = saved["rolling_totals"]
+            state.tier_reached_month[:count] = saved["tier_reached_month"]
+        return state
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CustomerState":
+        return cls.from_bytes(Path(path).read_bytes())
+
+    def equals(self, other: "CustomerState") -> bool:
+        count = len(self)
+        return (
+            self.customer_ids == other.customer_ids
+            and np.array_equal(self.records[:count], other.records[:count])
+            and np.array_equal(self.rolling_totals[:count], other.rolling_totals[:count])
+            and np.array_equal(self.tier_reached_month[:count], other.tier_reached_month[:count])
+        )
