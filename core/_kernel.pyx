@@ -19,6 +19,8 @@ Invariants (the Python wrapper in kernel.py establishes them; the kernel trusts 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t, INT64_MAX
 from libc.stdlib cimport malloc, free
 
+import numpy
+
 from _types cimport (
     amount_minor_t, points_t, measure_t, customer_index_t, day_t, month_t, minute_t,
     tier_index_t, customer_state_t, NEVER, WELCOMED,
@@ -64,7 +66,7 @@ cpdef enum Hold:
     HOLD_MONTHS = 2
 
 cdef enum:
-    PREFETCH_DISTANCE = 8   # receipts ahead whose customer state is prefetched
+    PREFETCH_DISTANCE = 16   # receipts ahead whose customer state is prefetched
 
 MAX_RECEIPT_AMOUNT_MINOR = 10**12
 MAX_POINTS_PER_RECEIPT = 10**15
@@ -79,6 +81,7 @@ ctypedef struct program_tables_t:
     int32_t tier_count, category_class_count, promotion_level_count, store_class_count
     int64_t denominator
     bint wide
+    bint promotions_need_basket         # some promotion has a min_basket condition
     int8_t has_birthday
     points_t welcome_points
     points_t cap_per_receipt            # -1 = no cap
@@ -304,8 +307,12 @@ def score_receipts(
     points_t[::1] out_points,
     int shard=0,
     int shard_count=1,
+    Py_ssize_t receipt_start=0,
+    Py_ssize_t receipt_stop=-1,
 ):
-    """Score receipts in order, updating customer state in place; returns (status, receipt).
+    """Score receipts ``receipt_start:receipt_stop`` in order, updating customer state in place.
+
+    Returns ``(status, receipt)``.
 
     ``status`` is a KernelStatus; on anything but OK, ``receipt`` is the index of the
     receipt the kernel stopped at (state reflects the receipts before it in this shard).
@@ -345,6 +352,7 @@ def score_receipts(
     tables.store_class_count = compiled.store_class_count
     tables.denominator = compiled.denominator
     tables.wide = compiled.wide
+    tables.promotions_need_basket = compiled.promotions_need_basket
     tables.has_birthday = compiled.has_birthday
     tables.welcome_points = compiled.welcome_points
     tables.cap_per_receipt = compiled.cap_per_receipt
@@ -377,14 +385,30 @@ def score_receipts(
     tables.visit_points = &visit_points[0]
 
     cdef Py_ssize_t receipt_count = customer_index.shape[0]
+    if receipt_stop < 0 or receipt_stop > receipt_count:
+        receipt_stop = receipt_count
     cdef int status = OK
     cdef Py_ssize_t stopped_at = -1
+    # Rate rows by the batch's category codes: one per (birthday, tier) at promotion level 0,
+    # plus a scratch row for receipts that promotions apply to. Excluded categories get 0.
+    cdef int32_t code_count = category_class_of_code.shape[0]
+    cdef int32_t T = tables.tier_count, K = tables.category_class_count, P1 = tables.promotion_level_count
+    cdef int32_t code, tier, birthday
+    cdef int64_t[::1] base_rows = numpy.zeros(2 * T * code_count, dtype=numpy.int64)
+    cdef int64_t[::1] eligible_by_code = numpy.zeros(code_count, dtype=numpy.int64)
+    cdef int64_t[::1] promotion_row = numpy.zeros(code_count, dtype=numpy.int64)
+    for code in range(code_count):
+        eligible_by_code[code] = 0 if tables.category_excluded[category_class_of_code[code]] else 1
+        for birthday in range(2):
+            for tier in range(T):
+                base_rows[(birthday * T + tier) * code_count + code] = eligible_by_code[code] * tables.rate_numerator[
+                    ((birthday * T + tier) * P1) * K + category_class_of_code[code]]
     cdef int32_t *applying = <int32_t *> malloc((tables.promotion_count + 1) * sizeof(int32_t))
     if applying == NULL:
         raise MemoryError()
     with nogil:
         status = _score_loop(
-            &tables, receipt_count, &customer_index[0], &store_code[0], &store_class_of_code[0],
+            &tables, receipt_start, receipt_stop, &customer_index[0], &store_code[0], &store_class_of_code[0],
             &local_day[0], &local_minute[0], &local_month[0], &line_offsets[0],
             &line_category_code[0], &category_class_of_code[0],
             &line_qty[0], &line_amount_minor[0], &states[0], &rolling_totals[0, 0],
@@ -392,13 +416,14 @@ def score_receipts(
             &out_tier[0], &out_rate_points[0], &out_basket_points[0], &out_visit_points[0],
             &out_welcome_points[0], &out_cap_points[0], &out_points[0],
             shard, shard_count, applying, &stopped_at,
+            code_count, &base_rows[0], &eligible_by_code[0], &promotion_row[0],
         )
     free(applying)
     return status, stopped_at
 
 
 cdef int _score_loop(
-    const program_tables_t *tables, Py_ssize_t receipt_count,
+    const program_tables_t *tables, Py_ssize_t receipt_start, Py_ssize_t receipt_stop,
     const customer_index_t *customer_index, const int32_t *store_code, const int32_t *store_class_of_code,
     const day_t *local_day, const minute_t *local_minute, const month_t *local_month,
     const int64_t *line_offsets, const int32_t *line_category_code, const int32_t *category_class_of_code,
@@ -408,6 +433,7 @@ cdef int _score_loop(
     tier_index_t *out_tier, points_t *out_rate_points, points_t *out_basket_points,
     points_t *out_visit_points, points_t *out_welcome_points, points_t *out_cap_points,
     points_t *out_points, int shard, int shard_count, int32_t *applying, Py_ssize_t *stopped_at,
+    int32_t code_count, const int64_t *base_rows, const int64_t *eligible_by_code, int64_t *promotion_row,
 ) noexcept nogil:
     cdef Py_ssize_t r, line, line_end, ahead
     cdef customer_index_t customer, upcoming
@@ -426,14 +452,18 @@ cdef int _score_loop(
     cdef int64_t narrow_sum
     cdef wide_t wide_sum
     cdef const int64_t *numerators
+    cdef const int64_t *row
+    cdef int64_t eligible
+    cdef Py_ssize_t line_start
+    cdef int32_t code
     cdef points_t rate_points, basket, visit, earned, uncapped, room, welcome, earned_before_today
     cdef measure_t measure
     cdef int result
 
-    for r in range(receipt_count):
+    for r in range(receipt_start, receipt_stop):
         # prefetch the state of a customer a few receipts ahead (random access into a large array)
         ahead = r + PREFETCH_DISTANCE
-        if ahead < receipt_count:
+        if ahead < receipt_stop:
             upcoming = customer_index[ahead]
             if upcoming >= 0:
                 prefetch(&states[upcoming])
@@ -467,22 +497,27 @@ cdef int _score_loop(
 
         status = status_at(tables, &history, month)
 
-        # eligible amount and items
+        # The rate row maps each category code to its numerator at this receipt's status and
+        # birthday; promotions that apply to the receipt replace it with a row of their own.
+        birthday = tables.has_birthday and record.birth_month == month % 12 + 1
+        row = base_rows + (birthday * T + status) * code_count
+        line_start = line_offsets[r]
+        line_end = line_offsets[r + 1]
         eligible_amount = 0
         eligible_items = 0
-        line_end = line_offsets[r + 1]
-        for line in range(line_offsets[r], line_end):
-            if tables.category_excluded[category_class_of_code[line_category_code[line]]]:
-                continue
-            amount = line_amount_minor[line]
-            if amount > AMOUNT_BOUND:
-                stopped_at[0] = r
-                return AMOUNT_OUT_OF_RANGE
-            eligible_amount += amount
-            eligible_items += line_qty[line]
-            if eligible_amount > AMOUNT_BOUND:
-                stopped_at[0] = r
-                return AMOUNT_OUT_OF_RANGE
+        if tables.promotions_need_basket:
+            # min_basket conditions need the eligible amount before promotions are known
+            for line in range(line_start, line_end):
+                amount = line_amount_minor[line]
+                eligible = eligible_by_code[line_category_code[line]]
+                if amount > AMOUNT_BOUND:
+                    stopped_at[0] = r
+                    return AMOUNT_OUT_OF_RANGE
+                eligible_amount += amount * eligible
+                eligible_items += line_qty[line] * eligible
+                if eligible_amount > AMOUNT_BOUND:
+                    stopped_at[0] = r
+                    return AMOUNT_OUT_OF_RANGE
 
         # promotions that apply to the receipt, largest multiplier first
         applying_count = 0
@@ -502,26 +537,40 @@ cdef int _score_loop(
                 ):
                     applying[applying_count] = p
                     applying_count += 1
+            if applying_count:
+                numerators = tables.rate_numerator + ((birthday * T + status) * P1) * K
+                for code in range(code_count):
+                    category_class = category_class_of_code[code]
+                    level = 0
+                    for i in range(applying_count):
+                        p = applying[i]
+                        if tables.promotion_category[p * K + category_class]:
+                            level = tables.promotion_level[p]
+                            break
+                    promotion_row[code] = numerators[level * K + category_class] * eligible_by_code[code]
+                row = promotion_row
 
-        # rate points: Σ amount × numerator over eligible lines, rounded once
-        birthday = tables.has_birthday and record.birth_month == month % 12 + 1
-        numerators = tables.rate_numerator + ((birthday * T + status) * P1) * K
+        # rate points: Σ amount × numerator over eligible lines, rounded once (the eligible
+        # amount and items are summed in the same pass unless min_basket needed them earlier)
         narrow_sum = 0
         wide_sum = 0
-        for line in range(line_offsets[r], line_end):
-            category_class = category_class_of_code[line_category_code[line]]
-            if tables.category_excluded[category_class]:
-                continue
-            level = 0
-            for i in range(applying_count):
-                p = applying[i]
-                if tables.promotion_category[p * K + category_class]:
-                    level = tables.promotion_level[p]
-                    break
+        for line in range(line_start, line_end):
+            amount = line_amount_minor[line]
+            code = line_category_code[line]
+            if amount > AMOUNT_BOUND:
+                stopped_at[0] = r
+                return AMOUNT_OUT_OF_RANGE
+            if not tables.promotions_need_basket:
+                eligible = eligible_by_code[code]
+                eligible_amount += amount * eligible
+                eligible_items += line_qty[line] * eligible
+                if eligible_amount > AMOUNT_BOUND:
+                    stopped_at[0] = r
+                    return AMOUNT_OUT_OF_RANGE
             if tables.wide:
-                wide_sum += <wide_t>line_amount_minor[line] * numerators[level * K + category_class]
+                wide_sum += <wide_t>amount * row[code]
             else:
-                narrow_sum += line_amount_minor[line] * numerators[level * K + category_class]
+                narrow_sum += amount * row[code]
         if tables.wide:
             rate_points = round_wide(wide_sum, tables.denominator, tables.rounding)
         else:

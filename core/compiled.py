@@ -58,6 +58,7 @@ class CompiledProgram:
     store_class_count: int
     denominator: int
     wide: bool
+    promotions_need_basket: bool
     has_birthday: int
     welcome_points: int
     cap_per_receipt: int
@@ -167,6 +168,7 @@ def compile_program(program: Program) -> CompiledProgram:
         store_class_count=store_count,
         denominator=denominator,
         wide=largest > _INT64_MAX // MAX_RECEIPT_AMOUNT_MINOR,
+        promotions_need_basket=any(p.min_basket is not None for p in promotions),
         has_birthday=int(earning.birthday_multiplier != 1),
         welcome_points=earning.welcome_points,
         cap_per_receipt=-1 if caps.per_receipt is None else caps.per_receipt,

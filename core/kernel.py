@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -79,11 +80,14 @@ def score(
     *,
     out: Scores | None = None,
     threads: int = 1,
+    chunk_receipts: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Scores:
     """Score ``batch`` (in processing order) and fold it into ``state``.
 
     ``out`` may be a preallocated :class:`Scores` of at least the batch's length, reused
-    across calls. Raises :class:`ScoringError` naming the receipt if a receipt is beyond the
+    across calls. ``on_progress(n)`` is called after every ``chunk_receipts`` receipts (for
+    a progress bar; chunking does not change any result). Raises :class:`ScoringError` naming the receipt if a receipt is beyond the
     engine's exact bounds or older than its customer's history; the state then holds the
     receipts before it (single thread) and should be discarded or restored.
     """
@@ -122,17 +126,26 @@ def score(
         out.cap_points,
         out.points,
     )
-    if threads <= 1:
-        results = [_kernel.score_receipts(*arguments)]
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(
-                pool.map(lambda shard: _kernel.score_receipts(*arguments, shard, threads), range(threads))
-            )
-    failures = [(stopped_at, status) for status, stopped_at in results if status != _kernel.KernelStatus.OK]
-    if failures:
-        stopped_at, status = min(failures)
-        raise ScoringError(_STATUS_REASONS[status], receipts.receipt_id[stopped_at].as_py())
+    chunk = chunk_receipts or count
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        for start in range(0, count, chunk):
+            stop = min(start + chunk, count)
+            if pool is None:
+                results = [_kernel.score_receipts(*arguments, 0, 1, start, stop)]
+            else:
+                results = list(pool.map(
+                    lambda shard: _kernel.score_receipts(*arguments, shard, threads, start, stop), range(threads)
+                ))
+            failures = [(at, status) for status, at in results if status != _kernel.KernelStatus.OK]
+            if failures:
+                stopped_at, status = min(failures)
+                raise ScoringError(_STATUS_REASONS[status], receipts.receipt_id[stopped_at].as_py())
+            if on_progress is not None:
+                on_progress(stop - start)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return out if len(out) == count else out[:count]
 
 

@@ -1,14 +1,36 @@
-"""One entry point over both engines, so callers and tests choose an engine by name."""
+"""Scoring without a ledger: files or batches in, one row of points per receipt out.
+
+One entry point over both engines, so the CLI and the tests choose an engine by name and
+everything else (reading, ordering, output columns) is shared.
+"""
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import pyarrow as pa
+from tqdm import tqdm
 
 from .batch import CustomerTable, ReceiptBatch
-from .program import Program
+from .program import Program, load_program
 from .scores import Scores
 
 Engine = Literal["compiled", "reference"]
 ENGINES: tuple[Engine, ...] = ("compiled", "reference")
+#: Receipts per step of the progress bar; chunking never changes a result.
+PROGRESS_CHUNK_RECEIPTS = 250_000
+_PROGRESS_MIN_RECEIPTS = 200_000
+
+
+@dataclass
+class ScoreResult:
+    """The ``fidelis score`` output table and what a summary needs."""
+
+    table: pa.Table
+    scores: Scores
+    customer_count: int
+    tier_names: list[str]
 
 
 def score_batch(
@@ -17,14 +39,55 @@ def score_batch(
     customers: CustomerTable | None = None,
     *,
     engine: Engine = "compiled",
+    threads: int = 1,
+    progress: bool = False,
 ) -> Scores:
     """Score a whole history from scratch with the chosen engine."""
-    if engine == "reference":
-        from . import reference
+    bar = tqdm(total=len(batch), unit=" receipts", unit_scale=True, desc=f"scoring ({engine})",
+               disable=not progress or len(batch) < _PROGRESS_MIN_RECEIPTS)
+    with bar:
+        if engine == "reference":
+            from . import reference
 
-        return reference.score_batch(program, batch, customers)
-    if engine == "compiled":
-        from . import kernel
+            history = reference.ReferenceHistory()
+            parts = []
+            for start in range(0, len(batch), PROGRESS_CHUNK_RECEIPTS):
+                chunk = batch.slice(start, start + PROGRESS_CHUNK_RECEIPTS)
+                parts.append(reference.score_batch(program, chunk, customers, history))
+                bar.update(len(chunk))
+            return Scores.concatenate(parts) if parts else Scores.empty(0)
+        if engine == "compiled":
+            from . import kernel
+            from .compiled import compile_program
 
-        return kernel.score_history(program, batch, customers)
+            compiled = compile_program(program)
+            state = kernel.new_state(compiled, customers)
+            return kernel.score(batch, compiled, state, threads=threads,
+                                chunk_receipts=PROGRESS_CHUNK_RECEIPTS, on_progress=bar.update)
     raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+
+
+def score_files(
+    program_file: str | Path,
+    receipt_files: Sequence[str | Path],
+    customers_file: str | Path | None = None,
+    *,
+    engine: Engine = "compiled",
+    threads: int = 1,
+    progress: bool = False,
+) -> ScoreResult:
+    """Read a program, receipts and customers; score them; build the output table."""
+    from .io import read_customers, read_receipts
+
+    program = load_program(program_file)
+    batch = read_receipts(
+        [Path(path) for path in receipt_files],
+        timezone=program.info.timezone,
+        minor_units=program.info.minor_units,
+    )
+    customers = read_customers(Path(customers_file)) if customers_file else None
+    scores = score_batch(program, batch, customers, engine=engine, threads=threads, progress=progress)
+    tier_names = [tier.name for tier in program.tiers]
+    table = scores.to_table(batch.receipt_id, batch.customer_id, tier_names)
+    customer_count = len(set(batch.customer_id.drop_null().unique().to_pylist()))
+    return ScoreResult(table=table, scores=scores, customer_count=customer_count, tier_names=tier_names)

@@ -1,0 +1,147 @@
+"""Program files: what validation accepts, and the message for every kind of error."""
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from fidelis.core.errors import ProgramError
+from fidelis.core.program import combined_rates, load_program, parse_program
+
+CASES = Path(__file__).parent / "cases"
+
+MINIMAL = """
+[program]
+name = "Test"
+currency = "EUR"
+minor_units = 2
+timezone = "Europe/Paris"
+
+[earning]
+points_per_unit = "1"
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ProgramError) as caught:
+        parse_program(text, source="test.toml")
+    assert str(caught.value).startswith("test.toml: ")
+    return [str(issue) for issue in caught.value.issues]
+
+
+def test_the_documented_example_program_is_valid():
+    program = load_program(CASES / "verde_club.toml")
+    assert [tier.name for tier in program.tiers] == ["Base", "Silver", "Gold"]
+    assert program.tiers[1].multiplier == Decimal("1.25")
+    assert program.earning.exclude_categories == ["tobacco", "lottery"]
+    assert program.promotions[0].weekdays == ["sat", "sun"]
+    assert program.threshold_in_measure_units(program.tiers[2]) == 150_000
+    assert len(program.sha256) == 64
+
+
+def test_minimal_program_gets_defaults():
+    program = parse_program(MINIMAL)
+    assert [tier.name for tier in program.tiers] == ["Base"]
+    assert program.qualification.basis == "spend"
+    assert program.earning.rounding == "floor"
+    assert program.caps.per_receipt is None
+
+
+def test_summary_names_every_rule():
+    summary = load_program(CASES / "verde_club.toml").summary()
+    for expected in ("Verde Club", "Silver", "Summer weekends", "5+ items", "visit #4", "5000 points per receipt"):
+        assert expected in summary
+
+
+@pytest.mark.parametrize(
+    "addition, expected",
+    [
+        ('[typo]\nx = 1', "typo: unknown section"),
+        ('[caps]\nper_recipt = 5', "caps.per_recipt: unknown key"),
+        ('[[tiers]]\nname = "Base"\nthreshold = "0"\nmultiplier = 1.25', "tiers[0].multiplier: write 1.25 as a string"),
+        ('[[tiers]]\nname = "Base"\nthreshold = "0"\nmultiplier = "0"', "tiers[0].multiplier: must be greater than 0"),
+        ('[[tiers]]\nname = "Base"\nthreshold = "0"\nmultiplier = "1.1234567"', "more than 6 fractional digits"),
+        ('[[tiers]]\nname = "Base"\nthreshold = "10"', "tiers[0].threshold: the first tier's threshold must be 0"),
+        ('[[tiers]]\nname = "A"\nthreshold = "0"\n[[tiers]]\nname = "B"\nthreshold = "500"\n'
+         '[[tiers]]\nname = "C"\nthreshold = "500"',
+         "tiers[2].threshold: must be greater than tiers[1].threshold (500)"),
+        ('[[tiers]]\nname = "A"\nthreshold = "0"\n[[tiers]]\nname = "A"\nthreshold = "5"',
+         "tiers[1].name: duplicate tier name 'A'"),
+        ('[[tiers]]\nname = "A"\nthreshold = "0"\n[[tiers]]\nname = "B"\nthreshold = "5.001"',
+         "tiers[1].threshold: 5.001 has more fractional digits than the currency (2)"),
+        ('[qualification]\nbasis = "visits"\n[[tiers]]\nname = "A"\nthreshold = "0"\n[[tiers]]\nname = "B"\nthreshold = "2.5"',
+         'tiers[1].threshold: must be a whole number for basis = "visits"'),
+        ('[qualification]\nperiod = "rolling_12_months"\nhold = "next_year"',
+         'qualification.hold: next_year needs period = "calendar_year"'),
+        ('[qualification]\nhold = "months"', "qualification.hold_months: required"),
+        ('[qualification]\nhold = "none"\nhold_months = 3', "qualification.hold_months: only allowed"),
+        ('[[promotions]]\nname = "P"\nmultiplier = "0.5"', "promotions[0].multiplier: must be at least 1"),
+        ('[[promotions]]\nname = "P"\nmultiplier = "2"\nhours = "14:00-10:00"',
+         "an overnight window is two promotions"),
+        ('[[promotions]]\nname = "P"\nmultiplier = "2"\nhours = "10-14"', 'hours must look like "10:00-14:00"'),
+        ('[[promotions]]\nname = "P"\nmultiplier = "2"\nweekdays = ["sat", "funday"]', "promotions[0].weekdays[1]"),
+        ('[[promotions]]\nname = "P"\nmultiplier = "2"\nstart = 2025-06-02\nend = 2025-06-01',
+         "end 2025-06-01 is before start 2025-06-02"),
+        ('[[promotions]]\nname = "P"\nmultiplier = "2"\ntiers = ["Platinum"]', "promotions[0].tiers: unknown tier 'Platinum'"),
+        ('[[promotions]]\nname = "P"\nmultiplier = "2"\nmin_basket = "20.005"', "promotions[0].min_basket: 20.005 has more"),
+        ('[[basket_bonuses]]\npoints = 5', "basket_bonuses[0]: a basket bonus needs min_items, min_amount or both"),
+        ('[[visit_bonuses]]\nnth = 0\npoints = 5', "visit_bonuses[0].nth"),
+    ],
+)
+def test_each_kind_of_error_names_its_path(addition, expected):
+    issues = errors_of(MINIMAL + addition)
+    assert any(expected in issue for issue in issues), issues
+
+
+def test_missing_sections_and_bad_program_fields():
+    issues = errors_of('[program]\nname = "X"\ncurrency = "eur"\nminor_units = 2\ntimezone = "Mars/Base"\n')
+    assert "earning: required section [earning] is missing" in issues
+    assert any(issue.startswith("program.currency") for issue in issues)
+    assert any("unknown IANA time zone 'Mars/Base'" in issue for issue in issues)
+
+
+def test_excluded_category_with_a_multiplier_is_a_contradiction():
+    text = MINIMAL + 'exclude_categories = ["tobacco"]\n[earning.category_multipliers]\ntobacco = "2"\n'
+    assert any("earning.category_multipliers.tobacco" in issue for issue in errors_of(text))
+
+
+def test_all_errors_are_reported_at_once():
+    text = MINIMAL.replace('points_per_unit = "1"', 'points_per_unit = 1.5\nrounding = "up"') + (
+        '[caps]\nper_day = 5\n'
+        '[[tiers]]\nname = "A"\nthreshold = "10"\n'
+        '[[basket_bonuses]]\npoints = 1\n'
+        '[qualification]\nhold = "months"\n'
+    )
+    issues = errors_of(text)
+    paths = {issue.split(":")[0] for issue in issues}
+    assert {"earning.points_per_unit", "earning.rounding", "caps.per_day", "tiers[0].threshold",
+            "basket_bonuses[0]", "qualification.hold_months"} <= paths
+
+
+def test_not_toml_and_unreadable_file(tmp_path):
+    assert any("not valid TOML" in issue for issue in errors_of("[program\n"))
+    with pytest.raises(ProgramError, match="cannot read the file"):
+        load_program(tmp_path / "missing.toml")
+    (tmp_path / "latin1.toml").write_bytes("name = 'Caf\xe9'".encode("latin-1"))
+    with pytest.raises(ProgramError, match="not UTF-8"):
+        load_program(tmp_path / "latin1.toml")
+
+
+def test_combined_rates_are_exact_integers_over_one_denominator():
+    program = load_program(CASES / "verde_club.toml")
+    denominator, numerators = combined_rates(program)
+    # 1 point per RON = 1/100 per ban; Silver 1.25 × own_brand 2 × promotion 2 × birthday 2
+    silver, own_brand = 1, 1 + program.named_categories().index("own_brand")
+    assert numerators[(silver, own_brand, 1, True)] * 100 == denominator * Decimal("10")
+
+
+def test_rates_beyond_the_exact_bound_are_rejected():
+    text = MINIMAL.replace('points_per_unit = "1"', 'points_per_unit = "0.000007"') + (
+        '[[tiers]]\nname = "A"\nthreshold = "0"\nmultiplier = "1.000003"\n'
+        '[[tiers]]\nname = "B"\nthreshold = "1"\nmultiplier = "1.000009"\n'
+        '[[promotions]]\nname = "P"\nmultiplier = "1.000007"\n'
+        '[[promotions]]\nname = "Q"\nmultiplier = "1.000011"\n'
+        '[earning.category_multipliers]\na = "0.000013"\nb = "0.000017"\n'
+    ).replace("[earning.category_multipliers]", "[earning.category_multipliers]", 1)
+    text = text.replace('points_per_unit = "0.000007"', 'points_per_unit = "0.000007"\nbirthday_multiplier = "1.000019"')
+    issues = errors_of(text)
+    assert any("bound 2^62" in issue for issue in issues), issues

@@ -1,0 +1,50 @@
+"""The kernel's C types and state record agree with the numpy dtypes that stand for them."""
+import numpy as np
+import pytest
+
+from fidelis.core import _kernel
+from fidelis.core.compiled import BASIS_CODES, HOLD_CODES, PERIOD_CODES, ROUNDING_CODES
+from fidelis.core.state import CUSTOMER_STATE_DTYPE, KERNEL_DTYPES, NEVER
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_DTYPES))
+def test_unit_type_width_matches_numpy_dtype(name):
+    assert _kernel.type_sizes()[name] == KERNEL_DTYPES[name].itemsize
+
+
+def test_customer_state_record_layout_matches_dtype():
+    layout = _kernel.customer_state_layout()
+    assert layout.pop("itemsize") == CUSTOMER_STATE_DTYPE.itemsize
+    assert layout == {name: CUSTOMER_STATE_DTYPE.fields[name][1] for name in CUSTOMER_STATE_DTYPE.names}
+
+
+def test_customer_state_record_is_compact():
+    assert CUSTOMER_STATE_DTYPE.itemsize <= 40
+
+
+def test_never_is_smallest_int32():
+    assert NEVER == np.iinfo(np.int32).min
+
+
+#: The program file's words and the kernel enum members they compile to.
+KERNEL_MEMBER = {
+    "floor": "FLOOR", "half_up": "HALF_UP", "half_even": "HALF_EVEN",
+    "spend": "SPEND", "visits": "VISITS", "points": "POINTS",
+    "calendar_year": "CALENDAR_YEAR", "rolling_12_months": "ROLLING_12_MONTHS",
+    "none": "HOLD_NONE", "next_year": "HOLD_NEXT_YEAR", "months": "HOLD_MONTHS",
+}
+
+
+@pytest.mark.parametrize(
+    "codes, enum",
+    [
+        (ROUNDING_CODES, _kernel.Rounding),
+        (BASIS_CODES, _kernel.Basis),
+        (PERIOD_CODES, _kernel.Period),
+        (HOLD_CODES, _kernel.Hold),
+    ],
+)
+def test_compiled_codes_match_kernel_enums(codes, enum):
+    assert len(codes) == len(enum)
+    for word, code in codes.items():
+        assert enum[KERNEL_MEMBER[word]] == code
