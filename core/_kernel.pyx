@@ -466,9 +466,14 @@ cdef int _score_loop(
         if ahead < receipt_stop:
             upcoming = customer_index[ahead]
             if upcoming >= 0:
+                # a 40-byte record may straddle two cache lines: fetch both ends
                 prefetch(&states[upcoming])
+                prefetch(<char *> &states[upcoming] + sizeof(customer_state_t) - 1)
                 if has_rolling:
                     prefetch(&rolling_totals[upcoming * 12])
+                    prefetch(&rolling_totals[upcoming * 12 + 11])
+                if has_reached:
+                    prefetch(&tier_reached_month[upcoming * T])
 
         customer = customer_index[r]
         if customer < 0:
