@@ -1,0 +1,157 @@
+"""The compiled kernel agrees with the reference, and its state carries across batches exactly."""
+import datetime as dt
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fidelis.core import kernel, reference
+from fidelis.core.compiled import compile_program
+from fidelis.core.errors import ScoringError
+from fidelis.core.program import parse_program
+from fidelis.core.scores import Scores
+from fidelis.core.state import CustomerState
+
+from .conftest import build_batch, build_customers
+from .strategies import birth_dates, programs, receipt_rows
+
+equivalence = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def describe(program, rows, receipt_ids, compiled: Scores, expected: Scores) -> str:
+    differing = [
+        i for i in range(len(expected))
+        if any(getattr(compiled, name)[i] != getattr(expected, name)[i] for name in ("tier", "points", "rate_points",
+                                                                                       "basket_points", "visit_points",
+                                                                                       "welcome_points", "cap_points"))
+    ]
+    first = differing[0]
+    return (
+        f"receipt {receipt_ids[first]}: kernel {compiled[first:first + 1]} != reference {expected[first:first + 1]}\n"
+        f"program:\n{program.text}\nrows: {rows}"
+    )
+
+
+@equivalence
+@given(data=st.data())
+def test_kernel_equals_reference_on_random_programs_and_receipts(data):
+    program = data.draw(programs())
+    rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
+    customers = build_customers(data.draw(birth_dates))
+    batch = build_batch(rows, program.info.timezone, program.info.minor_units)
+
+    expected = reference.score_batch(program, batch, customers)
+    compiled = kernel.score_history(program, batch, customers)
+    assert compiled.equals(expected), describe(program, rows, batch.receipt_id.to_pylist(), compiled, expected)
+
+
+@equivalence
+@given(data=st.data())
+def test_chunked_and_restored_state_equal_one_pass(data):
+    program = data.draw(programs())
+    rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
+    customers = build_customers(data.draw(birth_dates))
+    batch = build_batch(rows, program.info.timezone, program.info.minor_units)
+    compiled = compile_program(program)
+    whole = kernel.score(batch, compiled, kernel.new_state(compiled, customers))
+
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(batch)), max_size=4)))
+    state = kernel.new_state(compiled, customers)
+    parts = []
+    for start, stop in zip([0, *cuts], [*cuts, len(batch)]):
+        parts.append(kernel.score(batch.slice(start, stop), compiled, state))
+        state = CustomerState.from_bytes(state.to_bytes())  # as if the process restarted here
+    assert Scores.concatenate(parts).equals(whole)
+
+
+@equivalence
+@given(data=st.data())
+def test_two_threads_equal_one(data):
+    program = data.draw(programs())
+    rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
+    batch = build_batch(rows, program.info.timezone, program.info.minor_units)
+    compiled = compile_program(program)
+    one = kernel.score(batch, compiled, kernel.new_state(compiled))
+    two = kernel.score(batch, compiled, kernel.new_state(compiled), threads=2)
+    assert two.equals(one)
+
+
+@equivalence
+@given(data=st.data())
+def test_status_as_of_equals_reference(data):
+    program = data.draw(programs())
+    rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
+    batch = build_batch(rows, program.info.timezone, program.info.minor_units)
+    compiled = compile_program(program)
+    state = kernel.new_state(compiled)
+    kernel.score(batch, compiled, state)
+    history = reference.ReferenceHistory()
+    reference.score_batch(program, batch, None, history)
+
+    last_day = int(batch.local_day.max())
+    as_of = dt.date(1970, 1, 1) + dt.timedelta(days=last_day + data.draw(st.integers(1, 500)))
+    month = (as_of.year - 1970) * 12 + as_of.month - 1
+    statuses = kernel.status_as_of(compiled, state, month)
+    for customer_id in state.customer_ids:
+        expected = reference.status_as_of(program, history, customer_id, as_of.replace(day=1))
+        assert statuses[state.lookup(customer_id)] == expected, (customer_id, as_of)
+
+
+def test_reused_output_buffers_are_overwritten(verde_club, make_batch):
+    rows = [("A", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "10.00"),
+            ("B", None, "S1", "2025-06-09T11:00", "grocery", 1, "10.00")]
+    batch = make_batch(rows)
+    compiled = compile_program(verde_club)
+    out = Scores.empty(5)
+    for array in (out.points, out.rate_points):
+        array[:] = 999
+    result = kernel.score(batch, compiled, kernel.new_state(compiled), out=out)
+    assert result.points.tolist() == [110, 0]
+    assert result.tier.tolist() == [0, -1]
+    with pytest.raises(ValueError, match="hold 1 receipts, the batch has 2"):
+        kernel.score(batch, compiled, kernel.new_state(compiled), out=Scores.empty(1))
+
+
+def test_receipt_older_than_the_customers_history_is_refused(verde_club, make_batch):
+    compiled = compile_program(verde_club)
+    state = kernel.new_state(compiled)
+    kernel.score(make_batch([("A", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "10.00")]), compiled, state)
+    late = make_batch([("B", "C1", "S1", "2025-06-08T10:00", "grocery", 1, "10.00")])
+    with pytest.raises(ScoringError, match="receipt 'B': the receipt is older"):
+        kernel.score(late, compiled, state)
+
+
+def test_amount_beyond_the_exact_bound_is_refused(verde_club, make_batch):
+    compiled = compile_program(verde_club)
+    huge = make_batch([("BIG", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "10000000000.01")])
+    with pytest.raises(ScoringError, match="receipt 'BIG': the eligible amount exceeds"):
+        kernel.score(huge, compiled, kernel.new_state(compiled))
+
+
+def test_wide_arithmetic_is_exact_at_the_bound(make_batch):
+    """A program whose numerators need 128-bit sums, scored at the largest allowed amount."""
+    program = parse_program(
+        '[program]\nname = "W"\ncurrency = "EUR"\nminor_units = 2\ntimezone = "UTC"\n'
+        '[earning]\npoints_per_unit = "1.000001"\nrounding = "half_even"\n'
+        '[[tiers]]\nname = "A"\nthreshold = "0"\nmultiplier = "1.000003"\n'
+    )
+    compiled = compile_program(program)
+    assert compiled.wide
+    rows = [("W1", "C1", "S1", "2025-01-01T10:00:00", "x", 1, "9999999999.99")]
+    batch = make_batch(rows, "UTC")
+    scores = kernel.score(batch, compiled, kernel.new_state(compiled))
+    expected = reference.score_batch(program, batch)
+    assert scores.equals(expected)
+    assert int(scores.rate_points[0]) == round(999999999999 * 1000001 * 1000003 // 10**12 // 100)
+
+
+def test_threads_split_customers_without_changing_results(verde_club, make_batch):
+    rows = [(f"R{i:03d}", f"C{i % 7}", "S1", f"2025-06-{1 + i % 28:02d}T{8 + i % 12:02d}:00", "grocery", 1 + i % 3, "12.50")
+            for i in range(200)]
+    batch = make_batch(rows)
+    compiled = compile_program(verde_club)
+    one = kernel.score(batch, compiled, kernel.new_state(compiled))
+    for threads in (2, 3, 8):
+        assert kernel.score(batch, compiled, kernel.new_state(compiled), threads=threads).equals(one)
+    assert np.all(one.points > 0)
