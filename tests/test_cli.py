@@ -1,0 +1,132 @@
+"""The ``fidelis`` command line, end to end on files."""
+import csv
+import tomllib
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from fidelis.core.cli import cli
+
+from .conftest import CASES_DIR, load_case
+
+ROOT = Path(__file__).parent.parent
+HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def worked_example(tmp_path):
+    """PROGRAM.md §5 as the files a chain would hand over."""
+    path = CASES_DIR / "worked_example.toml"
+    case = load_case(path)
+    receipts = tmp_path / "receipts.csv"
+    with receipts.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(tomllib.loads(path.read_text())["receipts"])
+    return case, receipts
+
+
+@pytest.mark.parametrize("engine", ["compiled", "reference"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_score_reproduces_the_worked_example(runner, worked_example, tmp_path, engine, suffix):
+    case, receipts = worked_example
+    output = tmp_path / f"scores{suffix}"
+    result = runner.invoke(cli, ["score", str(CASES_DIR / "verde_club.toml"), str(receipts), "-o", str(output),
+                                 "--engine", engine])
+    assert result.exit_code == 0, result.output
+    if suffix == ".csv":
+        with output.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        rows = pq.read_table(output).to_pylist()
+    assert [row["receipt_id"] for row in rows] == [row.receipt_id for row in case.expected]
+    for row, expected in zip(rows, case.expected):
+        assert row["tier"] == expected.tier
+        for column in ("rate_points", "basket_points", "visit_points", "welcome_points", "cap_points", "points"):
+            assert int(row[column]) == getattr(expected, column), (row["receipt_id"], column)
+    assert "Scored 5 receipts" in result.output
+
+
+def test_score_reports_bad_input_without_a_traceback(runner, tmp_path):
+    receipts = tmp_path / "bad.csv"
+    receipts.write_text(",".join(HEADER) + "\nR1,C1,S1,2025-06-07T10:00,grocery,0,10.00\n")
+    result = runner.invoke(cli, ["score", str(CASES_DIR / "verde_club.toml"), str(receipts), "-o",
+                                 str(tmp_path / "out.csv")])
+    assert result.exit_code == 1
+    assert "bad.csv" in result.output and "qty" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_program_check_prints_summary_or_every_error(runner, tmp_path):
+    good = runner.invoke(cli, ["program", "check", str(CASES_DIR / "verde_club.toml")])
+    assert good.exit_code == 0
+    assert "Verde Club" in good.output and "OK" in good.output
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[program]\nname = "X"\ncurrency = "EUR"\nminor_units = 2\ntimezone = "UTC"\n'
+                   '[earning]\npoints_per_unit = 1.5\nrounding = "up"\n')
+    result = runner.invoke(cli, ["program", "check", str(bad)])
+    assert result.exit_code == 1
+    assert "bad.toml: 2 errors" in result.output
+    assert "earning.points_per_unit" in result.output and "earning.rounding" in result.output
+
+
+def test_generate_writes_a_chain_that_scores(runner, tmp_path):
+    chain = tmp_path / "chain"
+    result = runner.invoke(cli, ["generate", "--receipts", "3000", "-o", str(chain), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in chain.iterdir()} >= {"receipts.csv", "customers.csv", "program.toml"}
+    scored = runner.invoke(cli, ["score", str(chain / "program.toml"), str(chain / "receipts.csv"),
+                                 "--customers", str(chain / "customers.csv"), "-o", str(tmp_path / "s.parquet"), "-q"])
+    assert scored.exit_code == 0, scored.output
+    assert pq.read_table(tmp_path / "s.parquet").num_rows == 3000
+
+
+def test_engines_agree_on_a_synthetic_chain(runner, tmp_path):
+    chain = tmp_path / "chain"
+    runner.invoke(cli, ["generate", "--receipts", "4000", "-o", str(chain)])
+    tables = []
+    for engine in ("compiled", "reference"):
+        output = tmp_path / f"{engine}.parquet"
+        result = runner.invoke(cli, ["score", str(chain / "program.toml"), str(chain / "receipts.csv"),
+                                     "--customers", str(chain / "customers.csv"), "-o", str(output),
+                                     "--engine", engine, "-q"])
+        assert result.exit_code == 0, result.output
+        tables.append(pq.read_table(output))
+    assert tables[0].equals(tables[1])
+
+
+def test_demo_runs_and_tours(runner, tmp_path):
+    result = runner.invoke(cli, ["demo", "--receipts", "3000", "--dir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    for expected in ("Scored 3,000 receipts", "Receipts by status tier", "Points by rule", "Try next"):
+        assert expected in result.output
+
+
+def commands(group, prefix=()):
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from commands(command, prefix + (name,))
+        else:
+            yield prefix + (name,)
+
+
+@pytest.mark.parametrize("command", list(commands(cli)), ids=" ".join)
+def test_every_command_has_help_and_is_in_the_readme(runner, command):
+    result = runner.invoke(cli, [*command, "-h"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+    assert f"fidelis {' '.join(command)}" in (ROOT / "README.md").read_text()
+
+
+def test_version(runner):
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and "fidelis" in result.output
