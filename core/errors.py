@@ -68,7 +68,7 @@ class InputError(FidelisError):
         self.problems = list(problems)
         self.total = len(self.problems) if total is None else total
         shown = self.problems[: self.MAX_LISTED]
-        lines = [f"{self.total} bad row{'s' if self.total != 1 else ''} in the input:"]
+        lines = [f"{self.total} problem{'s' if self.total != 1 else ''} in the input:"]
         lines += [f"  {problem}" for problem in shown]
         if self.total > len(shown):
             lines.append(f"  … and {self.total - len(shown)} more")
