@@ -30,6 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .localtime import MICROS_PER_SECOND, Transitions, local_calendar, local_to_instant_us, transitions
+
 MINOR_UNITS = 2
 SECONDS_PER_DAY = 86_400
 _EPOCH = dt.date(1970, 1, 1)
@@ -247,7 +249,7 @@ def chain_columns(
     store_count = default_store_count(receipt_count) if store_count is None else store_count
     if customer_count < 1 or store_count < 1:
         raise ValueError("customer_count and store_count must be ≥ 1")
-    zone = zoneinfo.ZoneInfo(timezone)
+    zoneinfo.ZoneInfo(timezone)  # an unknown zone fails here, before any work
     end = _add_years(start, years)
     streams = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(6)]
     stores_rng, customers_rng, receipts_rng, times_rng, lines_rng, dst_rng = streams
@@ -323,15 +325,15 @@ def chain_columns(
         style_draw < OFFSET_TS_SHARE, 1, np.where(style_draw < OFFSET_TS_SHARE + UTC_TS_SHARE, 2, 0)
     ).astype(np.int8)
 
-    transitions = _Transitions.scan(zone, start_day - 2, end_day + 2)
-    instant_s = written_local_s - transitions.offset_for_local(written_local_s)
+    instant_s = _instants_s(written_local_s, timezone)
 
     # Night receipts at 24-hour stores inside each DST gap and overlap, so that every chain
     # whose range includes a transition exercises both rules. Candidates are customers who
     # joined before the range (or anonymous) so moving a receipt keeps it after joined_on.
     joined_early = np.where(named, join_offset_days[np.maximum(customer_index, 0)] <= 0, True)
     candidates = np.flatnonzero(all_day & joined_early)
-    windows = transitions.local_windows(start_day * SECONDS_PER_DAY, end_day * SECONDS_PER_DAY)
+    found = transitions(timezone, start.year - 1, end.year + 1)
+    windows = _dst_windows(found, start_day * SECONDS_PER_DAY, end_day * SECONDS_PER_DAY)
     per_window = int(np.clip(receipt_count // 5000, 2, 40))
     if windows and len(candidates):
         chosen = dst_rng.choice(candidates, min(len(candidates), per_window * len(windows)), replace=False)
@@ -341,7 +343,7 @@ def chain_columns(
                 break
             written_local_s[picked] = dst_rng.integers(window_start, window_end, len(picked))
             ts_style[picked] = 0
-            instant_s[picked] = written_local_s[picked] - transitions.offset_for_local(written_local_s[picked])
+            instant_s[picked] = _instants_s(written_local_s[picked], timezone)
             if not is_gap:
                 # Half of the overlap receipts happened in the second occurrence of the
                 # hour; only an explicit offset can say so.
@@ -355,9 +357,7 @@ def chain_columns(
     instant_s, written_local_s, ts_style = instant_s[order], written_local_s[order], ts_style[order]
     receipt_number = _numbers_per_till(store_index, till, receipts_rng)
 
-    local_s = instant_s + transitions.offset_at(instant_s)
-    local_day = np.floor_divide(local_s, SECONDS_PER_DAY)
-    local_month = local_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int32)
+    calendar = local_calendar(instant_s * MICROS_PER_SECOND, timezone)
 
     # Lines: generated in final receipt order so no 30-million-row permutation is needed.
     lines = _lines(
@@ -368,10 +368,10 @@ def chain_columns(
         store_index=store_index,
         till=till,
         receipt_number=receipt_number,
-        instant_us=instant_s * 1_000_000,
-        local_day=local_day.astype(np.int32),
-        local_minute=(np.mod(local_s, SECONDS_PER_DAY) // 60).astype(np.int16),
-        local_month=local_month,
+        instant_us=instant_s * MICROS_PER_SECOND,
+        local_day=calendar.local_day,
+        local_minute=calendar.local_minute,
+        local_month=calendar.local_month,
         written_local_s=written_local_s,
         ts_style=ts_style,
         customer_number=customer_number,
@@ -680,61 +680,20 @@ def write_chain(
 # --- time -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Transitions:
-    """A zone's UTC offset changes over a range, for vectorised local <-> instant conversion.
+def _dst_windows(found: Transitions, first_local_s: int, end_local_s: int) -> list[tuple[int, int, int, bool]]:
+    """``(start, end, offset after, is_gap)`` of each DST gap or overlap, in local seconds."""
+    windows = []
+    for k, utc in enumerate(found.instant_s):
+        before, after = int(found.offset_s[k]), int(found.offset_s[k + 1])
+        window = (int(utc) + min(before, after), int(utc) + max(before, after))
+        if first_local_s <= window[0] and window[1] <= end_local_s:
+            windows.append((*window, after, after > before))
+    return windows
 
-    ``offsets[k]`` is in force from ``utc_s[k - 1]`` (inclusive) to ``utc_s[k]``; there is
-    one more offset than transitions.
-    """
 
-    utc_s: np.ndarray
-    offsets: np.ndarray
-
-    @classmethod
-    def scan(cls, zone: zoneinfo.ZoneInfo, first_day: int, last_day: int) -> "_Transitions":
-        """Find every offset change by probing hourly and bisecting to the second."""
-
-        def offset(t: int) -> int:
-            moment = dt.datetime.fromtimestamp(t, dt.timezone.utc).astimezone(zone)
-            return int(moment.utcoffset().total_seconds())
-
-        first, last = first_day * SECONDS_PER_DAY, last_day * SECONDS_PER_DAY
-        offsets = [offset(first)]
-        times: list[int] = []
-        for t in range(first + 3600, last + 1, 3600):
-            current = offset(t)
-            if current != offsets[-1]:
-                low, high = t - 3600, t  # offset(low) is the old one, offset(high) the new
-                while high - low > 1:
-                    middle = (low + high) // 2
-                    low, high = (middle, high) if offset(middle) == offsets[-1] else (low, middle)
-                times.append(high)
-                offsets.append(current)
-        return cls(np.array(times, dtype=np.int64), np.array(offsets, dtype=np.int64))
-
-    def offset_at(self, instant_s: np.ndarray) -> np.ndarray:
-        return self.offsets[np.searchsorted(self.utc_s, instant_s, side="right")]
-
-    def offset_for_local(self, local_s: np.ndarray) -> np.ndarray:
-        """The offset to read a naive local time with (PROGRAM.md §1).
-
-        A time in a gap is read with the offset before the gap (so it moves forward by the
-        gap), an ambiguous one with the offset before the overlap (its first occurrence):
-        either way the earlier offset holds until ``utc + max(before, after)`` local.
-        """
-        switch_local = self.utc_s + np.maximum(self.offsets[:-1], self.offsets[1:])
-        return self.offsets[np.searchsorted(switch_local, local_s, side="right")]
-
-    def local_windows(self, first_local_s: int, end_local_s: int) -> list[tuple[int, int, int, bool]]:
-        """``(start, end, offset after, is_gap)`` of each gap or overlap in local seconds."""
-        windows = []
-        for k, utc in enumerate(self.utc_s):
-            before, after = int(self.offsets[k]), int(self.offsets[k + 1])
-            window = (int(utc) + min(before, after), int(utc) + max(before, after))
-            if first_local_s <= window[0] and window[1] <= end_local_s:
-                windows.append((*window, after, after > before))
-        return windows
+def _instants_s(local_s: np.ndarray, timezone: str) -> np.ndarray:
+    """Instants of naive local times by PROGRAM.md's rule (gaps forward, overlaps first)."""
+    return local_to_instant_us(local_s * MICROS_PER_SECOND, timezone) // MICROS_PER_SECOND
 
 
 def _timestamps(columns: ChainColumns) -> pa.Array:
