@@ -236,9 +236,8 @@ def chain_columns(
 ) -> ChainColumns:
     """Generate a chain as numpy columns, without any text (the fast path for benchmarks).
 
-    Every step is vectorised over customers, receipts or lines; the only Python loops probe
-    the time zone hourly to find its transitions, place a few receipts in each DST gap and
-    overlap, and walk the catalogue's categories. Each stage draws from its own seeded
+    Every step is vectorised over customers, receipts or lines; the only Python loops place
+    a few receipts in each DST gap and overlap and walk the catalogue's categories. Each stage draws from its own seeded
     stream, so changing one stage does not reshuffle the others.
     """
     if receipt_count < 0:
