@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from .batch import CustomerTable, ReceiptBatch
@@ -80,14 +81,22 @@ def score_files(
     from .io import read_customers, read_receipts
 
     program = load_program(program_file)
-    batch = read_receipts(
-        [Path(path) for path in receipt_files],
-        timezone=program.info.timezone,
-        minor_units=program.info.minor_units,
-    )
+    paths = [Path(path) for path in receipt_files]
+    with tqdm(total=len(paths), unit=" files", desc="reading", disable=not progress) as bar:
+        rows_read = 0
+
+        def file_read(name: str, rows: int) -> None:
+            nonlocal rows_read
+            rows_read += rows
+            bar.set_postfix_str(f"{rows_read:,} rows")
+            bar.update(1)
+
+        batch = read_receipts(
+            paths, timezone=program.info.timezone, minor_units=program.info.minor_units, progress=file_read
+        )
     customers = read_customers(Path(customers_file)) if customers_file else None
     scores = score_batch(program, batch, customers, engine=engine, threads=threads, progress=progress)
     tier_names = [tier.name for tier in program.tiers]
     table = scores.to_table(batch.receipt_id, batch.customer_id, tier_names)
-    customer_count = len(set(batch.customer_id.drop_null().unique().to_pylist()))
+    customer_count = pc.count_distinct(batch.customer_id, mode="only_valid").as_py()
     return ScoreResult(table=table, scores=scores, customer_count=customer_count, tier_names=tier_names)
