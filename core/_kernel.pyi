@@ -4,9 +4,6 @@ from typing import Any
 
 import numpy as np
 
-MAX_RECEIPT_AMOUNT_MINOR: int
-MAX_POINTS_PER_RECEIPT: int
-
 class KernelStatus(IntEnum):
     OK = 0
     AMOUNT_OUT_OF_RANGE = 1
@@ -38,6 +35,7 @@ def score_receipts(
     customer_index: np.ndarray,
     store_code: np.ndarray,
     store_class_of_code: np.ndarray,
+    instant_us: np.ndarray,
     local_day: np.ndarray,
     local_minute: np.ndarray,
     local_month: np.ndarray,

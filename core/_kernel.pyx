@@ -1,17 +1,18 @@
-# cython: language_level=3
 """The compiled scoring kernel: PROGRAM.md §3–§4 over a columnar batch in one pass.
 
 Invariants (the Python wrapper in kernel.py establishes them; the kernel trusts them):
 - receipts are in processing order (instant, then receipt id); each customer's receipts are
-  therefore in order, and a receipt older (by local day) than the customer's last visit stops
+  therefore in order, and a receipt older (by instant) than the customer's last one stops
   the kernel with OUT_OF_ORDER instead of rewriting history;
+- local days and months are ≥ 0 (the readers accept no local date before 1970);
 - every index (customer, store class, category class) is within its table;
 - all arithmetic is exact: line amounts and a receipt's eligible amount are at most
-  MAX_RECEIPT_AMOUNT_MINOR (10^12), rate numerators and the common denominator at most 2^62
-  (program validation), so Σ amount × numerator fits int64 when the program's largest
-  numerator allows it (``wide = False``) and __int128 otherwise; points per receipt are at
-  most MAX_POINTS_PER_RECEIPT and running totals are overflow-checked. Anything beyond a
-  bound returns a status code; nothing wraps.
+  the program's amount bound (10^12, fidelis.core.program.MAX_RECEIPT_AMOUNT_MINOR), rate
+  numerators and the common denominator at most 2^62 (program validation), so
+  Σ amount × numerator fits int64 when the program's largest numerator allows it
+  (``wide = False``) and __int128 otherwise; rate points per receipt are at most the points
+  bound and running totals are overflow-checked. Anything beyond a bound returns a status
+  code, before the customer's state is touched; nothing wraps.
 - with ``shard_count > 1`` each call scores only customers with ``index % shard_count ==
   shard``; calls on different shards touch disjoint state and output slots, so they run
   concurrently without locks (anonymous receipts belong to shard 0).
@@ -22,7 +23,7 @@ from libc.stdlib cimport malloc, free
 import numpy
 
 from _types cimport (
-    amount_minor_t, points_t, measure_t, customer_index_t, day_t, month_t, minute_t,
+    amount_minor_t, points_t, measure_t, instant_us_t, customer_index_t, day_t, month_t, minute_t,
     tier_index_t, customer_state_t, NEVER, WELCOMED,
 )
 
@@ -68,11 +69,6 @@ cpdef enum Hold:
 cdef enum:
     PREFETCH_DISTANCE = 16   # receipts ahead whose customer state is prefetched
 
-MAX_RECEIPT_AMOUNT_MINOR = 10**12
-MAX_POINTS_PER_RECEIPT = 10**15
-cdef amount_minor_t AMOUNT_BOUND = 10**12
-cdef points_t POINTS_BOUND = 10**15
-
 
 ctypedef struct program_tables_t:
     # scalars
@@ -80,6 +76,8 @@ ctypedef struct program_tables_t:
     int32_t hold_months
     int32_t tier_count, category_class_count, promotion_level_count, store_class_count
     int64_t denominator
+    amount_minor_t amount_bound         # largest line or eligible amount scored exactly
+    points_t points_bound               # largest rate points of one receipt
     bint wide
     bint promotions_need_basket         # some promotion has a min_basket condition
     int8_t has_birthday
@@ -94,8 +92,6 @@ ctypedef struct program_tables_t:
     # promotions, in order of decreasing multiplier
     int32_t promotion_count
     const int32_t *promotion_level      # [p] -> level in the rate table (1 + program index)
-    const day_t *promotion_first_day    # [p] inclusive
-    const day_t *promotion_last_day     # [p] inclusive
     const uint8_t *promotion_weekdays   # [p] bit d set = weekday d (0 = Monday) allowed
     const minute_t *promotion_minute_start  # [p] inclusive
     const minute_t *promotion_minute_end    # [p] exclusive
@@ -184,51 +180,61 @@ cdef inline tier_index_t status_at(
 
 
 cdef inline int record_visit(
-    const program_tables_t *tables, customer_history_t *history,
+    const program_tables_t *tables, customer_history_t *history, instant_us_t instant_us,
     day_t day, month_t month, measure_t measure, points_t earned_points
 ) noexcept nogil:
-    """Fold a scored sale receipt into the customer's state; returns a KernelStatus."""
+    """Fold a scored sale receipt into the customer's state; returns a KernelStatus.
+
+    Every sum is computed and overflow-checked before anything is written, so a receipt
+    the kernel refuses leaves the customer's state as it was.
+    """
     cdef customer_state_t *record = history.record
     cdef month_t last = record.last_visit_month
     cdef month_t m
     cdef tier_index_t reached, tier
-    cdef long long total
-    # qualifying totals
+    cdef long long qualifying_total, previous_year_total = record.previous_year_total
+    cdef long long month_total = 0, day_earned
+    # the measure joins this month's (rolling) or this year's (calendar) total
     if tables.period == CALENDAR_YEAR:
+        qualifying_total = record.qualifying_total
         if last == NEVER or month // 12 > last // 12 + 1:
-            record.previous_year_total = 0
-            record.qualifying_total = 0
+            previous_year_total = 0
+            qualifying_total = 0
         elif month // 12 == last // 12 + 1:
-            record.previous_year_total = record.qualifying_total
-            record.qualifying_total = 0
-        if add_overflows(record.qualifying_total, measure, &total):
+            previous_year_total = qualifying_total
+            qualifying_total = 0
+        if add_overflows(qualifying_total, measure, &qualifying_total):
             return TOTAL_OUT_OF_RANGE
-        record.qualifying_total = total
     else:
+        if last == month:
+            month_total = history.rolling_totals[month % 12]
+        if add_overflows(month_total, measure, &month_total):
+            return TOTAL_OUT_OF_RANGE
+    day_earned = earned_points
+    if record.last_visit_day == day and add_overflows(record.day_earned_points, earned_points, &day_earned):
+        return TOTAL_OUT_OF_RANGE
+
+    # nothing can fail from here on
+    if tables.period == CALENDAR_YEAR:
+        record.qualifying_total = qualifying_total
+        record.previous_year_total = previous_year_total
+    else:
+        # clear the slots of months without receipts since the last one (a full year: all)
         if last == NEVER or month - last >= 12:
             for m in range(12):
                 history.rolling_totals[m] = 0
         else:
             m = last + 1
-            while m <= month:
+            while m < month:
                 history.rolling_totals[m % 12] = 0
                 m += 1
-        if add_overflows(history.rolling_totals[month % 12], measure, &total):
-            return TOTAL_OUT_OF_RANGE
-        history.rolling_totals[month % 12] = total
-    # visits in the month and points earned today
-    if last == month:
-        record.month_visit_count += 1
-    else:
-        record.month_visit_count = 1
-    if record.last_visit_day == day:
-        if add_overflows(record.day_earned_points, earned_points, &total):
-            return TOTAL_OUT_OF_RANGE
-        record.day_earned_points = total
-    else:
-        record.day_earned_points = earned_points
+        history.rolling_totals[month % 12] = month_total
+    record.month_visit_count = record.month_visit_count + 1 if last == month else 1
+    record.day_earned_points = day_earned
+    record.last_instant_us = instant_us
     record.last_visit_day = day
     record.last_visit_month = month
+    record.flags |= WELCOMED
     # the tier reached with this receipt (never a held status, so holds do not renew themselves)
     if tables.hold == HOLD_MONTHS:
         reached = tier_of(tables, qualifying_total_at(tables, history, month))
@@ -256,7 +262,7 @@ cdef inline int32_t promotion_segment(const program_tables_t *tables, day_t day,
     return low
 
 
-cdef inline int64_t round_narrow(int64_t numerator, int64_t denominator, int rounding) noexcept nogil:
+cdef inline int64_t round_narrow(int64_t numerator, int64_t denominator, int rounding, points_t bound) noexcept nogil:
     """``numerator / denominator`` (both ≥ 0) rounded once by the program's rule; -1 past the bound."""
     cdef int64_t quotient = numerator // denominator
     cdef int64_t remainder = numerator - quotient * denominator
@@ -266,10 +272,10 @@ cdef inline int64_t round_narrow(int64_t numerator, int64_t denominator, int rou
     elif rounding == HALF_EVEN:
         if 2 * remainder > denominator or (2 * remainder == denominator and (quotient & 1)):
             quotient += 1
-    return quotient if quotient <= POINTS_BOUND else -1
+    return quotient if quotient <= bound else -1
 
 
-cdef inline int64_t round_wide(wide_t numerator, int64_t denominator, int rounding) noexcept nogil:
+cdef inline int64_t round_wide(wide_t numerator, int64_t denominator, int rounding, points_t bound) noexcept nogil:
     """The same rounding for sums that need 128 bits."""
     cdef wide_t quotient = numerator / denominator
     cdef int64_t remainder = <int64_t>(numerator - quotient * denominator)
@@ -279,7 +285,75 @@ cdef inline int64_t round_wide(wide_t numerator, int64_t denominator, int roundi
     elif rounding == HALF_EVEN:
         if 2 * remainder > denominator or (2 * remainder == denominator and (quotient & 1)):
             quotient += 1
-    return <int64_t>quotient if quotient <= POINTS_BOUND else -1
+    return <int64_t>quotient if quotient <= bound else -1
+
+
+cdef int load_tables(program_tables_t *tables, object compiled) except -1:
+    """Point ``tables`` at a CompiledProgram's arrays (which ``compiled`` keeps alive)."""
+    cdef const measure_t[::1] tier_threshold = compiled.tier_threshold
+    cdef const int64_t[::1] rate_numerator = compiled.rate_numerator
+    cdef const uint8_t[::1] category_excluded = compiled.category_excluded
+    cdef const int32_t[::1] promotion_level = compiled.promotion_level
+    cdef const uint8_t[::1] promotion_weekdays = compiled.promotion_weekdays
+    cdef const minute_t[::1] promotion_minute_start = compiled.promotion_minute_start
+    cdef const minute_t[::1] promotion_minute_end = compiled.promotion_minute_end
+    cdef const uint64_t[::1] promotion_tiers = compiled.promotion_tiers
+    cdef const uint8_t[::1] promotion_any_store = compiled.promotion_any_store
+    cdef const uint8_t[::1] promotion_store = compiled.promotion_store
+    cdef const uint8_t[::1] promotion_category = compiled.promotion_category
+    cdef const amount_minor_t[::1] promotion_min_basket = compiled.promotion_min_basket
+    cdef const day_t[::1] segment_breakpoint = compiled.segment_breakpoint
+    cdef const int64_t[::1] segment_offsets = compiled.segment_offsets
+    cdef const int32_t[::1] segment_promotions = compiled.segment_promotions
+    cdef const int64_t[::1] basket_min_items = compiled.basket_min_items
+    cdef const amount_minor_t[::1] basket_min_amount = compiled.basket_min_amount
+    cdef const points_t[::1] basket_points = compiled.basket_points
+    cdef const int32_t[::1] visit_nth = compiled.visit_nth
+    cdef const points_t[::1] visit_points = compiled.visit_points
+
+    tables[0].rounding = compiled.rounding
+    tables[0].basis = compiled.basis
+    tables[0].period = compiled.period
+    tables[0].hold = compiled.hold
+    tables[0].hold_months = compiled.hold_months
+    tables[0].tier_count = compiled.tier_count
+    tables[0].category_class_count = compiled.category_class_count
+    tables[0].promotion_level_count = compiled.promotion_level_count
+    tables[0].store_class_count = compiled.store_class_count
+    tables[0].denominator = compiled.denominator
+    tables[0].amount_bound = compiled.amount_bound_minor
+    tables[0].points_bound = compiled.points_bound
+    tables[0].wide = compiled.wide
+    tables[0].promotions_need_basket = compiled.promotions_need_basket
+    tables[0].has_birthday = compiled.has_birthday
+    tables[0].welcome_points = compiled.welcome_points
+    tables[0].cap_per_receipt = compiled.cap_per_receipt
+    tables[0].cap_per_customer_day = compiled.cap_per_customer_day
+    tables[0].tier_threshold = &tier_threshold[0]
+    tables[0].rate_numerator = &rate_numerator[0]
+    tables[0].category_excluded = &category_excluded[0]
+    tables[0].promotion_count = compiled.promotion_count
+    tables[0].promotion_level = &promotion_level[0]
+    tables[0].promotion_weekdays = &promotion_weekdays[0]
+    tables[0].promotion_minute_start = &promotion_minute_start[0]
+    tables[0].promotion_minute_end = &promotion_minute_end[0]
+    tables[0].promotion_tiers = &promotion_tiers[0]
+    tables[0].promotion_any_store = &promotion_any_store[0]
+    tables[0].promotion_store = &promotion_store[0]
+    tables[0].promotion_category = &promotion_category[0]
+    tables[0].promotion_min_basket = &promotion_min_basket[0]
+    tables[0].breakpoint_count = compiled.breakpoint_count
+    tables[0].segment_breakpoint = &segment_breakpoint[0]
+    tables[0].segment_offsets = &segment_offsets[0]
+    tables[0].segment_promotions = &segment_promotions[0]
+    tables[0].basket_bonus_count = compiled.basket_bonus_count
+    tables[0].basket_min_items = &basket_min_items[0]
+    tables[0].basket_min_amount = &basket_min_amount[0]
+    tables[0].basket_points = &basket_points[0]
+    tables[0].visit_bonus_count = compiled.visit_bonus_count
+    tables[0].visit_nth = &visit_nth[0]
+    tables[0].visit_points = &visit_points[0]
+    return 0
 
 
 def score_receipts(
@@ -287,6 +361,7 @@ def score_receipts(
     const customer_index_t[::1] customer_index,
     const int32_t[::1] store_code,
     const int32_t[::1] store_class_of_code,
+    const instant_us_t[::1] instant_us,
     const day_t[::1] local_day,
     const minute_t[::1] local_minute,
     const month_t[::1] local_month,
@@ -318,71 +393,7 @@ def score_receipts(
     receipt the kernel stopped at (state reflects the receipts before it in this shard).
     """
     cdef program_tables_t tables
-    cdef const measure_t[::1] tier_threshold = compiled.tier_threshold
-    cdef const int64_t[::1] rate_numerator = compiled.rate_numerator
-    cdef const uint8_t[::1] category_excluded = compiled.category_excluded
-    cdef const int32_t[::1] promotion_level = compiled.promotion_level
-    cdef const day_t[::1] promotion_first_day = compiled.promotion_first_day
-    cdef const day_t[::1] promotion_last_day = compiled.promotion_last_day
-    cdef const uint8_t[::1] promotion_weekdays = compiled.promotion_weekdays
-    cdef const minute_t[::1] promotion_minute_start = compiled.promotion_minute_start
-    cdef const minute_t[::1] promotion_minute_end = compiled.promotion_minute_end
-    cdef const uint64_t[::1] promotion_tiers = compiled.promotion_tiers
-    cdef const uint8_t[::1] promotion_any_store = compiled.promotion_any_store
-    cdef const uint8_t[::1] promotion_store = compiled.promotion_store
-    cdef const uint8_t[::1] promotion_category = compiled.promotion_category
-    cdef const amount_minor_t[::1] promotion_min_basket = compiled.promotion_min_basket
-    cdef const day_t[::1] segment_breakpoint = compiled.segment_breakpoint
-    cdef const int64_t[::1] segment_offsets = compiled.segment_offsets
-    cdef const int32_t[::1] segment_promotions = compiled.segment_promotions
-    cdef const int64_t[::1] basket_min_items = compiled.basket_min_items
-    cdef const amount_minor_t[::1] basket_min_amount = compiled.basket_min_amount
-    cdef const points_t[::1] basket_points = compiled.basket_points
-    cdef const int32_t[::1] visit_nth = compiled.visit_nth
-    cdef const points_t[::1] visit_points = compiled.visit_points
-
-    tables.rounding = compiled.rounding
-    tables.basis = compiled.basis
-    tables.period = compiled.period
-    tables.hold = compiled.hold
-    tables.hold_months = compiled.hold_months
-    tables.tier_count = compiled.tier_count
-    tables.category_class_count = compiled.category_class_count
-    tables.promotion_level_count = compiled.promotion_level_count
-    tables.store_class_count = compiled.store_class_count
-    tables.denominator = compiled.denominator
-    tables.wide = compiled.wide
-    tables.promotions_need_basket = compiled.promotions_need_basket
-    tables.has_birthday = compiled.has_birthday
-    tables.welcome_points = compiled.welcome_points
-    tables.cap_per_receipt = compiled.cap_per_receipt
-    tables.cap_per_customer_day = compiled.cap_per_customer_day
-    tables.tier_threshold = &tier_threshold[0]
-    tables.rate_numerator = &rate_numerator[0]
-    tables.category_excluded = &category_excluded[0]
-    tables.promotion_count = compiled.promotion_count
-    tables.promotion_level = &promotion_level[0]
-    tables.promotion_first_day = &promotion_first_day[0]
-    tables.promotion_last_day = &promotion_last_day[0]
-    tables.promotion_weekdays = &promotion_weekdays[0]
-    tables.promotion_minute_start = &promotion_minute_start[0]
-    tables.promotion_minute_end = &promotion_minute_end[0]
-    tables.promotion_tiers = &promotion_tiers[0]
-    tables.promotion_any_store = &promotion_any_store[0]
-    tables.promotion_store = &promotion_store[0]
-    tables.promotion_category = &promotion_category[0]
-    tables.promotion_min_basket = &promotion_min_basket[0]
-    tables.breakpoint_count = compiled.breakpoint_count
-    tables.segment_breakpoint = &segment_breakpoint[0]
-    tables.segment_offsets = &segment_offsets[0]
-    tables.segment_promotions = &segment_promotions[0]
-    tables.basket_bonus_count = compiled.basket_bonus_count
-    tables.basket_min_items = &basket_min_items[0]
-    tables.basket_min_amount = &basket_min_amount[0]
-    tables.basket_points = &basket_points[0]
-    tables.visit_bonus_count = compiled.visit_bonus_count
-    tables.visit_nth = &visit_nth[0]
-    tables.visit_points = &visit_points[0]
+    load_tables(&tables, compiled)
 
     cdef Py_ssize_t receipt_count = customer_index.shape[0]
     if receipt_stop < 0 or receipt_stop > receipt_count:
@@ -409,7 +420,7 @@ def score_receipts(
     with nogil:
         status = _score_loop(
             &tables, receipt_start, receipt_stop, &customer_index[0], &store_code[0], &store_class_of_code[0],
-            &local_day[0], &local_minute[0], &local_month[0], &line_offsets[0],
+            &instant_us[0], &local_day[0], &local_minute[0], &local_month[0], &line_offsets[0],
             &line_category_code[0], &category_class_of_code[0],
             &line_qty[0], &line_amount_minor[0], &states[0], &rolling_totals[0, 0],
             rolling_totals.shape[1] != 0, &tier_reached_month[0, 0], tier_reached_month.shape[1] != 0,
@@ -425,7 +436,7 @@ def score_receipts(
 cdef int _score_loop(
     const program_tables_t *tables, Py_ssize_t receipt_start, Py_ssize_t receipt_stop,
     const customer_index_t *customer_index, const int32_t *store_code, const int32_t *store_class_of_code,
-    const day_t *local_day, const minute_t *local_minute, const month_t *local_month,
+    const instant_us_t *instant_us, const day_t *local_day, const minute_t *local_minute, const month_t *local_month,
     const int64_t *line_offsets, const int32_t *line_category_code, const int32_t *category_class_of_code,
     const int32_t *line_qty, const amount_minor_t *line_amount_minor,
     customer_state_t *states, measure_t *rolling_totals, bint has_rolling,
@@ -496,7 +507,7 @@ cdef int _score_loop(
         day = local_day[r]
         month = local_month[r]
         minute = local_minute[r]
-        if record.last_visit_day != NEVER and day < record.last_visit_day:
+        if instant_us[r] < record.last_instant_us:
             stopped_at[0] = r
             return OUT_OF_ORDER
 
@@ -515,12 +526,12 @@ cdef int _score_loop(
             for line in range(line_start, line_end):
                 amount = line_amount_minor[line]
                 eligible = eligible_by_code[line_category_code[line]]
-                if amount > AMOUNT_BOUND:
+                if amount > tables.amount_bound:
                     stopped_at[0] = r
                     return AMOUNT_OUT_OF_RANGE
                 eligible_amount += amount * eligible
                 eligible_items += line_qty[line] * eligible
-                if eligible_amount > AMOUNT_BOUND:
+                if eligible_amount > tables.amount_bound:
                     stopped_at[0] = r
                     return AMOUNT_OUT_OF_RANGE
 
@@ -562,14 +573,14 @@ cdef int _score_loop(
         for line in range(line_start, line_end):
             amount = line_amount_minor[line]
             code = line_category_code[line]
-            if amount > AMOUNT_BOUND:
+            if amount > tables.amount_bound:
                 stopped_at[0] = r
                 return AMOUNT_OUT_OF_RANGE
             if not tables.promotions_need_basket:
                 eligible = eligible_by_code[code]
                 eligible_amount += amount * eligible
                 eligible_items += line_qty[line] * eligible
-                if eligible_amount > AMOUNT_BOUND:
+                if eligible_amount > tables.amount_bound:
                     stopped_at[0] = r
                     return AMOUNT_OUT_OF_RANGE
             if tables.wide:
@@ -577,9 +588,9 @@ cdef int _score_loop(
             else:
                 narrow_sum += amount * row[code]
         if tables.wide:
-            rate_points = round_wide(wide_sum, tables.denominator, tables.rounding)
+            rate_points = round_wide(wide_sum, tables.denominator, tables.rounding, tables.points_bound)
         else:
-            rate_points = round_narrow(narrow_sum, tables.denominator, tables.rounding)
+            rate_points = round_narrow(narrow_sum, tables.denominator, tables.rounding, tables.points_bound)
         if rate_points < 0:
             stopped_at[0] = r
             return POINTS_OUT_OF_RANGE
@@ -608,10 +619,7 @@ cdef int _score_loop(
             if earned > room:
                 earned = room
 
-        welcome = 0
-        if not (record.flags & WELCOMED):
-            welcome = tables.welcome_points
-            record.flags |= WELCOMED
+        welcome = 0 if record.flags & WELCOMED else tables.welcome_points
 
         if tables.basis == SPEND:
             measure = eligible_amount
@@ -619,7 +627,7 @@ cdef int _score_loop(
             measure = 1
         else:
             measure = earned
-        result = record_visit(tables, &history, day, month, measure, earned)
+        result = record_visit(tables, &history, instant_us[r], day, month, measure, earned)
         if result != OK:
             stopped_at[0] = r
             return result
@@ -644,16 +652,11 @@ def status_as_of(
 ):
     """Every customer's status for a receipt in local ``month`` (PROGRAM.md §4, "status as of")."""
     cdef program_tables_t tables
-    cdef const measure_t[::1] tier_threshold = compiled.tier_threshold
+    load_tables(&tables, compiled)
     cdef customer_history_t history
     cdef Py_ssize_t customer, customer_count = out_tier.shape[0]
-    cdef int32_t T = compiled.tier_count
+    cdef int32_t T = tables.tier_count
     cdef bint has_rolling = rolling_totals.shape[1] != 0, has_reached = tier_reached_month.shape[1] != 0
-    tables.period = compiled.period
-    tables.hold = compiled.hold
-    tables.hold_months = compiled.hold_months
-    tables.tier_count = T
-    tables.tier_threshold = &tier_threshold[0]
     with nogil:
         for customer in range(customer_count):
             history.record = &states[customer]
@@ -671,6 +674,7 @@ def customer_state_layout():
         "qualifying_total": <char *> &record.qualifying_total - base,
         "previous_year_total": <char *> &record.previous_year_total - base,
         "day_earned_points": <char *> &record.day_earned_points - base,
+        "last_instant_us": <char *> &record.last_instant_us - base,
         "last_visit_day": <char *> &record.last_visit_day - base,
         "last_visit_month": <char *> &record.last_visit_month - base,
         "month_visit_count": <char *> &record.month_visit_count - base,
@@ -685,6 +689,7 @@ def type_sizes():
         "amount_minor_t": sizeof(amount_minor_t),
         "points_t": sizeof(points_t),
         "measure_t": sizeof(measure_t),
+        "instant_us_t": sizeof(instant_us_t),
         "customer_index_t": sizeof(customer_index_t),
         "day_t": sizeof(day_t),
         "month_t": sizeof(month_t),

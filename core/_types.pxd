@@ -8,6 +8,7 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
 ctypedef int64_t amount_minor_t     # money in minor currency units (cents, bani)
 ctypedef int64_t points_t           # loyalty points
 ctypedef int64_t measure_t          # qualification measure: minor units (spend), receipts (visits) or points
+ctypedef int64_t instant_us_t       # an instant, microseconds since 1970-01-01T00:00Z
 ctypedef int32_t customer_index_t   # dense internal customer index; -1 = anonymous receipt
 ctypedef int32_t day_t              # local date as days since 1970-01-01
 ctypedef int32_t month_t            # local month as (year - 1970) * 12 + (month - 1)
@@ -23,13 +24,14 @@ cdef enum:
     WELCOMED = 1                    # the customer's first sale receipt has been scored
 
 # One customer's scoring state: everything the rules need from the customer's past.
-# One compact record per customer (40 bytes) so scoring a receipt touches one cache line.
+# One compact record per customer (48 bytes) so scoring a receipt touches at most two cache lines.
 # Programs with a rolling 12-month period or a months hold keep two more per-customer
 # arrays beside it (see fidelis.core.state.CustomerState).
 ctypedef struct customer_state_t:
     measure_t qualifying_total      # measure summed over the local calendar year of last_visit_month
     measure_t previous_year_total   # measure summed over the calendar year before that one
     points_t day_earned_points      # points earned on last_visit_day, after caps, without welcome points
+    instant_us_t last_instant_us    # instant of the last sale receipt; NEVER if none
     day_t last_visit_day            # local day of the last sale receipt; NEVER if none
     month_t last_visit_month        # local month of the last sale receipt; NEVER if none
     int32_t month_visit_count       # sale receipts in last_visit_month

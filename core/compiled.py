@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .program import MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, combined_rates
+from .program import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, combined_rates
 from .state import NEVER
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -36,7 +36,7 @@ def day_number(date: dt.date) -> int:
     return date.toordinal() - _EPOCH_ORDINAL
 
 
-def _padded(values, dtype) -> np.ndarray:
+def padded_table(values, dtype) -> np.ndarray:
     """The kernel takes the address of element 0, so empty tables carry one unused slot."""
     array = np.asarray(values, dtype=dtype)
     return array if len(array) else np.zeros(1, dtype=dtype)
@@ -57,6 +57,8 @@ class CompiledProgram:
     promotion_level_count: int
     store_class_count: int
     denominator: int
+    amount_bound_minor: int
+    points_bound: int
     wide: bool
     promotions_need_basket: bool
     has_birthday: int
@@ -68,8 +70,6 @@ class CompiledProgram:
     category_excluded: np.ndarray
     promotion_count: int
     promotion_level: np.ndarray
-    promotion_first_day: np.ndarray
-    promotion_last_day: np.ndarray
     promotion_weekdays: np.ndarray
     promotion_minute_start: np.ndarray
     promotion_minute_end: np.ndarray
@@ -167,6 +167,8 @@ def compile_program(program: Program) -> CompiledProgram:
         promotion_level_count=level_count,
         store_class_count=store_count,
         denominator=denominator,
+        amount_bound_minor=MAX_RECEIPT_AMOUNT_MINOR,
+        points_bound=MAX_POINTS_PER_RECEIPT,
         wide=largest > _INT64_MAX // MAX_RECEIPT_AMOUNT_MINOR,
         promotions_need_basket=any(p.min_basket is not None for p in promotions),
         has_birthday=int(earning.birthday_multiplier != 1),
@@ -177,37 +179,35 @@ def compile_program(program: Program) -> CompiledProgram:
         rate_numerator=rate_numerator,
         category_excluded=category_excluded,
         promotion_count=len(promotions),
-        promotion_level=_padded([i + 1 for i in order], np.int32),
-        promotion_first_day=_padded(first_day, np.int32),
-        promotion_last_day=_padded(last_day, np.int32),
-        promotion_weekdays=_padded(
+        promotion_level=padded_table([i + 1 for i in order], np.int32),
+        promotion_weekdays=padded_table(
             [_weekday_mask(p.weekdays) for p in promotions], np.uint8
         ),
-        promotion_minute_start=_padded([w[0] for w in windows], np.int16),
-        promotion_minute_end=_padded([w[1] for w in windows], np.int16),
-        promotion_tiers=_padded(
+        promotion_minute_start=padded_table([w[0] for w in windows], np.int16),
+        promotion_minute_end=padded_table([w[1] for w in windows], np.int16),
+        promotion_tiers=padded_table(
             [_tier_mask(p.tiers, tier_names) for p in promotions], np.uint64
         ),
-        promotion_any_store=_padded([int(p.stores is None) for p in promotions], np.uint8),
-        promotion_store=_padded(promotion_store.ravel(), np.uint8),
-        promotion_category=_padded(promotion_category.ravel(), np.uint8),
-        promotion_min_basket=_padded(
+        promotion_any_store=padded_table([int(p.stores is None) for p in promotions], np.uint8),
+        promotion_store=padded_table(promotion_store.ravel(), np.uint8),
+        promotion_category=padded_table(promotion_category.ravel(), np.uint8),
+        promotion_min_basket=padded_table(
             [program.to_minor(p.min_basket) if p.min_basket is not None else 0 for p in promotions],
             np.int64,
         ),
         breakpoint_count=len(breakpoints),
-        segment_breakpoint=_padded(breakpoints, np.int32),
+        segment_breakpoint=padded_table(breakpoints, np.int32),
         segment_offsets=np.asarray(segment_offsets, dtype=np.int64),
-        segment_promotions=_padded(segment_promotions, np.int32),
+        segment_promotions=padded_table(segment_promotions, np.int32),
         basket_bonus_count=len(bonuses),
-        basket_min_items=_padded([b.min_items or 0 for b in bonuses], np.int64),
-        basket_min_amount=_padded(
+        basket_min_items=padded_table([b.min_items or 0 for b in bonuses], np.int64),
+        basket_min_amount=padded_table(
             [program.to_minor(b.min_amount) if b.min_amount is not None else 0 for b in bonuses], np.int64
         ),
-        basket_points=_padded([b.points for b in bonuses], np.int64),
+        basket_points=padded_table([b.points for b in bonuses], np.int64),
         visit_bonus_count=len(program.visit_bonuses),
-        visit_nth=_padded([b.nth for b in program.visit_bonuses], np.int32),
-        visit_points=_padded([b.points for b in program.visit_bonuses], np.int64),
+        visit_nth=padded_table([b.nth for b in program.visit_bonuses], np.int32),
+        visit_points=padded_table([b.points for b in program.visit_bonuses], np.int64),
         category_class_names=tuple(name or "" for name in categories),
         store_class_names=tuple(name or "" for name in stores),
     )

@@ -8,8 +8,8 @@ PROGRAM.md §1; this module adds these decisions:
   ``NA`` store stays a store. Files must be UTF-8 (a byte-order mark is fine).
 - A timestamp is ``YYYY-MM-DD``, ``T`` or a space, ``HH:MM``, optional ``:SS`` with up to 9
   fractional digits (kept to the microsecond, rounding down), then optionally ``Z``,
-  ``±HH:MM`` or ``±HHMM``. Instants from 1970-01-01T00:00Z up to 2200-01-01T00:00Z are
-  supported.
+  ``±HH:MM`` or ``±HHMM``. Instants from 1970-01-02T00:00Z up to 2199-12-31T00:00Z are
+  supported, so that local dates fall in 1970–2199 in every time zone.
 - An amount is plain digits with an optional point and at most ``minor_units`` fractional
   digits (``12``, ``12.5``, ``12.50``; not ``12.500``); no sign, exponent, spaces or thousands
   separators. Parquet may instead carry a decimal or integer ``amount`` column, or an integer
@@ -94,7 +94,7 @@ _TIMESTAMP_REASONS = (
     "not an ISO 8601 timestamp such as 2025-06-07T10:00:00 or 2025-06-07 10:00:00+03:00",
     "a date without a time of day",
     "not a real date and time",
-    "outside the supported range 1970-01-01T00:00Z to 2199-12-31T23:59:59Z",
+    "outside the supported range 1970-01-02T00:00Z to 2199-12-30T23:59:59Z",
 )
 _QTY_EMPTY, _QTY_NOT_INTEGER, _QTY_BELOW_ONE, _QTY_TOO_LARGE = range(1, 5)
 _QTY_REASONS = (

@@ -14,9 +14,9 @@ from typing import Callable
 import numpy as np
 
 from .batch import CustomerTable, ReceiptBatch
-from .compiled import CompiledProgram, compile_program
+from .compiled import CompiledProgram, padded_table
 from .errors import ExtensionNotBuiltError, ScoringError
-from .program import MAX_RECEIPT_AMOUNT_MINOR, Program
+from .program import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR
 from .scores import Scores
 from .state import CustomerState
 
@@ -34,7 +34,7 @@ _STATUS_REASONS = {
         f"{MAX_RECEIPT_AMOUNT_MINOR} minor units per receipt"
     ),
     _kernel.KernelStatus.POINTS_OUT_OF_RANGE: (
-        f"the receipt would earn more than {_kernel.MAX_POINTS_PER_RECEIPT} points, "
+        f"the receipt would earn more than {MAX_POINTS_PER_RECEIPT} points, "
         "the engine's bound per receipt"
     ),
     _kernel.KernelStatus.TOTAL_OUT_OF_RANGE: "a customer's running total would overflow 64-bit integers",
@@ -43,6 +43,10 @@ _STATUS_REASONS = {
         "rescored out of order"
     ),
 }
+
+
+class IncompatibleStateError(ValueError):
+    """A state, prepared batch and compiled program that do not belong together."""
 
 
 @dataclass
@@ -54,6 +58,7 @@ class PreparedBatch:
     """
 
     batch: ReceiptBatch
+    compiled: CompiledProgram
     customer_index: np.ndarray
     store_class_of_code: np.ndarray
     category_class_of_code: np.ndarray
@@ -61,16 +66,30 @@ class PreparedBatch:
 
 def prepare(batch: ReceiptBatch, compiled: CompiledProgram, state: CustomerState) -> PreparedBatch:
     """Resolve customer ids (registering new customers in ``state``) and map vocabularies."""
+    if len(batch) and int(batch.local_day.min()) < 0:
+        raise ValueError("the batch has local dates before 1970, which the readers never produce")
     return PreparedBatch(
         batch=batch,
+        compiled=compiled,
         customer_index=state.index_of(batch.customer_id),
-        store_class_of_code=_padded(compiled.store_classes(batch.store_names)),
-        category_class_of_code=_padded(compiled.category_classes(batch.category_names)),
+        store_class_of_code=padded_table(compiled.store_classes(batch.store_names), np.int32),
+        category_class_of_code=padded_table(compiled.category_classes(batch.category_names), np.int32),
     )
 
 
-def _padded(array: np.ndarray) -> np.ndarray:
-    return array if len(array) else np.zeros(1, dtype=np.int32)
+def check_compatible(prepared: PreparedBatch, compiled: CompiledProgram, state: CustomerState) -> None:
+    """Refuse combinations the kernel would read out of bounds with, before it runs."""
+    if prepared.compiled is not compiled:
+        raise IncompatibleStateError("the batch was prepared for another compiled program")
+    if (state.tier_count, state.rolling_months, state.reached_tiers) != (
+        compiled.tier_count, compiled.tracks_rolling_months, compiled.tracks_reached_tiers
+    ):
+        raise IncompatibleStateError(
+            "the customer state was kept for a program with other tiers, period or hold; "
+            "it cannot be continued under this one"
+        )
+    if len(prepared.customer_index) and int(prepared.customer_index.max()) >= len(state):
+        raise IncompatibleStateError("the batch was prepared against a state with more customers than this one")
 
 
 def score(
@@ -92,6 +111,7 @@ def score(
     receipts before it (single thread) and should be discarded or restored.
     """
     prepared = batch if isinstance(batch, PreparedBatch) else prepare(batch, compiled, state)
+    check_compatible(prepared, compiled, state)
     receipts = prepared.batch
     count = len(receipts)
     if out is None:
@@ -106,13 +126,14 @@ def score(
         prepared.customer_index,
         _int32(receipts.store_code),
         prepared.store_class_of_code,
+        np.ascontiguousarray(receipts.instant_us, dtype=np.int64),
         _int32(receipts.local_day),
         np.ascontiguousarray(receipts.local_minute, dtype=np.int16),
         _int32(receipts.local_month),
         np.ascontiguousarray(receipts.line_offsets, dtype=np.int64),
-        _padded(_int32(receipts.line_category_code)),
+        padded_table(_int32(receipts.line_category_code), np.int32),
         prepared.category_class_of_code,
-        _padded(_int32(receipts.line_qty)),
+        padded_table(_int32(receipts.line_qty), np.int32),
         np.ascontiguousarray(receipts.line_amount_minor, dtype=np.int64)
         if receipts.line_count else np.zeros(1, dtype=np.int64),
         state.records,
@@ -140,7 +161,7 @@ def score(
             failures = [(at, status) for status, at in results if status != _kernel.KernelStatus.OK]
             if failures:
                 stopped_at, status = min(failures)
-                raise ScoringError(_STATUS_REASONS[status], receipts.receipt_id[stopped_at].as_py())
+                raise _scoring_error(status, stopped_at, prepared, state)
             if on_progress is not None:
                 on_progress(stop - start)
     finally:
@@ -153,6 +174,23 @@ def _int32(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.int32)
 
 
+def _scoring_error(status: int, receipt: int, prepared: PreparedBatch, state: CustomerState) -> ScoringError:
+    batch = prepared.batch
+    reason = _STATUS_REASONS[status]
+    if status == _kernel.KernelStatus.OUT_OF_ORDER:
+        customer = int(prepared.customer_index[receipt])
+        last = int(state.records["last_instant_us"][customer])
+        reason += (
+            f" (customer {state.customer_ids[customer]!r}: receipt at {_utc(batch.instant_us[receipt])}, "
+            f"last scored receipt at {_utc(last)})"
+        )
+    return ScoringError(reason, batch.receipt_id[receipt].as_py())
+
+
+def _utc(instant_us: int) -> str:
+    return str(np.datetime64(int(instant_us), "us")) + "Z"
+
+
 def new_state(compiled: CompiledProgram, customers: CustomerTable | None = None) -> CustomerState:
     """An empty state for ``compiled``'s rules, with the customers file's birth months."""
     state = CustomerState.for_program(compiled, capacity=max(1024, len(customers) if customers else 0))
@@ -161,20 +199,19 @@ def new_state(compiled: CompiledProgram, customers: CustomerTable | None = None)
     return state
 
 
-def score_history(
-    program: Program, batch: ReceiptBatch, customers: CustomerTable | None = None, *, threads: int = 1
-) -> Scores:
-    """Score a whole history from an empty state (what ``fidelis score`` does)."""
-    compiled = compile_program(program)
-    return score(batch, compiled, new_state(compiled, customers), threads=threads)
-
-
 def status_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> np.ndarray:
     """Every known customer's status tier for a receipt in ``local_month`` (int8, by index).
 
     This is the kernel's own status function (PROGRAM.md §4), so month-end tier reports
-    agree with the tier the next receipt would be scored at.
+    agree with the tier the next receipt would be scored at. The state must hold no receipt
+    after ``local_month``: status in the past is not recoverable from it.
     """
+    last_month = state.records["last_visit_month"][: len(state)]
+    if len(state) and int(last_month.max()) > local_month:
+        raise ValueError(
+            f"the customer state already holds receipts after local month {local_month}; "
+            "status as of an earlier month cannot be computed from it"
+        )
     out = np.empty(len(state), dtype=np.int8)
     if len(state):
         _kernel.status_as_of(

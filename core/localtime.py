@@ -35,9 +35,11 @@ END_YEAR = 2200
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
 MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
-#: First supported instant and the first instant past the supported range.
-FIRST_INSTANT_US = 0
-END_INSTANT_US = int(np.datetime64(f"{END_YEAR}-01-01", "us").astype(np.int64))
+#: First supported instant and the first instant past the supported range: a day inside the
+#: years above, so that every instant's local date falls within them in every zone (UTC
+#: offsets run from -12:00 to +14:00). The kernel's month and day arithmetic relies on it.
+FIRST_INSTANT_US = MICROS_PER_DAY
+END_INSTANT_US = int(np.datetime64(f"{END_YEAR - 1}-12-31", "us").astype(np.int64))
 
 # Transitions are known one year either side of the supported range, so that local times near
 # its edges (a naive 1970-01-01 00:30 is a 1969 instant east of Greenwich) convert exactly.

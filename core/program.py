@@ -38,8 +38,11 @@ from .errors import ProgramError, ProgramIssue
 
 #: Fractional digits a decimal in a program file may have.
 MAX_DECIMAL_PLACES = 6
-#: Largest eligible amount of one receipt, in minor units, that the engine scores exactly.
+#: Largest eligible amount of one receipt (and of any one line), in minor units, that the
+#: engine scores exactly; beyond it scoring stops with an error.
 MAX_RECEIPT_AMOUNT_MINOR = 10**12
+#: Largest rate points one receipt may earn; beyond it scoring stops with an error.
+MAX_POINTS_PER_RECEIPT = 10**15
 #: Largest common denominator / numerator of the combined rates (see :func:`combined_rates`).
 MAX_RATE_TERM = 2**62
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

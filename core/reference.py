@@ -13,10 +13,12 @@ follows the shape of the text rather than chasing speed:
 Decisions where PROGRAM.md is silent, each pinned by a golden case in ``tests/cases``:
 
 - An empty ``customer_id`` is anonymous, like a null one (§1: "empty = anonymous").
-- A customer's receipts must arrive in processing order across calls; a receipt that is
-  not after the last one in the customer's history (by instant, then receipt id) raises
-  :class:`ScoringError` rather than being scored against a history it should precede.
-  Order between different customers does not change anyone's points, so it is not checked.
+- A customer's receipts must arrive in processing order across calls; a receipt whose
+  instant is before the last one in the customer's history raises :class:`ScoringError`
+  rather than being scored against a history it should precede. Receipts at the same
+  instant are taken in the order given (within one call, that is receipt id order); that
+  the same receipt is not given twice is the ledger's job (receipt ids are idempotency
+  keys). Order between different customers does not change anyone's points.
 - The birthday multiplier applies when the customer's birth month (from the customers
   table) equals the receipt's local month; customers absent from the table, or without a
   birth date, have no birthday.
@@ -428,10 +430,10 @@ def score_receipt(
     if not facts.is_sale:
         return NO_TIER, NO_POINTS
     earlier = history.receipts_of(facts.customer_id)
-    if earlier and (facts.instant_us, facts.receipt_id) <= (earlier[-1].instant_us, earlier[-1].receipt_id):
+    if earlier and facts.instant_us < earlier[-1].instant_us:
         raise ScoringError(
-            f"customer {facts.customer_id!r} already has receipt {earlier[-1].receipt_id!r} at or after "
-            "this one in processing order; a customer's receipts must be scored in order",
+            f"customer {facts.customer_id!r} already has receipt {earlier[-1].receipt_id!r} after "
+            "this one; a customer's receipts must be scored in order",
             facts.receipt_id,
         )
     context = context_for(program, earlier, facts, birth_month)

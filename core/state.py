@@ -28,6 +28,7 @@ CUSTOMER_STATE_DTYPE = np.dtype(
         ("qualifying_total", np.int64),
         ("previous_year_total", np.int64),
         ("day_earned_points", np.int64),
+        ("last_instant_us", np.int64),
         ("last_visit_day", np.int32),
         ("last_visit_month", np.int32),
         ("month_visit_count", np.int32),
@@ -42,6 +43,7 @@ KERNEL_DTYPES = {
     "amount_minor_t": np.dtype(np.int64),
     "points_t": np.dtype(np.int64),
     "measure_t": np.dtype(np.int64),
+    "instant_us_t": np.dtype(np.int64),
     "customer_index_t": np.dtype(np.int32),
     "day_t": np.dtype(np.int32),
     "month_t": np.dtype(np.int32),
@@ -49,11 +51,12 @@ KERNEL_DTYPES = {
     "tier_index_t": np.dtype(np.int8),
 }
 
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2
 
 
 def _fresh_records(count: int) -> np.ndarray:
     records = np.zeros(count, dtype=CUSTOMER_STATE_DTYPE)
+    records["last_instant_us"] = NEVER
     records["last_visit_day"] = NEVER
     records["last_visit_month"] = NEVER
     return records

@@ -338,6 +338,8 @@ def test_missing_required_column_names_it_and_the_columns_found(write_csv):
         ("2025-06-07T10:00:60", "not a real date and time"),
         ("1969-12-31T23:59:59Z", "outside the supported range"),
         ("1970-01-01T00:30", "outside the supported range"),  # 1969-12-31T22:30Z in Bucharest
+        ("1970-01-01T03:00:00Z", "outside the supported range"),  # a 1969 local date west of UTC
+        ("2199-12-31T00:00:00Z", "outside the supported range"),  # 2200 local date east of UTC
         ("2200-01-01T00:00:00Z", "outside the supported range"),
         ("2500-01-01T00:00:00Z", "outside the supported range"),
         ("0001-01-01T00:00:00", "outside the supported range"),
@@ -362,9 +364,10 @@ def test_bad_timestamps_among_many_good_ones(write_csv):
 
 def test_supported_range_edges_are_accepted(write_csv):
     batch = read(write_csv(
-        "r.csv", "A,1,S,1970-01-01T00:00:00Z,c,1,1", "B,1,S,2199-12-31T23:59:59.999999Z,c,1,1"
+        "r.csv", "A,1,S,1970-01-02T00:00:00Z,c,1,1", "B,1,S,2199-12-30T23:59:59.999999Z,c,1,1"
     ))
-    assert batch.instant_us.tolist() == [0, utc_us("2199-12-31T23:59:59.999999")]
+    assert batch.instant_us.tolist() == [utc_us("1970-01-02T00:00:00"), utc_us("2199-12-30T23:59:59.999999")]
+    assert batch.local_day.min() >= 0
 
 
 @pytest.mark.parametrize(

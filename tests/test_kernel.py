@@ -11,6 +11,7 @@ from fidelis.core.compiled import compile_program
 from fidelis.core.errors import ScoringError
 from fidelis.core.program import parse_program
 from fidelis.core.scores import Scores
+from fidelis.core.scoring import score_batch
 from fidelis.core.state import CustomerState
 
 from .conftest import build_batch, build_customers
@@ -42,7 +43,7 @@ def test_kernel_equals_reference_on_random_programs_and_receipts(data):
     batch = build_batch(rows, program.info.timezone, program.info.minor_units)
 
     expected = reference.score_batch(program, batch, customers)
-    compiled = kernel.score_history(program, batch, customers)
+    compiled = score_batch(program, batch, customers, engine="compiled")
     assert compiled.equals(expected), describe(program, rows, batch.receipt_id.to_pylist(), compiled, expected)
 
 

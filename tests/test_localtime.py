@@ -190,5 +190,5 @@ def test_unknown_zone_is_refused():
 
 
 def test_supported_range_constants():
-    assert localtime.FIRST_INSTANT_US == 0
-    assert localtime.END_INSTANT_US == (dt.datetime(2200, 1, 1, tzinfo=UTC) - EPOCH) // MICROSECOND
+    assert localtime.FIRST_INSTANT_US == (dt.datetime(1970, 1, 2, tzinfo=UTC) - EPOCH) // MICROSECOND
+    assert localtime.END_INSTANT_US == (dt.datetime(2199, 12, 31, tzinfo=UTC) - EPOCH) // MICROSECOND

@@ -19,7 +19,7 @@ def test_customer_state_record_layout_matches_dtype():
 
 
 def test_customer_state_record_is_compact():
-    assert CUSTOMER_STATE_DTYPE.itemsize <= 40
+    assert CUSTOMER_STATE_DTYPE.itemsize <= 48
 
 
 def test_never_is_smallest_int32():
