@@ -16,9 +16,6 @@ import numpy as np
 from .errors import FidelisError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-#: Receipts per kernel call when scoring from the command line: bounds the progress bar's
-#: granularity, not correctness (state carries across chunks exactly).
-SCORE_CHUNK_RECEIPTS = 500_000
 
 
 class FidelisGroup(click.Group):
@@ -93,9 +90,10 @@ def score(program_file, receipt_files, customers_file, output, engine, threads, 
 
     Example: fidelis score program.toml receipts.csv --customers customers.csv -o scores.csv
     """
+    from .io import check_writable, write_table
     from .scoring import score_files
-    from .io import write_table
 
+    check_writable(output)
     started = time.perf_counter()
     result = score_files(
         program_file, receipt_files, customers_file, engine=engine, threads=threads, progress=not quiet

@@ -79,6 +79,10 @@ class UnsupportedFileError(FidelisError):
     """A file whose type Fidelis cannot read (by its extension)."""
 
 
+class OutputError(FidelisError):
+    """An output file cannot be written where it was asked for."""
+
+
 class ScoringError(FidelisError):
     """The kernel stopped on a receipt rather than produce a wrong number.
 

@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 
 from . import localtime
 from .batch import CustomerTable, ReceiptBatch
-from .errors import InputError, InputProblem, UnsupportedFileError
+from .errors import InputError, InputProblem, OutputError, UnsupportedFileError
 
 #: File name endings this module reads and writes.
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -154,16 +154,28 @@ def read_table(path: str | Path) -> pa.Table:
         raise InputError(_file_problems(Path(path), kind, error)) from None
 
 
+def check_writable(path: str | Path) -> None:
+    """Fail before any work if ``path`` cannot take an output (type, folder)."""
+    file_kind(path)
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise OutputError(f"{path}: the folder {folder} does not exist")
+
+
 def write_table(table: pa.Table, path: str | Path) -> None:
     """Write a table as CSV (gzipped for ``.csv.gz``) or Parquet, by the file's name."""
+    check_writable(path)
     kind = file_kind(path)
-    if kind == "parquet":
-        pq.write_table(table, path)
-    elif str(path).lower().endswith(".gz"):
-        with pa.CompressedOutputStream(str(path), "gzip") as stream:
-            pacsv.write_csv(table, stream)
-    else:
-        pacsv.write_csv(table, path)
+    try:
+        if kind == "parquet":
+            pq.write_table(table, path)
+        elif str(path).lower().endswith(".gz"):
+            with pa.CompressedOutputStream(str(path), "gzip") as stream:
+                pacsv.write_csv(table, stream)
+        else:
+            pacsv.write_csv(table, path)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write the file: {error}") from None
 
 
 def _read_csv(path: Path) -> pa.Table:

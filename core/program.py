@@ -36,8 +36,10 @@ from pydantic import (
 
 from .errors import ProgramError, ProgramIssue
 
-#: Fractional digits a decimal in a program file may have.
+#: Fractional digits a decimal in a program file may have, and its largest value (rates,
+#: thresholds, amounts): the bounds that keep every compiled table within int64.
 MAX_DECIMAL_PLACES = 6
+MAX_DECIMAL_VALUE = 10**12
 #: Largest eligible amount of one receipt (and of any one line), in minor units, that the
 #: engine scores exactly; beyond it scoring stops with an error.
 MAX_RECEIPT_AMOUNT_MINOR = 10**12
@@ -56,16 +58,21 @@ def _exact_decimal(value: Any) -> Decimal:
     if isinstance(value, bool):
         raise ValueError("must be a decimal string such as \"1.25\"")
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, float):
+        number = Decimal(value)
+    elif isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, float):
         raise ValueError(
             f"write {value!r} as a string (\"{value}\"): TOML floats are binary approximations"
         )
-    if not isinstance(value, str) or not _DECIMAL_PATTERN.match(value.strip()):
+    elif not isinstance(value, str) or not _DECIMAL_PATTERN.match(value.strip()):
         raise ValueError(f"must be a non-negative decimal string such as \"1.25\", got {value!r}")
-    number = Decimal(value.strip())
+    else:
+        number = Decimal(value.strip())
+    if number < 0:
+        raise ValueError(f"must not be negative, got {value!r}")
+    if number > MAX_DECIMAL_VALUE:
+        raise ValueError(f"{value!r} is larger than the engine's bound {MAX_DECIMAL_VALUE}")
     if -number.as_tuple().exponent > MAX_DECIMAL_PLACES:
         raise ValueError(f"{value!r} has more than {MAX_DECIMAL_PLACES} fractional digits")
     return number
@@ -92,6 +99,8 @@ PromotionMultiplier = Annotated[
 MAX_PROGRAM_POINTS = 10**12
 MAX_TIERS = 64
 NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_PROGRAM_POINTS)]
+#: A category, store or tier name as the program refers to it.
+Name = Annotated[str, Field(min_length=1)]
 
 
 class _Section(BaseModel):
@@ -120,17 +129,17 @@ class ProgramInfo(_Section):
 class Earning(_Section):
     points_per_unit: PositiveDecimal
     rounding: Literal["floor", "half_up", "half_even"] = "floor"
-    exclude_categories: list[str] = []
+    exclude_categories: list[Name] = []
     welcome_points: NonNegativeInt = 0
     birthday_multiplier: PositiveDecimal = Decimal(1)
-    category_multipliers: dict[str, PositiveDecimal] = {}
+    category_multipliers: dict[Name, PositiveDecimal] = {}
 
 
 class Qualification(_Section):
     basis: Literal["spend", "visits", "points"] = "spend"
     period: Literal["calendar_year", "rolling_12_months"] = "calendar_year"
     hold: Literal["none", "next_year", "months"] = "none"
-    hold_months: int | None = Field(default=None, ge=1)
+    hold_months: int | None = Field(default=None, ge=1, le=1200)
 
 
 class Tier(_Section):
@@ -148,9 +157,9 @@ class Promotion(_Section):
         default=None, min_length=1
     )
     hours: str | None = None
-    stores: list[str] | None = Field(default=None, min_length=1)
-    tiers: list[str] | None = Field(default=None, min_length=1)
-    categories: list[str] | None = Field(default=None, min_length=1)
+    stores: list[Name] | None = Field(default=None, min_length=1)
+    tiers: list[Name] | None = Field(default=None, min_length=1)
+    categories: list[Name] | None = Field(default=None, min_length=1)
     min_basket: ExactDecimal | None = None
 
     @model_validator(mode="after")
@@ -181,7 +190,7 @@ class Promotion(_Section):
 
 
 class BasketBonus(_Section):
-    min_items: int | None = Field(default=None, ge=1)
+    min_items: int | None = Field(default=None, ge=1, le=10**9)
     min_amount: ExactDecimal | None = None
     points: NonNegativeInt
 
@@ -193,7 +202,7 @@ class BasketBonus(_Section):
 
 
 class VisitBonus(_Section):
-    nth: int = Field(ge=1)
+    nth: int = Field(ge=1, le=10**6)
     points: NonNegativeInt
 
 

@@ -44,7 +44,7 @@ from fractions import Fraction
 
 from .batch import CustomerTable, ReceiptBatch
 from .errors import ScoringError
-from .program import WEEKDAYS, Program, Promotion
+from .program import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, Promotion
 from .scores import NO_TIER, Scores
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -255,6 +255,14 @@ def points_for_receipt(
     eligible = eligible_lines(program, lines)
     eligible_amount_minor = sum(line.amount_minor for line in eligible)
     eligible_items = sum(line.qty for line in eligible)
+    if eligible_amount_minor > MAX_RECEIPT_AMOUNT_MINOR or any(
+        line.amount_minor > MAX_RECEIPT_AMOUNT_MINOR for line in lines
+    ):
+        raise ScoringError(
+            f"the eligible amount exceeds the engine's exact-arithmetic bound of "
+            f"{MAX_RECEIPT_AMOUNT_MINOR} minor units per receipt",
+            facts.receipt_id,
+        )
 
     tier_multiplier = Fraction(program.tiers[context.status_tier].multiplier)
     birthday = Fraction(earning.birthday_multiplier) if context.birthday_month else Fraction(1)
@@ -280,6 +288,11 @@ def points_for_receipt(
             * birthday
         )
     rate_points = round_points(raw, earning.rounding)
+    if rate_points > MAX_POINTS_PER_RECEIPT:
+        raise ScoringError(
+            f"the receipt would earn more than {MAX_POINTS_PER_RECEIPT} points, the engine's bound per receipt",
+            facts.receipt_id,
+        )
 
     basket_points = sum(
         bonus.points

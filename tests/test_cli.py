@@ -54,14 +54,31 @@ def test_score_reproduces_the_worked_example(runner, worked_example, tmp_path, e
     assert "Scored 5 receipts" in result.output
 
 
-def test_score_reports_bad_input_without_a_traceback(runner, tmp_path):
+def assert_clean_failure(result, *expected: str) -> None:
+    """Exit status 1 with a message, and no exception escaped (which would be a traceback)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    for text in expected:
+        assert text in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["{receipts}", "-o", "{tmp}/out.csv"], ["bad.csv", "row 1", "qty"]),
+        (["{tmp}/missing.csv", "-o", "{tmp}/out.csv"], ["missing.csv", "file not found"]),
+        (["{tmp}/receipts.txt", "-o", "{tmp}/out.csv"], ["receipts.txt", "unsupported file type"]),
+        (["{receipts}", "-o", "{tmp}/no/such/folder/out.csv"], ["the folder", "does not exist"]),
+        (["{receipts}", "-o", "{tmp}/out.txt"], ["out.txt", "unsupported file type"]),
+    ],
+)
+def test_score_failures_are_messages_not_tracebacks(runner, tmp_path, arguments, expected):
     receipts = tmp_path / "bad.csv"
     receipts.write_text(",".join(HEADER) + "\nR1,C1,S1,2025-06-07T10:00,grocery,0,10.00\n")
-    result = runner.invoke(cli, ["score", str(CASES_DIR / "verde_club.toml"), str(receipts), "-o",
-                                 str(tmp_path / "out.csv")])
-    assert result.exit_code == 1
-    assert "bad.csv" in result.output and "qty" in result.output
-    assert "Traceback" not in result.output
+    (tmp_path / "receipts.txt").write_text("x")
+    filled = [a.format(receipts=receipts, tmp=tmp_path) for a in arguments]
+    result = runner.invoke(cli, ["score", str(CASES_DIR / "verde_club.toml"), *filled])
+    assert_clean_failure(result, *expected)
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -74,9 +91,7 @@ def test_program_check_prints_summary_or_every_error(runner, tmp_path):
     bad.write_text('[program]\nname = "X"\ncurrency = "EUR"\nminor_units = 2\ntimezone = "UTC"\n'
                    '[earning]\npoints_per_unit = 1.5\nrounding = "up"\n')
     result = runner.invoke(cli, ["program", "check", str(bad)])
-    assert result.exit_code == 1
-    assert "bad.toml: 2 errors" in result.output
-    assert "earning.points_per_unit" in result.output and "earning.rounding" in result.output
+    assert_clean_failure(result, "bad.toml: 2 errors", "earning.points_per_unit", "earning.rounding")
 
 
 def test_generate_writes_a_chain_that_scores(runner, tmp_path):

@@ -123,11 +123,11 @@ def test_receipt_older_than_the_customers_history_is_refused(verde_club, make_ba
         kernel.score(late, compiled, state)
 
 
-def test_amount_beyond_the_exact_bound_is_refused(verde_club, make_batch):
-    compiled = compile_program(verde_club)
+@pytest.mark.parametrize("engine", ["compiled", "reference"])
+def test_amount_beyond_the_exact_bound_is_refused_by_both_engines(verde_club, make_batch, engine):
     huge = make_batch([("BIG", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "10000000000.01")])
     with pytest.raises(ScoringError, match="receipt 'BIG': the eligible amount exceeds"):
-        kernel.score(huge, compiled, kernel.new_state(compiled))
+        score_batch(verde_club, huge, engine=engine)
 
 
 def test_wide_arithmetic_is_exact_at_the_bound(make_batch):

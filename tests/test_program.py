@@ -85,6 +85,13 @@ def test_summary_names_every_rule():
         ('[[promotions]]\nname = "P"\nmultiplier = "2"\nmin_basket = "20.005"', "promotions[0].min_basket: 20.005 has more"),
         ('[[basket_bonuses]]\npoints = 5', "basket_bonuses[0]: a basket bonus needs min_items, min_amount or both"),
         ('[[visit_bonuses]]\nnth = 0\npoints = 5', "visit_bonuses[0].nth"),
+        ('[[visit_bonuses]]\nnth = 9999999999\npoints = 5', "visit_bonuses[0].nth"),
+        ('[qualification]\nhold = "months"\nhold_months = 9999999999', "qualification.hold_months"),
+        ('[[tiers]]\nname = "A"\nthreshold = "0"\n[[tiers]]\nname = "B"\nthreshold = "99999999999999999999"',
+         "tiers[1].threshold: '99999999999999999999' is larger than the engine's bound"),
+        ('[[basket_bonuses]]\nmin_amount = -3\npoints = 5', "basket_bonuses[0].min_amount: must not be negative"),
+        ('[[basket_bonuses]]\nmin_items = 99999999999\npoints = 5', "basket_bonuses[0].min_items"),
+        ('[[promotions]]\nname = "P"\nmultiplier = "2"\nstores = [""]', "promotions[0].stores[0]"),
     ],
 )
 def test_each_kind_of_error_names_its_path(addition, expected):
@@ -97,6 +104,10 @@ def test_missing_sections_and_bad_program_fields():
     assert "earning: required section [earning] is missing" in issues
     assert any(issue.startswith("program.currency") for issue in issues)
     assert any("unknown IANA time zone 'Mars/Base'" in issue for issue in issues)
+
+
+def test_empty_category_names_are_refused():
+    assert any(issue.startswith("earning.exclude_categories[0]") for issue in errors_of(MINIMAL + 'exclude_categories = [""]\n'))
 
 
 def test_excluded_category_with_a_multiplier_is_a_contradiction():
