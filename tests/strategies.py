@@ -26,7 +26,7 @@ UNNAMED_CATEGORY = "misc"
 STORES = ("S1", "S2", "S3")
 CUSTOMERS = ("0001", "0002", "0003", "0004", "0005")
 FIRST_DAY = dt.date(2024, 11, 20)
-LAST_DAY = dt.date(2026, 2, 10)
+LAST_DAY = dt.date(2027, 3, 10)
 TIMEZONES = ("Europe/Bucharest", "America/New_York", "UTC")
 
 decimals = st.sampled_from(["0.25", "0.5", "1", "1.1", "1.25", "1.5", "2", "3", "0.013", "2.75"])
@@ -40,7 +40,7 @@ def _toml_list(values) -> str:
 @st.composite
 def programs(draw) -> Program:
     """A valid program exercising any combination of the rules of PROGRAM.md."""
-    minor_units = draw(st.sampled_from([0, 2, 3]))
+    minor_units = draw(st.sampled_from([0, 1, 2, 3, 4]))
     timezone = draw(st.sampled_from(TIMEZONES))
     lines = [
         "[program]", 'name = "Generated"', 'currency = "EUR"', f"minor_units = {minor_units}",
@@ -123,8 +123,9 @@ def programs(draw) -> Program:
 def receipt_rows(draw, minor_units: int = 2, max_receipts: int = 40) -> list[tuple]:
     """Line rows (receipt_id, customer_id, store_id, ts, category, qty, amount) of a history.
 
-    Timestamps are naive local times over more than a year, so receipts cross month and year
-    ends and DST changes; a few share a timestamp so the receipt-id tie-break matters.
+    Timestamps span more than two years, so receipts cross month and year ends and DST
+    changes; most are naive local times, some carry a UTC offset (the same instant written
+    another way), and a few share a timestamp so the receipt-id tie-break matters.
     """
     receipt_count = draw(st.integers(1, max_receipts))
     span_days = (LAST_DAY - FIRST_DAY).days
@@ -139,6 +140,9 @@ def receipt_rows(draw, minor_units: int = 2, max_receipts: int = 40) -> list[tup
             day = FIRST_DAY + dt.timedelta(days=draw(st.integers(0, span_days)))
             moment = dt.datetime.combine(day, dt.time(draw(st.integers(0, 23)), draw(st.sampled_from([0, 15, 30, 59]))))
             shared_moments.append(moment)
+        written = moment.isoformat()
+        if draw(st.integers(0, 4)) == 0:
+            written += draw(st.sampled_from(["Z", "+02:00", "-05:00", "+00:30"]))
         receipt_id = f"R{draw(st.integers(0, 10**6)):07d}-{number}"
         for _ in range(draw(st.integers(1, 4))):
             category = draw(st.sampled_from(CATEGORIES + (UNNAMED_CATEGORY,)))
@@ -146,7 +150,7 @@ def receipt_rows(draw, minor_units: int = 2, max_receipts: int = 40) -> list[tup
             amount = f"{amount_minor // 10**minor_units}" + (
                 f".{amount_minor % 10**minor_units:0{minor_units}d}" if minor_units else ""
             )
-            rows.append((receipt_id, customer, store, moment.isoformat(), category, draw(st.integers(1, 3)), amount))
+            rows.append((receipt_id, customer, store, written, category, draw(st.integers(1, 3)), amount))
     return rows
 
 

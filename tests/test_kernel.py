@@ -49,7 +49,7 @@ def test_kernel_equals_reference_on_random_programs_and_receipts(data):
 
 @equivalence
 @given(data=st.data())
-def test_chunked_and_restored_state_equal_one_pass(data):
+def test_chunked_threaded_and_restored_state_equal_one_pass(data):
     program = data.draw(programs())
     rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
     customers = build_customers(data.draw(birth_dates))
@@ -58,10 +58,11 @@ def test_chunked_and_restored_state_equal_one_pass(data):
     whole = kernel.score(batch, compiled, kernel.new_state(compiled, customers))
 
     cuts = sorted(data.draw(st.lists(st.integers(0, len(batch)), max_size=4)))
+    threads = data.draw(st.sampled_from([1, 2]))
     state = kernel.new_state(compiled, customers)
     parts = []
     for start, stop in zip([0, *cuts], [*cuts, len(batch)]):
-        parts.append(kernel.score(batch.slice(start, stop), compiled, state))
+        parts.append(kernel.score(batch.slice(start, stop), compiled, state, threads=threads))
         state = CustomerState.from_bytes(state.to_bytes())  # as if the process restarted here
     assert Scores.concatenate(parts).equals(whole)
 
