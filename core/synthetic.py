@@ -237,8 +237,9 @@ def chain_columns(
     """Generate a chain as numpy columns, without any text (the fast path for benchmarks).
 
     Every step is vectorised over customers, receipts or lines; the only Python loops place
-    a few receipts in each DST gap and overlap and walk the catalogue's categories. Each stage draws from its own seeded
-    stream, so changing one stage does not reshuffle the others.
+    a few receipts in each DST gap and overlap and walk the catalogue's categories. Each
+    stage draws from its own seeded stream, so changing one stage does not reshuffle the
+    others.
     """
     if receipt_count < 0:
         raise ValueError("receipt_count must be ≥ 0")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import NamedTuple
 
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from fidelis.core.batch import CustomerTable, ReceiptBatch
 from fidelis.core.program import Program, parse_program
 
 # Bounded by default so the suite stays fast; FIDELIS_HYPOTHESIS_PROFILE=thorough for a long hunt.
@@ -158,3 +160,27 @@ birth_dates = st.dictionaries(
     st.sampled_from(CUSTOMERS),
     st.one_of(st.none(), st.dates(dt.date(1950, 1, 1), dt.date(2005, 12, 31)).map(dt.date.isoformat)),
 )
+
+
+class History(NamedTuple):
+    """A random program with a receipt history to score under it."""
+
+    program: Program
+    rows: list[tuple]
+    customers: CustomerTable
+    batch: ReceiptBatch
+
+
+@st.composite
+def histories(draw) -> History:
+    # imported here: the batch builder lives with the test fixtures
+    from .conftest import build_batch, build_customers
+
+    program = draw(programs())
+    rows = draw(receipt_rows(minor_units=program.info.minor_units))
+    return History(
+        program=program,
+        rows=rows,
+        customers=build_customers(draw(birth_dates)),
+        batch=build_batch(rows, program.info.timezone, program.info.minor_units),
+    )

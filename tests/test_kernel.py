@@ -14,8 +14,7 @@ from fidelis.core.scores import Scores
 from fidelis.core.scoring import score_batch
 from fidelis.core.state import CustomerState
 
-from .conftest import build_batch, build_customers
-from .strategies import birth_dates, programs, receipt_rows
+from .strategies import histories
 
 equivalence = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -37,11 +36,7 @@ def describe(program, rows, receipt_ids, compiled: Scores, expected: Scores) -> 
 @equivalence
 @given(data=st.data())
 def test_kernel_equals_reference_on_random_programs_and_receipts(data):
-    program = data.draw(programs())
-    rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
-    customers = build_customers(data.draw(birth_dates))
-    batch = build_batch(rows, program.info.timezone, program.info.minor_units)
-
+    program, rows, customers, batch = data.draw(histories())
     expected = reference.score_batch(program, batch, customers)
     compiled = score_batch(program, batch, customers, engine="compiled")
     assert compiled.equals(expected), describe(program, rows, batch.receipt_id.to_pylist(), compiled, expected)
@@ -50,10 +45,7 @@ def test_kernel_equals_reference_on_random_programs_and_receipts(data):
 @equivalence
 @given(data=st.data())
 def test_chunked_threaded_and_restored_state_equal_one_pass(data):
-    program = data.draw(programs())
-    rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
-    customers = build_customers(data.draw(birth_dates))
-    batch = build_batch(rows, program.info.timezone, program.info.minor_units)
+    program, _, customers, batch = data.draw(histories())
     compiled = compile_program(program)
     whole = kernel.score(batch, compiled, kernel.new_state(compiled, customers))
 
@@ -70,9 +62,7 @@ def test_chunked_threaded_and_restored_state_equal_one_pass(data):
 @equivalence
 @given(data=st.data())
 def test_two_threads_equal_one(data):
-    program = data.draw(programs())
-    rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
-    batch = build_batch(rows, program.info.timezone, program.info.minor_units)
+    program, _, _, batch = data.draw(histories())
     compiled = compile_program(program)
     one = kernel.score(batch, compiled, kernel.new_state(compiled))
     two = kernel.score(batch, compiled, kernel.new_state(compiled), threads=2)
@@ -82,9 +72,7 @@ def test_two_threads_equal_one(data):
 @equivalence
 @given(data=st.data())
 def test_status_as_of_equals_reference(data):
-    program = data.draw(programs())
-    rows = data.draw(receipt_rows(minor_units=program.info.minor_units))
-    batch = build_batch(rows, program.info.timezone, program.info.minor_units)
+    program, _, _, batch = data.draw(histories())
     compiled = compile_program(program)
     state = kernel.new_state(compiled)
     kernel.score(batch, compiled, state)
