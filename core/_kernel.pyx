@@ -13,9 +13,9 @@ Invariants (the Python wrapper in kernel.py establishes them; the kernel trusts 
   (``wide = False``) and __int128 otherwise; rate points per receipt are at most the points
   bound and running totals are overflow-checked. Anything beyond a bound returns a status
   code, before the customer's state is touched; nothing wraps.
-- with ``shard_count > 1`` each call scores only customers with ``index % shard_count ==
-  shard``; calls on different shards touch disjoint state and output slots, so they run
-  concurrently without locks (anonymous receipts belong to shard 0).
+- with ``shard_count > 1`` each call scores only customers with ``(index >> 2) % shard_count
+  == shard`` (kernel.customer_shard); calls on different shards touch disjoint state and
+  output slots, so they run concurrently without locks (anonymous receipts belong to shard 0).
 """
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t, INT64_MAX
 from libc.stdlib cimport malloc, free
@@ -67,7 +67,9 @@ cpdef enum Hold:
     HOLD_MONTHS = 2
 
 cdef enum:
-    PREFETCH_DISTANCE = 16   # receipts ahead whose customer state is prefetched
+    PREFETCH_DISTANCE = 16  # receipts ahead whose customer state is prefetched
+    SHARD_BLOCK_BITS = 2    # shards own blocks of 4 consecutive customers, so no two shards
+                            # write to the same cache line of the state records
 
 
 ctypedef struct program_tables_t:
@@ -497,7 +499,7 @@ cdef int _score_loop(
                 out_cap_points[r] = 0
                 out_points[r] = 0
             continue
-        if shard_count > 1 and customer % shard_count != shard:
+        if shard_count > 1 and (customer >> SHARD_BLOCK_BITS) % shard_count != shard:
             continue
 
         record = &states[customer]

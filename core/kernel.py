@@ -77,6 +77,49 @@ def prepare(batch: ReceiptBatch, compiled: CompiledProgram, state: CustomerState
     )
 
 
+#: Shards own blocks of ``2**SHARD_BLOCK_BITS`` consecutive customer indices (see _kernel.pyx).
+SHARD_BLOCK_BITS = 2
+
+
+def customer_shard(customer_index: np.ndarray, shard_count: int) -> np.ndarray:
+    """The shard of each receipt's customer; anonymous receipts go to shard 0."""
+    return np.where(customer_index < 0, 0, (customer_index >> SHARD_BLOCK_BITS) % shard_count)
+
+
+def partition(prepared: PreparedBatch, part_count: int) -> list[PreparedBatch]:
+    """Split a prepared batch by customer, each part in processing order.
+
+    This is how a chain's receipts are laid out for parallel scoring: no customer is in two
+    parts, so the parts can be scored concurrently against one state (or on different
+    machines, each with its customers' state) with exactly the results of one pass.
+    """
+    shard = customer_shard(prepared.customer_index, part_count)
+    parts = []
+    for part in range(part_count):
+        receipts = np.flatnonzero(shard == part)
+        parts.append(PreparedBatch(
+            batch=prepared.batch.take(receipts),
+            compiled=prepared.compiled,
+            customer_index=prepared.customer_index[receipts],
+            store_class_of_code=prepared.store_class_of_code,
+            category_class_of_code=prepared.category_class_of_code,
+        ))
+    return parts
+
+
+def score_partitions(
+    parts: list[PreparedBatch],
+    compiled: CompiledProgram,
+    state: CustomerState,
+    *,
+    out: list[Scores] | None = None,
+) -> list[Scores]:
+    """Score customer-disjoint parts (from :func:`partition`) concurrently, one thread each."""
+    out = out or [None] * len(parts)
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        return list(pool.map(lambda k: score(parts[k], compiled, state, out=out[k]), range(len(parts))))
+
+
 def check_compatible(prepared: PreparedBatch, compiled: CompiledProgram, state: CustomerState) -> None:
     """Refuse combinations the kernel would read out of bounds with, before it runs."""
     if prepared.compiled is not compiled:

@@ -145,3 +145,20 @@ def test_threads_split_customers_without_changing_results(verde_club, make_batch
     for threads in (2, 3, 8):
         assert kernel.score(batch, compiled, kernel.new_state(compiled), threads=threads).equals(one)
     assert np.all(one.points > 0)
+
+
+@equivalence
+@given(data=st.data(), part_count=st.integers(1, 3))
+def test_customer_partitions_scored_concurrently_equal_one_pass(data, part_count):
+    program, _, customers, batch = data.draw(histories())
+    compiled = compile_program(program)
+    state = kernel.new_state(compiled, customers)
+    whole = kernel.score(batch, compiled, state.copy())
+    prepared = kernel.prepare(batch, compiled, state)
+    parts = kernel.partition(prepared, part_count)
+    assert sum(len(part.batch) for part in parts) == len(batch)
+    by_receipt = {}
+    for part, scores in zip(parts, kernel.score_partitions(parts, compiled, state)):
+        for position, receipt_id in enumerate(part.batch.receipt_id.to_pylist()):
+            by_receipt[receipt_id] = scores[position:position + 1]
+    assert Scores.concatenate([by_receipt[r] for r in batch.receipt_id.to_pylist()]).equals(whole)
