@@ -51,12 +51,12 @@ class Scores:
 
     def to_table(self, receipt_id: pa.Array, customer_id: pa.Array, tier_names: list[str]) -> pa.Table:
         """The ``fidelis score`` output: one row per receipt, tier by name (empty if anonymous)."""
-        names = np.array(["", *tier_names], dtype=object)
+        names = pa.array(["", *tier_names], type=pa.string())
         return pa.table(
             {
                 "receipt_id": receipt_id,
                 "customer_id": customer_id,
-                "tier": pa.array(names[self.tier.astype(np.int64) + 1], type=pa.string()),
+                "tier": names.take(pa.array(self.tier.astype(np.int32) + 1)),
                 **{name: pa.array(getattr(self, name)) for name in POINT_COLUMNS},
             }
         )

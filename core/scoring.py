@@ -6,6 +6,7 @@ everything else (reading, ordering, output columns) is shared.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -30,8 +31,12 @@ class ScoreResult:
 
     table: pa.Table
     scores: Scores
-    customer_count: int
     tier_names: list[str]
+
+    @cached_property
+    def customer_count(self) -> int:
+        """Distinct customers on the scored receipts (counted only when a summary asks)."""
+        return pc.count_distinct(self.table.column("customer_id"), mode="only_valid").as_py()
 
 
 def score_batch(
@@ -98,5 +103,4 @@ def score_files(
     scores = score_batch(program, batch, customers, engine=engine, threads=threads, progress=progress)
     tier_names = [tier.name for tier in program.tiers]
     table = scores.to_table(batch.receipt_id, batch.customer_id, tier_names)
-    customer_count = pc.count_distinct(batch.customer_id, mode="only_valid").as_py()
-    return ScoreResult(table=table, scores=scores, customer_count=customer_count, tier_names=tier_names)
+    return ScoreResult(table=table, scores=scores, tier_names=tier_names)
