@@ -116,6 +116,69 @@ def _print_score_summary(result, output: Path, elapsed: float) -> None:
     click.echo(f"Wrote {output}")
 
 
+# ---- ledger ----------------------------------------------------------------------------
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--program", "program_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The program file the ledger scores with.")
+def init(ledger_file, program_file) -> None:
+    """Create a ledger (SQLite) that scores receipts with a program.
+
+    Example: fidelis init chain.db --program program.toml
+    """
+    from .ledger import Ledger
+    from .program import load_program
+
+    program = load_program(program_file)
+    with Ledger.create(ledger_file, program):
+        pass
+    click.echo(f"Created {ledger_file} for {program.info.name} (program {program.sha256[:12]})")
+
+
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("receipt_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--customers", "customers_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Customers file (CSV or Parquet) with birth dates.")
+@click.option("--skip-bad", is_flag=True, help="Load the good receipts and set bad rows aside instead of stopping.")
+@click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where rejected rows go, with reasons (.csv or .parquet).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, quiet) -> None:
+    """Load receipt files into a ledger, exactly once.
+
+    Receipts already in the ledger are skipped; loading the same files again changes nothing.
+
+    Example: fidelis load chain.db receipts.csv --customers customers.csv --skip-bad --rejects rejects.csv
+    """
+    from .jobs import load_files
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        summary = load_files(ledger, receipt_files, customers_file=customers_file, skip_bad=skip_bad,
+                             rejects_file=rejects_file, progress=not quiet)
+    click.echo(
+        f"Loaded {summary.receipts_loaded:,} receipts ({summary.new_customers:,} new customers, "
+        f"{summary.points:,} points) in {summary.seconds:.1f} s; skipped {summary.duplicates_skipped:,} "
+        f"already loaded; rejected {summary.rejected_rows:,} bad rows, {summary.conflicts:,} conflicting "
+        f"and {summary.late_receipts:,} late receipts."
+    )
+
+
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("customer_id")
+def balance(ledger_file, customer_id) -> None:
+    """Show a customer's points balance (the sum of their journal).
+
+    Example: fidelis balance chain.db 0000123456
+    """
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        click.echo(f"{customer_id}: {ledger.balance(customer_id):,} points")
+
+
 # ---- synthetic data --------------------------------------------------------------------
 @cli.command()
 @click.option("--receipts", "receipt_count", type=click.IntRange(1), default=200_000, show_default=True,

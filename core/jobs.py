@@ -1,0 +1,305 @@
+"""Batch jobs on a ledger: bulk loading receipt history, exactly once.
+
+A load reads and validates every file, sets aside what cannot be loaded (bad rows, receipts
+already in the ledger, receipts older than their customer's history), scores the rest with
+the kernel from the customer state stored in the ledger, and commits chunk by chunk: each
+chunk's receipts, journal entries, lots and customer state in one transaction. Receipt ids
+are idempotency keys, so running the same load again (after a crash, or by mistake) loads
+only what is missing and ends with the ledger an uninterrupted load would have produced.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from . import kernel
+from .batch import ReceiptBatch
+from .compiled import compile_program
+from .errors import InputError, InputProblem
+from .io import check_receipts, check_writable, read_customers, write_table
+from .ledger import LINE_DTYPE, Ledger
+from .scores import Scores
+
+#: Receipts committed per transaction: bounds what a crash can cost and the memory of a chunk.
+CHUNK_RECEIPTS = 200_000
+
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+@dataclass
+class LoadSummary:
+    """What a load did, for the closing summary and the run record."""
+
+    receipts_loaded: int = 0
+    new_customers: int = 0
+    points: int = 0
+    rejected_rows: int = 0
+    duplicates_skipped: int = 0
+    conflicts: int = 0
+    late_receipts: int = 0
+    seconds: float = 0.0
+    problems: list[InputProblem] = field(default_factory=list)
+
+    def as_counts(self) -> dict[str, int]:
+        return {
+            "receipts_loaded": self.receipts_loaded, "new_customers": self.new_customers,
+            "points": self.points, "rejected_rows": self.rejected_rows,
+            "duplicates_skipped": self.duplicates_skipped, "conflicts": self.conflicts,
+            "late_receipts": self.late_receipts,
+        }
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads every input bit over the 64-bit result (wrapping)."""
+    values = values.astype(np.uint64, copy=True)
+    values ^= values >> np.uint64(30)
+    values *= _MIX_1
+    values ^= values >> np.uint64(27)
+    values *= _MIX_2
+    values ^= values >> np.uint64(31)
+    return values
+
+
+def _string_fingerprints(names: Sequence[str | None]) -> np.ndarray:
+    return np.array(
+        [0 if name is None else int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
+         for name in names],
+        dtype=np.uint64,
+    )
+
+
+def receipt_fingerprints(batch: ReceiptBatch) -> np.ndarray:
+    """A 64-bit fingerprint of each receipt's content (customer, store, instant, lines).
+
+    Compared only between receipts with the same id, to tell a re-sent receipt (skip) from a
+    different receipt reusing an id (conflict); stored as a signed int64.
+    """
+    customers = batch.customer_id.dictionary_encode()
+    customer_print = np.append(_string_fingerprints(customers.dictionary.to_pylist()), np.uint64(0))[
+        customers.indices.fill_null(len(customers.dictionary)).to_numpy(zero_copy_only=False)
+    ]
+    store_print = _string_fingerprints(batch.store_names)[batch.store_code]
+    line_count = batch.line_count
+    position = np.arange(line_count, dtype=np.int64) - np.repeat(batch.line_offsets[:-1], np.diff(batch.line_offsets))
+    line_print = _mix(_string_fingerprints(batch.category_names)[batch.line_category_code]
+                      ^ _mix(batch.line_qty.astype(np.uint64) + np.uint64(1) * (position.astype(np.uint64) << np.uint64(32)))
+                      ^ _mix(batch.line_amount_minor.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)))
+    if batch.line_sku is not None:
+        skus = batch.line_sku.dictionary_encode()
+        sku_print = np.append(_string_fingerprints(skus.dictionary.to_pylist()), np.uint64(0))[
+            skus.indices.fill_null(len(skus.dictionary)).to_numpy(zero_copy_only=False)
+        ]
+        line_print ^= _mix(sku_print + np.uint64(7))
+    lines_print = np.zeros(len(batch), dtype=np.uint64)
+    has_lines = np.diff(batch.line_offsets) > 0
+    if line_count:
+        sums = np.add.reduceat(line_print, batch.line_offsets[:-1][has_lines])
+        lines_print[has_lines] = sums
+    receipt_print = _mix(customer_print ^ _mix(store_print + np.uint64(3))
+                         ^ _mix(batch.instant_us.astype(np.uint64)) ^ _mix(lines_print + np.uint64(5)))
+    return receipt_print.view(np.int64)
+
+
+def load_files(
+    ledger: Ledger,
+    receipt_files: Sequence[str | Path],
+    *,
+    customers_file: str | Path | None = None,
+    skip_bad: bool = False,
+    rejects_file: str | Path | None = None,
+    chunk_receipts: int = CHUNK_RECEIPTS,
+    progress: bool = False,
+) -> LoadSummary:
+    """Load receipt files into ``ledger`` exactly once; see the module docstring.
+
+    Without ``skip_bad`` any bad row, conflicting receipt id or late receipt stops the load
+    before anything is written (InputError listing the first problems and the total). With
+    it, those rows go to ``rejects_file`` with reasons and the rest is loaded.
+    """
+    started = time.perf_counter()
+    if rejects_file is not None:
+        check_writable(rejects_file)
+    program = ledger.current_program()
+    compiled = compile_program(program.program)
+    paths = [Path(path) for path in receipt_files]
+    checked = check_receipts(paths, timezone=program.program.info.timezone,
+                             minor_units=program.program.info.minor_units)
+    batch = checked.batch
+    summary = LoadSummary(problems=list(checked.problems), rejected_rows=int(checked.rejected.sum()))
+
+    state = kernel.CustomerState.for_program(compiled)
+    ledger.load_state(state)
+    stored_customers = len(state)
+    if customers_file is not None:
+        state.register_customers(read_customers(Path(customers_file)))
+
+    # exactly once: receipts already in the ledger are skipped, or conflicts if changed
+    fingerprints = receipt_fingerprints(batch)
+    receipt_ids = batch.receipt_id.to_pylist()
+    existing = ledger.existing_receipts(receipt_ids)
+    keep = np.ones(len(batch), dtype=bool)
+    for position, receipt_id in enumerate(receipt_ids):
+        stored = existing.get(receipt_id)
+        if stored is None:
+            continue
+        keep[position] = False
+        if stored == fingerprints[position]:
+            summary.duplicates_skipped += 1
+        else:
+            summary.conflicts += 1
+            summary.problems.append(InputProblem(
+                "<ledger>", None, "receipt_id", receipt_id,
+                f"receipt {receipt_id!r}: a different receipt with this id is already in the ledger (conflict)"))
+
+    # history is never rewritten: receipts before their customer's last scored one are late
+    customer_index = state.index_of(batch.customer_id)
+    known = customer_index >= 0
+    last_instant = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
+    last_instant[known] = state.records["last_instant_us"][customer_index[known]]
+    late = keep & known & (batch.instant_us < last_instant)
+    for position in np.flatnonzero(late):
+        summary.problems.append(InputProblem(
+            "<ledger>", None, "ts", receipt_ids[position],
+            f"receipt {receipt_ids[position]!r} is older than customer "
+            f"{batch.customer_id[position].as_py()!r}'s last scored receipt; history is not rescored"))
+    summary.late_receipts = int(late.sum())
+    keep &= ~late
+
+    if summary.problems and not skip_bad:
+        raise InputError(summary.problems)
+    if rejects_file is not None:
+        _write_rejects(rejects_file, checked, summary.problems)
+
+    accepted = batch.take(np.flatnonzero(keep)) if not keep.all() else batch
+    accepted_prints = fingerprints[keep]
+    prepared = kernel.prepare(accepted, compiled, state)
+    summary.new_customers = len(state) - stored_customers
+    arguments = json.dumps({"files": [str(p) for p in paths], "customers": str(customers_file) if customers_file else None,
+                            "skip_bad": skip_bad}, sort_keys=True)
+    hashes = json.dumps({str(p): _file_sha256(p) for p in paths}, sort_keys=True)
+    with ledger.write() as connection:
+        run_id = connection.execute(
+            "INSERT INTO runs (kind, arguments, input_hashes, started_at, status) VALUES ('load', ?, ?, datetime('now'), 'running')",
+            (arguments, hashes),
+        ).lastrowid
+        ledger.add_customers(connection, state, stored_customers)
+        category_ids = ledger.vocabulary_ids(connection, "categories", accepted.category_names)
+        sku_ids = _sku_ids(ledger, connection, accepted)
+
+    out = Scores.empty(min(chunk_receipts, max(len(accepted), 1)))
+    with tqdm(total=len(accepted), unit=" receipts", unit_scale=True, desc="loading", disable=not progress) as bar:
+        for start in range(0, len(accepted), chunk_receipts):
+            stop = min(start + chunk_receipts, len(accepted))
+            chunk = kernel.PreparedBatch(
+                batch=accepted.slice(start, stop), compiled=compiled,
+                customer_index=prepared.customer_index[start:stop],
+                store_class_of_code=prepared.store_class_of_code,
+                category_class_of_code=prepared.category_class_of_code,
+            )
+            scores = kernel.score(chunk, compiled, state, out=out)
+            with ledger.write() as connection:
+                _append_chunk(connection, ledger, chunk, scores, accepted_prints[start:stop], category_ids,
+                              None if sku_ids is None else sku_ids, program.version, run_id, state)
+            summary.receipts_loaded += stop - start
+            summary.points += int(scores.points.sum())
+            bar.update(stop - start)
+    summary.seconds = time.perf_counter() - started
+    with ledger.write() as connection:
+        connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now'), counts = ? WHERE run_id = ?",
+                           (json.dumps(summary.as_counts()), run_id))
+    return summary
+
+
+def _sku_ids(ledger: Ledger, connection, batch: ReceiptBatch) -> np.ndarray | None:
+    if batch.line_sku is None:
+        return None
+    skus = batch.line_sku.dictionary_encode()
+    ids = np.append(ledger.vocabulary_ids(connection, "skus", skus.dictionary.to_pylist()), np.int32(0))
+    return ids[skus.indices.fill_null(len(skus.dictionary)).to_numpy(zero_copy_only=False)]
+
+
+def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, scores: Scores, prints: np.ndarray,
+                  category_ids: np.ndarray, sku_ids: np.ndarray | None, program_version: int, run_id: int,
+                  state) -> None:
+    """Write one scored chunk: receipts, earn entries, lots and the touched customers' state."""
+    batch = prepared.batch
+    count = len(batch)
+    customer = prepared.customer_index
+    lines = np.empty(batch.line_count, dtype=LINE_DTYPE)
+    lines["category_id"] = category_ids[batch.line_category_code]
+    lines["sku_id"] = 0 if sku_ids is None else sku_ids[: batch.line_count]
+    lines["qty"] = batch.line_qty
+    lines["amount_minor"] = batch.line_amount_minor
+    offsets = (batch.line_offsets * LINE_DTYPE.itemsize).astype(np.int64)
+    blobs = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), count, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(lines.tobytes())]
+    ).to_pylist()
+    amount = np.add.reduceat(batch.line_amount_minor, batch.line_offsets[:-1]) if batch.line_count else np.zeros(count)
+    amount[np.diff(batch.line_offsets) == 0] = 0
+    identified = customer >= 0
+    tier = np.where(identified, scores.tier, -1)
+    rows = zip(
+        batch.receipt_id.to_pylist(),
+        np.where(identified, customer, -1).tolist(),
+        np.array(batch.store_names, dtype=object)[batch.store_code].tolist(),
+        batch.instant_us.tolist(), batch.local_day.tolist(), amount.tolist(), tier.tolist(),
+        scores.rate_points.tolist(), scores.basket_points.tolist(), scores.visit_points.tolist(),
+        scores.welcome_points.tolist(), scores.cap_points.tolist(), scores.points.tolist(),
+        prints.tolist(), blobs,
+    )
+    connection.executemany(
+        "INSERT INTO receipts (receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, "
+        "rate_points, basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines, "
+        f"program_version, run_id) VALUES (?, NULLIF(?, -1), ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, ?, ?, ?, "
+        f"{int(program_version)}, {int(run_id)})",
+        rows,
+    )
+    earning = identified & (scores.points != 0)
+    connection.executemany(
+        f"INSERT INTO journal (customer_index, kind, points, instant_us, reference, run_id) VALUES (?, 'earn', ?, ?, ?, {int(run_id)})",
+        zip(customer[earning].tolist(), scores.points[earning].tolist(), batch.instant_us[earning].tolist(),
+            batch.receipt_id.filter(pa.array(earning)).to_pylist()),
+    )
+    # lots: points earned per customer and local month, added to what earlier chunks earned
+    if earning.any():
+        keys = customer[earning].astype(np.int64) * 4096 + batch.local_month[earning]
+        unique_keys, inverse = np.unique(keys, return_inverse=True)
+        sums = np.bincount(inverse, weights=scores.points[earning]).astype(np.int64)
+        connection.executemany(
+            "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(customer_index, earned_month) DO UPDATE SET "
+            "points_earned = points_earned + excluded.points_earned, "
+            "points_remaining = points_remaining + excluded.points_remaining",
+            zip((unique_keys // 4096).tolist(), (unique_keys % 4096).tolist(), sums.tolist(), sums.tolist()),
+        )
+    touched = np.unique(customer[identified])
+    ledger.save_state(connection, state, touched)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_rejects(path: str | Path, checked, problems: list[InputProblem]) -> None:
+    """The rejected input rows with their reasons (one line per problem)."""
+    table = pa.table({
+        "file": [p.file for p in problems],
+        "row": pa.array([p.row for p in problems], type=pa.int64()),
+        "column": [p.column for p in problems],
+        "value": [p.value for p in problems],
+        "reason": [p.reason for p in problems],
+    })
+    write_table(table, path)

@@ -1,0 +1,347 @@
+"""The ledger: a chain's loyalty history in SQLite (the embedded default).
+
+What it holds and why:
+
+- ``program_versions``: every program that scored a receipt, with its text and hash, so a
+  receipt's points can always be traced to the rules that gave them. Versions carry an
+  ``effective_from`` date for the day programs change mid-history.
+- ``customers``: external id (card number, often with leading zeros) ↔ the dense
+  ``customer_index`` the kernel's state arrays use, plus birth date and attributes.
+- ``customer_state``: the kernel's per-customer state record, so a later load continues
+  each customer's history exactly where the last one stopped.
+- ``receipts``: one row per scored receipt — its facts, the points of each rule, the
+  context a return needs to be re-scored, and its lines as one compact msgpack value.
+- ``journal``: every change to a balance (earn, redeem, expire, reverse, adjust). A
+  customer's balance is the sum of their journal, always.
+- ``lots``: points earned by a customer in one local month, consumed oldest first.
+- ``runs``: each batch job execution, for idempotency, resume and audit.
+
+Writers take ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing half-way;
+readers never block writers (WAL).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .errors import FidelisError
+from .program import Program, parse_program
+from .state import CUSTOMER_STATE_DTYPE, CustomerState
+
+BUSY_TIMEOUT_MS = 10_000
+#: Page cache per connection: bulk loads insert into large B-trees in key order of receipt ids,
+#: which is not time order; the default 2 MB cache makes every insert a disk read.
+CACHE_KIB = 256 * 1024
+#: A receipt's lines as stored: fixed-width records, so a chunk's lines are one buffer and each
+#: receipt's value is a slice of it (no per-receipt encoding in Python).
+LINE_DTYPE = np.dtype([("category_id", "<i4"), ("sku_id", "<i4"), ("qty", "<i4"), ("amount_minor", "<i8")])
+JOURNAL_KINDS = ("earn", "redeem", "expire", "reverse", "adjust")
+
+migrations = Migrations("fidelis")
+
+
+class LedgerError(FidelisError):
+    """The ledger cannot do what was asked (missing, wrong program, inconsistent)."""
+
+
+@migrations()
+def m001_initial_schema(db: sqlite_utils.Database) -> None:
+    kinds = ", ".join(f"'{kind}'" for kind in JOURNAL_KINDS)
+    db.executescript(
+        f"""
+        CREATE TABLE program_versions (
+            version INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            text TEXT NOT NULL,
+            effective_from TEXT,              -- local date; NULL = from the first receipt
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE customers (
+            customer_index INTEGER PRIMARY KEY,   -- the kernel's dense index
+            customer_id TEXT NOT NULL UNIQUE,
+            birth_date TEXT,
+            joined_on TEXT,
+            attributes TEXT                   -- JSON object of further columns
+        );
+        CREATE TABLE customer_state (
+            customer_index INTEGER PRIMARY KEY REFERENCES customers(customer_index),
+            record BLOB NOT NULL,             -- customer_state_t (see core/_types.pxd)
+            rolling_totals BLOB,              -- 12 × int64, rolling 12-month period only
+            tier_reached_month BLOB           -- tiers × int32, months hold only
+        );
+        CREATE TABLE categories (
+            category_id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE skus (
+            sku_id INTEGER PRIMARY KEY,       -- 0 = a line without a sku
+            sku TEXT NOT NULL UNIQUE
+        );
+        CREATE TABLE runs (
+            run_id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            arguments TEXT NOT NULL,          -- JSON
+            input_hashes TEXT NOT NULL,       -- JSON: file -> sha256
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+            counts TEXT NOT NULL DEFAULT '{{}}'   -- JSON
+        );
+        CREATE TABLE receipts (
+            receipt_id TEXT PRIMARY KEY,
+            customer_index INTEGER,           -- NULL = anonymous
+            store_id TEXT NOT NULL,
+            instant_us INTEGER NOT NULL,
+            local_day INTEGER NOT NULL,
+            amount_minor INTEGER NOT NULL,    -- all lines
+            tier INTEGER,                     -- status tier at the receipt; NULL = anonymous
+            rate_points INTEGER NOT NULL,
+            basket_points INTEGER NOT NULL,
+            visit_points INTEGER NOT NULL,
+            welcome_points INTEGER NOT NULL,
+            cap_points INTEGER NOT NULL,
+            points INTEGER NOT NULL,
+            content_hash INTEGER NOT NULL,    -- 64-bit fingerprint of the receipt's content
+            lines BLOB NOT NULL,              -- LINE_DTYPE records: category_id, sku_id, qty, amount_minor
+            program_version INTEGER NOT NULL REFERENCES program_versions(version),
+            run_id INTEGER NOT NULL REFERENCES runs(run_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX receipts_by_customer ON receipts(customer_index, instant_us);
+        CREATE TABLE journal (
+            entry_id INTEGER PRIMARY KEY,
+            customer_index INTEGER NOT NULL REFERENCES customers(customer_index),
+            kind TEXT NOT NULL CHECK (kind IN ({kinds})),
+            points INTEGER NOT NULL,
+            instant_us INTEGER NOT NULL,
+            reference TEXT NOT NULL,          -- receipt id, redemption key, …
+            run_id INTEGER REFERENCES runs(run_id)
+        );
+        CREATE INDEX journal_by_customer ON journal(customer_index, entry_id);
+        CREATE TABLE lots (
+            customer_index INTEGER NOT NULL REFERENCES customers(customer_index),
+            earned_month INTEGER NOT NULL,    -- local month, (year - 1970) * 12 + month - 1
+            points_earned INTEGER NOT NULL,
+            points_remaining INTEGER NOT NULL CHECK (points_remaining >= 0),
+            expires_on INTEGER,               -- local day; NULL = never
+            PRIMARY KEY (customer_index, earned_month)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+def _row_bytes(rows: np.ndarray) -> list[bytes]:
+    """Each row of a 1- or 2-D array as its own bytes value, without a Python loop over rows."""
+    width = rows.itemsize * (rows.shape[1] if rows.ndim == 2 else 1)
+    data = pa.py_buffer(np.ascontiguousarray(rows).tobytes())
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(rows), [None, data]).to_pylist()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ProgramVersion:
+    version: int
+    program: Program
+
+
+class Ledger:
+    """A handle on one ledger file; cheap to open, one per thread or request."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise LedgerError(f"{self.path}: no ledger here; create one with `fidelis init {self.path} --program FILE`")
+        self.db = self._connect(self.path)
+        if migrations.pending(self.db):
+            migrations.apply(self.db)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite_utils.Database:
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                     check_same_thread=False)
+        db = sqlite_utils.Database(connection)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.enable_wal()
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        db.execute("PRAGMA foreign_keys = ON")
+        return db
+
+    @classmethod
+    def create(cls, path: str | Path, program: Program) -> "Ledger":
+        """A new ledger scoring with ``program``; refuses to overwrite an existing file."""
+        path = Path(path)
+        if path.exists():
+            raise LedgerError(f"{path}: a file already exists here; choose another path")
+        db = cls._connect(path)
+        migrations.apply(db)
+        db.close()
+        ledger = cls(path)
+        ledger.set_program(program)
+        return ledger
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (``BEGIN IMMEDIATE``): all or nothing."""
+        connection = self.db.conn
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    # ---- program -----------------------------------------------------------------------
+    def current_program(self) -> ProgramVersion:
+        row = self.db.execute(
+            "SELECT version, source, text FROM program_versions ORDER BY version DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise LedgerError(f"{self.path}: the ledger has no program")
+        version, source, text = row
+        return ProgramVersion(version, parse_program(text, source=source))
+
+    def set_program(self, program: Program) -> int:
+        """Store ``program`` as the ledger's program; refused once receipts were scored.
+
+        Setting the same program again is a no-op. Program versions effective from a date
+        will lift the refusal; until then a different program needs a new ledger.
+        """
+        with self.write() as connection:
+            existing = connection.execute(
+                "SELECT version, sha256 FROM program_versions ORDER BY version DESC LIMIT 1"
+            ).fetchone()
+            if existing and existing[1] == program.sha256:
+                return existing[0]
+            if existing and connection.execute("SELECT 1 FROM receipts LIMIT 1").fetchone():
+                raise LedgerError(
+                    f"{self.path}: the ledger has scored receipts with program version {existing[0]}; "
+                    "changing the program of a ledger with history is not supported yet "
+                    "(create a new ledger for a new program)"
+                )
+            connection.execute("DELETE FROM program_versions")
+            cursor = connection.execute(
+                "INSERT INTO program_versions (sha256, name, source, text, created_at) VALUES (?, ?, ?, ?, ?)",
+                (program.sha256, program.info.name, program.source, program.text, _now()),
+            )
+            return cursor.lastrowid
+
+    # ---- customer state ----------------------------------------------------------------
+    def load_state(self, state: CustomerState) -> None:
+        """Fill ``state`` with every stored customer and their scoring state.
+
+        The directory order is the stored ``customer_index``, so indices stay stable across
+        loads.
+        """
+        ids = [row[0] for row in self.db.execute("SELECT customer_id FROM customers ORDER BY customer_index")]
+        if ids and not np.array_equal(state.index_of(ids), np.arange(len(ids))):
+            raise LedgerError(f"{self.path}: customer indices are not dense; run `fidelis check`")
+        rows = self.db.execute(
+            "SELECT customer_index, record, rolling_totals, tier_reached_month FROM customer_state"
+        ).fetchall()
+        if not rows:
+            return
+        index = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        state.records[index] = np.frombuffer(b"".join(row[1] for row in rows), dtype=CUSTOMER_STATE_DTYPE)
+        if state.rolling_months:
+            state.rolling_totals[index] = np.frombuffer(
+                b"".join(row[2] for row in rows), dtype=np.int64).reshape(len(rows), 12)
+        if state.reached_tiers:
+            state.tier_reached_month[index] = np.frombuffer(
+                b"".join(row[3] for row in rows), dtype=np.int32).reshape(len(rows), state.tier_count)
+
+    def save_state(self, connection: sqlite3.Connection, state: CustomerState, customers: np.ndarray) -> None:
+        """Upsert the state of ``customers`` (indices) inside the caller's transaction."""
+        connection.executemany(
+            "INSERT INTO customer_state (customer_index, record, rolling_totals, tier_reached_month) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT(customer_index) DO UPDATE SET record = excluded.record, "
+            "rolling_totals = excluded.rolling_totals, tier_reached_month = excluded.tier_reached_month",
+            zip(
+                customers.tolist(),
+                _row_bytes(state.records[customers]),
+                _row_bytes(state.rolling_totals[customers]) if state.rolling_months else [None] * len(customers),
+                _row_bytes(state.tier_reached_month[customers]) if state.reached_tiers else [None] * len(customers),
+            ),
+        )
+
+    def add_customers(self, connection: sqlite3.Connection, state: CustomerState, first_new_index: int) -> None:
+        """Insert customers the state learned since ``first_new_index`` (in index order)."""
+        new_ids = state.customer_ids[first_new_index:]
+        connection.executemany(
+            "INSERT INTO customers (customer_index, customer_id) VALUES (?, ?)",
+            zip(range(first_new_index, first_new_index + len(new_ids)), new_ids),
+        )
+
+    # ---- vocabularies and receipts -------------------------------------------------------
+    def vocabulary_ids(self, connection: sqlite3.Connection, table: str, names: list[str]) -> np.ndarray:
+        """Ledger-wide ids of category or sku names (int32, by position), adding new names."""
+        column = {"categories": ("category_id", "name"), "skus": ("sku_id", "sku")}[table]
+        known = dict(connection.execute(f"SELECT {column[1]}, {column[0]} FROM {table}").fetchall())
+        new = [name for name in dict.fromkeys(names) if name not in known]
+        if new:
+            start = (connection.execute(f"SELECT COALESCE(MAX({column[0]}), 0) FROM {table}").fetchone()[0]) + 1
+            connection.executemany(f"INSERT INTO {table} ({column[0]}, {column[1]}) VALUES (?, ?)",
+                                   zip(range(start, start + len(new)), new))
+            known.update(zip(new, range(start, start + len(new))))
+        return np.array([known[name] for name in names], dtype=np.int32)
+
+    def existing_receipts(self, receipt_ids: list[str]) -> dict[str, int]:
+        """Receipt id -> stored content fingerprint, for the ids already in the ledger."""
+        if not self.db.execute("SELECT 1 FROM receipts LIMIT 1").fetchone():
+            return {}
+        connection = self.db.conn
+        connection.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (receipt_id TEXT PRIMARY KEY)")
+        connection.execute("DELETE FROM incoming")
+        connection.executemany("INSERT OR IGNORE INTO incoming VALUES (?)", ((r,) for r in receipt_ids))
+        found = dict(connection.execute(
+            "SELECT r.receipt_id, r.content_hash FROM receipts r JOIN incoming USING (receipt_id)"
+        ).fetchall())
+        connection.execute("DELETE FROM incoming")
+        return found
+
+    # ---- queries -----------------------------------------------------------------------
+    def customer_index(self, customer_id: str) -> int:
+        row = self.db.execute("SELECT customer_index FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"unknown customer {customer_id!r}")
+        return row[0]
+
+    def balance(self, customer_id: str) -> int:
+        """Points available: the sum of the customer's journal, by definition."""
+        index = self.customer_index(customer_id)
+        return self.db.execute(
+            "SELECT COALESCE(SUM(points), 0) FROM journal WHERE customer_index = ?", (index,)
+        ).fetchone()[0]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("customers", "receipts", "journal", "lots", "runs")
+        }
+
+    def json_arguments(self, arguments: dict) -> str:
+        return json.dumps(arguments, sort_keys=True, default=str)

@@ -1,0 +1,143 @@
+"""The ledger and the load job: exactly once, in order, balance = Σ journal."""
+import csv
+import sqlite3
+
+import pytest
+
+from fidelis.core.errors import InputError
+from fidelis.core.jobs import load_files
+from fidelis.core.ledger import Ledger, LedgerError
+from fidelis.core.program import load_program, parse_program
+from fidelis.core.scoring import score_files
+from fidelis.core.synthetic import generate_chain, write_chain
+
+from .conftest import CASES_DIR
+
+HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
+
+
+@pytest.fixture
+def write_receipts(tmp_path):
+    def write(name: str, *rows) -> str:
+        path = tmp_path / name
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(HEADER)
+            writer.writerows(rows)
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def ledger(tmp_path, verde_club):
+    with Ledger.create(tmp_path / "chain.db", verde_club) as ledger:
+        yield ledger
+
+
+def table_dump(ledger: Ledger) -> dict[str, list]:
+    """Everything a load writes, in a stable order (run ids and times aside)."""
+    return {
+        "customers": ledger.db.execute("SELECT * FROM customers ORDER BY customer_index").fetchall(),
+        "customer_state": ledger.db.execute("SELECT * FROM customer_state ORDER BY customer_index").fetchall(),
+        "receipts": ledger.db.execute(
+            "SELECT receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, rate_points, "
+            "basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines "
+            "FROM receipts ORDER BY receipt_id").fetchall(),
+        "journal": ledger.db.execute(
+            "SELECT customer_index, kind, points, instant_us, reference FROM journal ORDER BY entry_id").fetchall(),
+        "lots": ledger.db.execute("SELECT * FROM lots ORDER BY customer_index, earned_month").fetchall(),
+    }
+
+
+R1 = ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "10.00"]
+R2 = ["R2", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "20.00"]
+R3 = ["R3", "C2", "S1", "2025-06-10T10:00", "grocery", 1, "5.00"]
+
+
+def test_a_ledger_refuses_to_overwrite_or_to_change_a_program_with_history(tmp_path, verde_club, write_receipts):
+    path = tmp_path / "chain.db"
+    with Ledger.create(path, verde_club) as ledger:
+        assert ledger.current_program().program.sha256 == verde_club.sha256
+        other = parse_program(verde_club.text.replace('welcome_points = 100', 'welcome_points = 50'))
+        ledger.set_program(other)  # no receipts yet: allowed
+        load_files(ledger, [write_receipts("a.csv", R1)])
+        with pytest.raises(LedgerError, match="changing the program of a ledger with history"):
+            ledger.set_program(verde_club)
+    with pytest.raises(LedgerError, match="already exists"):
+        Ledger.create(path, verde_club)
+    with pytest.raises(LedgerError, match="no ledger here"):
+        Ledger(tmp_path / "missing.db")
+
+
+def test_loading_twice_changes_nothing(ledger, write_receipts):
+    files = [write_receipts("a.csv", R1, R2), write_receipts("b.csv", R3)]
+    first = load_files(ledger, files)
+    assert (first.receipts_loaded, first.new_customers) == (3, 2)
+    before = table_dump(ledger)
+    again = load_files(ledger, files)
+    assert (again.receipts_loaded, again.duplicates_skipped) == (0, 3)
+    assert table_dump(ledger) == before
+
+
+def test_overlapping_files_give_no_double_points(ledger, write_receipts):
+    load_files(ledger, [write_receipts("a.csv", R1, R2)])
+    summary = load_files(ledger, [write_receipts("b.csv", R2, R3)])
+    assert (summary.receipts_loaded, summary.duplicates_skipped) == (1, 1)
+    # R1 (Saturday, summer weekends x2): 10.00 x 2 = 20 + welcome 100; R2 (Monday): 20
+    assert ledger.balance("C1") == 140
+
+
+def test_a_conflicting_duplicate_is_refused_or_set_aside(ledger, write_receipts, tmp_path):
+    load_files(ledger, [write_receipts("a.csv", R1)])
+    changed = ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "99.00"]
+    with pytest.raises(InputError, match="receipt 'R1': a different receipt with this id is already in the ledger"):
+        load_files(ledger, [write_receipts("b.csv", changed, R3)])
+    assert ledger.counts()["receipts"] == 1  # nothing written
+    rejects = tmp_path / "rejects.csv"
+    summary = load_files(ledger, [write_receipts("b.csv", changed, R3)], skip_bad=True, rejects_file=rejects)
+    assert (summary.receipts_loaded, summary.conflicts) == (1, 1)
+    assert "conflict" in rejects.read_text()
+
+
+def test_receipts_older_than_the_customers_history_are_late(ledger, write_receipts):
+    load_files(ledger, [write_receipts("a.csv", R2)])
+    with pytest.raises(InputError, match="older than customer 'C1'"):
+        load_files(ledger, [write_receipts("b.csv", R1)])
+    summary = load_files(ledger, [write_receipts("b.csv", R1, R3)], skip_bad=True)
+    assert (summary.receipts_loaded, summary.late_receipts) == (1, 1)
+
+
+def test_bad_rows_stop_the_load_or_go_to_the_rejects_file(ledger, write_receipts, tmp_path):
+    bad = ["R9", "C1", "S1", "2025-06-08T10:00", "grocery", 0, "10.00"]
+    with pytest.raises(InputError, match="qty"):
+        load_files(ledger, [write_receipts("a.csv", R1, bad)])
+    assert ledger.counts()["receipts"] == 0
+    rejects = tmp_path / "rejects.csv"
+    summary = load_files(ledger, [write_receipts("a.csv", R1, bad)], skip_bad=True, rejects_file=rejects)
+    assert (summary.receipts_loaded, summary.rejected_rows) == (1, 1)
+    assert "a.csv" in rejects.read_text() and "qty" in rejects.read_text()
+
+
+def test_chunked_load_equals_one_shot_scoring_and_balances_are_the_journal(tmp_path):
+    chain = write_chain(generate_chain(3000, seed=11), tmp_path / "chain")
+    program = load_program(chain["program"])
+    with Ledger.create(tmp_path / "chain.db", program) as ledger:
+        load_files(ledger, [chain["receipts"]], customers_file=chain["customers"], chunk_receipts=700)
+        stored = dict(ledger.db.execute("SELECT receipt_id, points FROM receipts").fetchall())
+        scored = score_files(chain["program"], [chain["receipts"]], chain["customers"]).table
+        assert stored == dict(zip(scored.column("receipt_id").to_pylist(), scored.column("points").to_pylist()))
+        journal = dict(ledger.db.execute(
+            "SELECT c.customer_id, SUM(j.points) FROM journal j JOIN customers c USING (customer_index) "
+            "GROUP BY c.customer_id").fetchall())
+        for customer_id in list(journal)[:20]:
+            assert ledger.balance(customer_id) == journal[customer_id]
+        lots = ledger.db.execute("SELECT SUM(points_remaining) FROM lots").fetchone()[0]
+        assert lots == sum(journal.values())
+
+
+def test_the_ledger_is_sqlite_in_wal_mode(ledger):
+    assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.db.execute("INSERT INTO journal (customer_index, kind, points, instant_us, reference) "
+                          "VALUES (0, 'gift', 1, 0, 'x')")
