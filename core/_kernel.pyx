@@ -682,6 +682,7 @@ def customer_state_layout():
         "month_visit_count": <char *> &record.month_visit_count - base,
         "birth_month": <char *> &record.birth_month - base,
         "flags": <char *> &record.flags - base,
+        "reserved": <char *> &record.reserved - base,
     }
 
 

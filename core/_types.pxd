@@ -37,3 +37,4 @@ ctypedef struct customer_state_t:
     int32_t month_visit_count       # sale receipts in last_visit_month
     int8_t birth_month              # 1..12; 0 = unknown
     uint8_t flags                   # WELCOMED
+    int16_t reserved                # always 0: names the padding, so every stored byte is defined

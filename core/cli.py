@@ -143,20 +143,23 @@ def init(ledger_file, program_file) -> None:
 @click.option("--skip-bad", is_flag=True, help="Load the good receipts and set bad rows aside instead of stopping.")
 @click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Where rejected rows go, with reasons (.csv or .parquet).")
+@click.option("--chunk-receipts", type=click.IntRange(1), default=None,
+              help="Receipts committed per transaction (default 200,000).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, quiet) -> None:
+def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chunk_receipts, quiet) -> None:
     """Load receipt files into a ledger, exactly once.
 
     Receipts already in the ledger are skipped; loading the same files again changes nothing.
 
     Example: fidelis load chain.db receipts.csv --customers customers.csv --skip-bad --rejects rejects.csv
     """
-    from .jobs import load_files
+    from .jobs import CHUNK_RECEIPTS, load_files
     from .ledger import Ledger
 
     with Ledger(ledger_file) as ledger:
         summary = load_files(ledger, receipt_files, customers_file=customers_file, skip_bad=skip_bad,
-                             rejects_file=rejects_file, progress=not quiet)
+                             rejects_file=rejects_file, chunk_receipts=chunk_receipts or CHUNK_RECEIPTS,
+                             progress=not quiet)
     click.echo(
         f"Loaded {summary.receipts_loaded:,} receipts ({summary.new_customers:,} new customers, "
         f"{summary.points:,} points) in {summary.seconds:.1f} s; skipped {summary.duplicates_skipped:,} "
@@ -177,6 +180,30 @@ def balance(ledger_file, customer_id) -> None:
 
     with Ledger(ledger_file) as ledger:
         click.echo(f"{customer_id}: {ledger.balance(customer_id):,} points")
+
+
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+def check(ledger_file) -> None:
+    """Verify a ledger's invariants; exit status 1 naming what is wrong.
+
+    Balance = Σ journal = Σ points left in lots; each receipt's points = its earn entries;
+    replaying every receipt through the kernel gives the stored points and customer state.
+
+    Example: fidelis check chain.db
+    """
+    from .jobs import check_ledger
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        problems = check_ledger(ledger)
+        counts = ledger.counts()
+    if problems:
+        for problem in problems:
+            click.secho(problem, fg="red", err=True)
+        raise click.exceptions.Exit(1)
+    click.secho(f"OK: {counts['receipts']:,} receipts, {counts['customers']:,} customers, "
+                f"{counts['journal']:,} journal entries; every invariant holds", fg="green")
 
 
 # ---- synthetic data --------------------------------------------------------------------

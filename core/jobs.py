@@ -26,6 +26,7 @@ from .compiled import compile_program
 from .errors import InputError, InputProblem
 from .io import check_receipts, check_writable, read_customers, write_table
 from .ledger import LINE_DTYPE, Ledger
+from .localtime import local_calendar
 from .scores import Scores
 
 #: Receipts committed per transaction: bounds what a crash can cost and the memory of a chunk.
@@ -206,9 +207,10 @@ def load_files(
                 category_class_of_code=prepared.category_class_of_code,
             )
             scores = kernel.score(chunk, compiled, state, out=out)
+            chunk_skus = None if sku_ids is None else sku_ids[accepted.line_offsets[start]:accepted.line_offsets[stop]]
             with ledger.write() as connection:
                 _append_chunk(connection, ledger, chunk, scores, accepted_prints[start:stop], category_ids,
-                              None if sku_ids is None else sku_ids, program.version, run_id, state)
+                              chunk_skus, program.version, run_id, state)
             summary.receipts_loaded += stop - start
             summary.points += int(scores.points.sum())
             bar.update(stop - start)
@@ -236,7 +238,7 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
     customer = prepared.customer_index
     lines = np.empty(batch.line_count, dtype=LINE_DTYPE)
     lines["category_id"] = category_ids[batch.line_category_code]
-    lines["sku_id"] = 0 if sku_ids is None else sku_ids[: batch.line_count]
+    lines["sku_id"] = 0 if sku_ids is None else sku_ids
     lines["qty"] = batch.line_qty
     lines["amount_minor"] = batch.line_amount_minor
     offsets = (batch.line_offsets * LINE_DTYPE.itemsize).astype(np.int64)
@@ -303,3 +305,90 @@ def _write_rejects(path: str | Path, checked, problems: list[InputProblem]) -> N
         "reason": [p.reason for p in problems],
     })
     write_table(table, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a ledger
+
+
+def ledger_batch(ledger: Ledger) -> tuple[ReceiptBatch, np.ndarray]:
+    """Every stored receipt as a batch in processing order, and its stored points.
+
+    Rebuilt from the ledger alone (lines, vocabularies, instants), so replaying it through
+    the kernel checks the ledger against its own history.
+    """
+    program = ledger.current_program().program
+    rows = ledger.db.execute(
+        "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points "
+        "FROM receipts r LEFT JOIN customers c USING (customer_index) ORDER BY r.instant_us, r.receipt_id"
+    ).fetchall()
+    categories = dict(ledger.db.execute("SELECT category_id, name FROM categories").fetchall())
+    category_names = [categories.get(i, "") for i in range(max(categories, default=0) + 1)]
+    lines = np.frombuffer(b"".join(row[4] for row in rows), dtype=LINE_DTYPE)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(row[4]) // LINE_DTYPE.itemsize for row in rows], out=offsets[1:])
+    stores = pa.array([row[2] for row in rows], type=pa.string()).dictionary_encode()
+    instant_us = np.array([row[3] for row in rows], dtype=np.int64)
+    calendar = local_calendar(instant_us, program.info.timezone)
+    batch = ReceiptBatch(
+        receipt_id=pa.array([row[0] for row in rows], type=pa.string()),
+        customer_id=pa.array([row[1] for row in rows], type=pa.string()),
+        store_code=stores.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+        instant_us=instant_us,
+        local_day=calendar.local_day,
+        local_minute=calendar.local_minute,
+        local_month=calendar.local_month,
+        line_offsets=offsets,
+        line_category_code=lines["category_id"].astype(np.int32),
+        line_qty=lines["qty"].astype(np.int32),
+        line_amount_minor=lines["amount_minor"].astype(np.int64),
+        store_names=stores.dictionary.to_pylist(),
+        category_names=category_names,
+    )
+    return batch, np.array([row[5] for row in rows], dtype=np.int64)
+
+
+def check_ledger(ledger: Ledger) -> list[str]:
+    """Every broken invariant, as a sentence naming what is wrong (empty when all hold).
+
+    - a customer's balance (Σ journal) equals the points left in their lots;
+    - each receipt's points equal its earn entries in the journal;
+    - replaying every stored receipt through the kernel from an empty state gives each
+      receipt's stored points and every customer's stored state.
+    """
+    problems = []
+    db = ledger.db
+    for customer_id, journal, lots in db.execute(
+        "WITH j AS (SELECT customer_index, SUM(points) AS points FROM journal GROUP BY customer_index), "
+        "l AS (SELECT customer_index, SUM(points_remaining) AS points FROM lots GROUP BY customer_index) "
+        "SELECT c.customer_id, COALESCE(j.points, 0), COALESCE(l.points, 0) FROM customers c "
+        "LEFT JOIN j USING (customer_index) LEFT JOIN l USING (customer_index) "
+        "WHERE COALESCE(j.points, 0) != COALESCE(l.points, 0)"
+    ):
+        problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")
+    for receipt_id, points, earned in db.execute(
+        "WITH e AS (SELECT reference, SUM(points) AS points FROM journal WHERE kind = 'earn' GROUP BY reference) "
+        "SELECT r.receipt_id, r.points, COALESCE(e.points, 0) FROM receipts r LEFT JOIN e ON e.reference = r.receipt_id "
+        "WHERE r.customer_index IS NOT NULL AND r.points != COALESCE(e.points, 0)"
+    ):
+        problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal earn entries")
+
+    program = ledger.current_program().program
+    compiled = compile_program(program)
+    stored = kernel.CustomerState.for_program(compiled)
+    ledger.load_state(stored)
+    replay = kernel.CustomerState.for_program(compiled, capacity=max(len(stored), 1))
+    replay.index_of(stored.customer_ids)
+    replay.records["birth_month"][: len(stored)] = stored.records["birth_month"][: len(stored)]
+    batch, points = ledger_batch(ledger)
+    if len(batch):
+        scores = kernel.score(batch, compiled, replay)
+        for position in np.flatnonzero(scores.points != points)[:20]:
+            problems.append(f"receipt {batch.receipt_id[position].as_py()!r}: stored {points[position]} points, "
+                            f"its replay gives {scores.points[position]}")
+    count = len(stored)
+    differing = np.flatnonzero(stored.records[:count] != replay.records[:count])
+    for index in differing[:20]:
+        problems.append(f"customer {stored.customer_ids[index]!r}: stored scoring state differs from the replay of "
+                        "their receipts")
+    return problems

@@ -34,6 +34,7 @@ CUSTOMER_STATE_DTYPE = np.dtype(
         ("month_visit_count", np.int32),
         ("birth_month", np.int8),
         ("flags", np.uint8),
+        ("reserved", np.int16),
     ],
     align=True,
 )

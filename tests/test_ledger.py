@@ -1,12 +1,21 @@
 """The ledger and the load job: exactly once, in order, balance = Σ journal."""
 import csv
+import random
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pytest
 
 from fidelis.core.errors import InputError
-from fidelis.core.jobs import load_files
-from fidelis.core.ledger import Ledger, LedgerError
+from fidelis.core.jobs import check_ledger, load_files
+from fidelis.core.ledger import LINE_DTYPE, Ledger, LedgerError
 from fidelis.core.program import load_program, parse_program
 from fidelis.core.scoring import score_files
 from fidelis.core.synthetic import generate_chain, write_chain
@@ -134,6 +143,16 @@ def test_chunked_load_equals_one_shot_scoring_and_balances_are_the_journal(tmp_p
             assert ledger.balance(customer_id) == journal[customer_id]
         lots = ledger.db.execute("SELECT SUM(points_remaining) FROM lots").fetchone()[0]
         assert lots == sum(journal.values())
+        # lines are stored exactly, sku included, in every chunk (the last receipt is in the last one)
+        receipts = pa_csv.read_csv(chain["receipts"], convert_options=pa_csv.ConvertOptions(
+            column_types={"amount": pa.string(), "customer_id": pa.string()}))
+        last_id = receipts.column("receipt_id")[-1].as_py()
+        rows = receipts.filter(pc.equal(receipts.column("receipt_id"), last_id))
+        blob, = ledger.db.execute("SELECT lines FROM receipts WHERE receipt_id = ?", (last_id,)).fetchone()
+        lines = np.frombuffer(blob, dtype=LINE_DTYPE)
+        skus = dict(ledger.db.execute("SELECT sku_id, sku FROM skus").fetchall())
+        assert [skus[i] for i in lines["sku_id"]] == rows.column("sku").to_pylist()
+        assert lines["qty"].tolist() == rows.column("qty").to_pylist()
 
 
 def test_the_ledger_is_sqlite_in_wal_mode(ledger):
@@ -141,3 +160,67 @@ def test_the_ledger_is_sqlite_in_wal_mode(ledger):
     with pytest.raises(sqlite3.IntegrityError):
         ledger.db.execute("INSERT INTO journal (customer_index, kind, points, instant_us, reference) "
                           "VALUES (0, 'gift', 1, 0, 'x')")
+
+
+@pytest.fixture
+def loaded_chain(tmp_path):
+    chain = write_chain(generate_chain(2000, seed=5), tmp_path / "chain")
+    ledger = Ledger.create(tmp_path / "chain.db", load_program(chain["program"]))
+    load_files(ledger, [chain["receipts"]], customers_file=chain["customers"], chunk_receipts=500)
+    yield ledger
+    ledger.close()
+
+
+def test_check_passes_on_a_loaded_ledger(loaded_chain):
+    assert check_ledger(loaded_chain) == []
+
+
+@pytest.mark.parametrize(
+    "tampering, expected",
+    [
+        ("UPDATE journal SET points = points + 1 WHERE entry_id = 7", "balance (Σ journal)"),
+        ("UPDATE receipts SET points = points + 5 WHERE receipt_id = "
+         "(SELECT receipt_id FROM receipts WHERE customer_index IS NOT NULL LIMIT 1)", "in its journal earn entries"),
+        ("UPDATE lots SET points_remaining = points_remaining + 3 WHERE (customer_index, earned_month) = "
+         "(SELECT customer_index, earned_month FROM lots LIMIT 1)", "points in lots"),
+        ("UPDATE customer_state SET record = (SELECT record FROM customer_state WHERE customer_index = 1) "
+         "WHERE customer_index = 0", "stored scoring state differs"),
+    ],
+)
+def test_check_catches_a_tampered_ledger(loaded_chain, tampering, expected):
+    loaded_chain.db.execute(tampering)
+    problems = check_ledger(loaded_chain)
+    assert any(expected in problem for problem in problems), problems
+
+
+@pytest.mark.slow
+def test_a_killed_load_finishes_on_rerun_with_the_same_ledger(tmp_path):
+    """SIGKILL the load at several moments; the rerun must end where an uninterrupted load ends."""
+    chain = write_chain(generate_chain(30_000, seed=2), tmp_path / "chain")
+    command = [sys.executable, "-m", "fidelis.core.cli", "load", "{db}", str(chain["receipts"]),
+               "--customers", str(chain["customers"]), "--chunk-receipts", "500", "-q"]
+
+    def run(db, kill_after=None):
+        process = subprocess.Popen([part.format(db=db) for part in command],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kill_after is None:
+            assert process.wait(timeout=120) == 0, process.stderr.read().decode()
+            return
+        time.sleep(kill_after)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+    program = load_program(chain["program"])
+    Ledger.create(tmp_path / "whole.db", program).close()
+    run(tmp_path / "whole.db")
+    with Ledger(tmp_path / "whole.db") as ledger:
+        expected = table_dump(ledger)
+
+    for attempt, kill_after in enumerate(random.Random(4).sample([0.9, 1.1, 1.3, 1.5, 1.7], 3)):
+        db = tmp_path / f"killed{attempt}.db"
+        Ledger.create(db, program).close()
+        run(db, kill_after)
+        run(db)
+        with Ledger(db) as ledger:
+            assert table_dump(ledger) == expected, f"killed after {kill_after} s"
+            assert check_ledger(ledger) == []
