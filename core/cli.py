@@ -184,6 +184,50 @@ def balance(ledger_file, customer_id) -> None:
 
 @cli.command()
 @click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("customer_id")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+def history(ledger_file, customer_id, limit) -> None:
+    """Show a customer's journal, newest first.
+
+    Example: fidelis history chain.db 0000123456 --limit 50
+    """
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        entries = ledger.history(customer_id, limit=limit)
+    for entry in entries:
+        click.echo(f"{entry['at']}  {entry['kind']:<7} {entry['points']:>+10,}  {entry['reference']}")
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def export() -> None:
+    """Export tables from a ledger."""
+
+
+@export.command("balances")
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write: .csv or .parquet.")
+def export_balances(ledger_file, output) -> None:
+    """Write every customer's balance to a file.
+
+    Example: fidelis export balances chain.db -o balances.parquet
+    """
+    import pyarrow as pa
+
+    from .io import check_writable, write_table
+    from .ledger import Ledger
+
+    check_writable(output)
+    with Ledger(ledger_file) as ledger:
+        customer_ids, points = zip(*ledger.balances()) if ledger.counts()["customers"] else ((), ())
+    write_table(pa.table({"customer_id": pa.array(customer_ids, pa.string()),
+                          "points": pa.array(points, pa.int64())}), output)
+    click.echo(f"Wrote {len(customer_ids):,} balances to {output}")
+
+
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
 def check(ledger_file) -> None:
     """Verify a ledger's invariants; exit status 1 naming what is wrong.
 
@@ -234,15 +278,16 @@ def generate(receipt_count, output_dir, seed, receipts_format) -> None:
 @cli.command()
 @click.option("--receipts", "receipt_count", type=click.IntRange(1), default=200_000, show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("fidelis-demo"), show_default=True, help="Where the demo files go.")
+              default=Path("fidelis-demo"), show_default=True, help="Where the demo files and ledger go.")
 @click.option("--seed", type=int, default=7, show_default=True)
 def demo(receipt_count, directory, seed) -> None:
-    """Generate a synthetic chain, score it, and show what came out.
+    """Generate a synthetic chain, load it into a ledger, and show what came out.
 
     Example: fidelis demo --receipts 100000
     """
-    from .io import write_table
-    from .scoring import score_files
+    from .jobs import load_files
+    from .ledger import Ledger
+    from .program import load_program
     from .synthetic import generate_chain, write_chain
 
     click.secho(f"Generating a synthetic chain of {receipt_count:,} receipts in {directory}/ …", bold=True)
@@ -250,39 +295,45 @@ def demo(receipt_count, directory, seed) -> None:
     paths = write_chain(generate_chain(receipt_count, seed=seed), directory, receipts_format="csv")
     click.echo(f"  done in {time.perf_counter() - started:.1f} s")
 
-    click.secho("Scoring it against program.toml …", bold=True)
-    started = time.perf_counter()
-    result = score_files(paths["program"], [paths["receipts"]], paths["customers"], progress=True)
-    output = directory / "scores.csv"
-    write_table(result.table, output)
-    elapsed = time.perf_counter() - started
-    _print_score_summary(result, output, elapsed)
-    _print_tour(result, paths)
+    ledger_file = directory / "chain.db"
+    for stale in directory.glob("chain.db*"):
+        stale.unlink()
+    click.secho(f"Loading it into the ledger {ledger_file} …", bold=True)
+    with Ledger.create(ledger_file, load_program(paths["program"])) as ledger:
+        summary = load_files(ledger, [paths["receipts"]], customers_file=paths["customers"], progress=True)
+        click.echo(f"  {summary.receipts_loaded:,} receipts, {summary.new_customers:,} customers, "
+                   f"{summary.points:,} points in {summary.seconds:.1f} s")
+        _print_tour(ledger, ledger_file, paths)
 
 
-def _print_tour(result, paths) -> None:
-    table = result.table
-    tiers = np.array(table.column("tier").to_pylist(), dtype=object)
-    points = table.column("points").to_numpy()
-    customers = np.array(table.column("customer_id").to_pylist(), dtype=object)
+def _print_tour(ledger, ledger_file: Path, paths) -> None:
+    db = ledger.db
+    program = ledger.current_program().program
     click.secho("\nReceipts by status tier at purchase", bold=True)
-    for name in result.tier_names:
-        count = int((tiers == name).sum())
-        click.echo(f"  {name:<10} {count:>10,}  {count / max(len(tiers), 1):6.1%}")
+    rows = dict(db.execute("SELECT tier, COUNT(*) FROM receipts WHERE tier IS NOT NULL GROUP BY tier").fetchall())
+    total = sum(rows.values()) or 1
+    for index, tier in enumerate(program.tiers):
+        count = rows.get(index, 0)
+        click.echo(f"  {tier.name:<10} {count:>10,}  {count / total:6.1%}")
     click.secho("\nPoints by rule", bold=True)
-    for column in ("rate_points", "basket_points", "visit_points", "welcome_points", "cap_points"):
-        click.echo(f"  {column:<15} {int(table.column(column).to_numpy().sum()):>14,}")
-    identified = customers != None  # noqa: E711 - elementwise comparison with None
-    if identified.any():
-        ids, inverse = np.unique(customers[identified].astype(str), return_inverse=True)
-        totals = np.bincount(inverse, weights=points[identified])
-        best = int(np.argmax(totals))
-        click.secho(f"\nTop customer {ids[best]}: {int(totals[best]):,} points over "
-                    f"{int((inverse == best).sum())} receipts", bold=True)
-    click.secho("\nTry next", bold=True)
-    click.echo(f"  fidelis program check {paths['program']}")
-    click.echo(f"  fidelis score {paths['program']} {paths['receipts']} --customers {paths['customers']} "
-               f"-o scores.parquet --engine reference")
+    sums = db.execute("SELECT SUM(rate_points), SUM(basket_points), SUM(visit_points), SUM(welcome_points), "
+                      "SUM(cap_points) FROM receipts").fetchone()
+    for name, value in zip(("rate", "basket bonus", "visit bonus", "welcome", "caps"), sums):
+        click.echo(f"  {name:<15} {value or 0:>14,}")
+    top = db.execute("SELECT c.customer_id, SUM(j.points) AS p FROM journal j JOIN customers c USING (customer_index) "
+                     "GROUP BY j.customer_index ORDER BY p DESC LIMIT 1").fetchone()
+    if top:
+        customer_id = top[0]
+        click.secho(f"\nCustomer {customer_id}: {ledger.balance(customer_id):,} points; latest entries", bold=True)
+        for entry in ledger.history(customer_id, limit=5):
+            click.echo(f"  {entry['at']}  {entry['kind']:<7} {entry['points']:>+8,}  {entry['reference']}")
+        click.secho("\nTry next", bold=True)
+        click.echo(f"  fidelis balance {ledger_file} {customer_id}")
+        click.echo(f"  fidelis history {ledger_file} {customer_id}")
+    click.echo(f"  fidelis check {ledger_file}")
+    click.echo(f"  fidelis export balances {ledger_file} -o balances.csv")
+    click.echo(f"  fidelis load {ledger_file} {paths['receipts']}      # again: nothing changes")
+    click.echo(f"  fidelis score {paths['program']} {paths['receipts']} --customers {paths['customers']} -o scores.parquet")
 
 
 def main() -> None:

@@ -296,14 +296,42 @@ def _file_sha256(path: Path) -> str:
 
 
 def _write_rejects(path: str | Path, checked, problems: list[InputProblem]) -> None:
-    """The rejected input rows with their reasons (one line per problem)."""
-    table = pa.table({
-        "file": [p.file for p in problems],
-        "row": pa.array([p.row for p in problems], type=pa.int64()),
-        "column": [p.column for p in problems],
-        "value": [p.value for p in problems],
-        "reason": [p.reason for p in problems],
-    })
+    """Every rejected input row as it came, with where it was and why it was set aside.
+
+    Rows with a bad value carry that value's reasons; the other rows of their receipt carry
+    "another row of this receipt is bad"; receipts refused by the ledger (conflicts, late
+    receipts) carry their receipt id and reason, without a row.
+    """
+    reasons: dict[tuple[str, int], list[str]] = {}
+    for problem in problems:
+        if problem.row is not None:
+            reasons.setdefault((problem.file, problem.row), []).append(
+                f"{problem.column}: {problem.reason}" if problem.column else problem.reason)
+    parts = []
+    for segment in checked.segments:
+        mask = checked.rejected[segment.start:segment.start + segment.table.num_rows]
+        positions = np.flatnonzero(mask)
+        if not len(positions):
+            continue
+        rows = segment.table.take(pa.array(positions))
+        row_numbers = (positions + segment.first_row).tolist()
+        parts.append(pa.table({
+            "file": pa.array([segment.source] * len(positions), pa.string()),
+            "row": pa.array(row_numbers, pa.int64()),
+            "reason": pa.array(["; ".join(reasons.get((segment.source, row), ["another row of this receipt is bad"]))
+                                for row in row_numbers], pa.string()),
+            **{name: rows.column(name).cast(pa.string()) for name in rows.column_names},
+        }))
+    refused = [problem for problem in problems if problem.row is None]
+    if refused:
+        parts.append(pa.table({
+            "file": pa.array([problem.file for problem in refused], pa.string()),
+            "row": pa.array([None] * len(refused), pa.int64()),
+            "reason": pa.array([problem.reason for problem in refused], pa.string()),
+            "receipt_id": pa.array([problem.value for problem in refused], pa.string()),
+        }))
+    table = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table(
+        {"file": pa.array([], pa.string()), "row": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
     write_table(table, path)
 
 

@@ -337,6 +337,32 @@ class Ledger:
             "SELECT COALESCE(SUM(points), 0) FROM journal WHERE customer_index = ?", (index,)
         ).fetchone()[0]
 
+    def history(self, customer_id: str, limit: int = 20, before_entry: int | None = None) -> list[dict]:
+        """The customer's journal entries, newest first, times in the chain's zone.
+
+        ``before_entry`` pages backwards (the last page's smallest ``entry_id``).
+        """
+        index = self.customer_index(customer_id)
+        zone = self.current_program().program.info.zone()
+        rows = self.db.execute(
+            "SELECT entry_id, kind, points, instant_us, reference FROM journal WHERE customer_index = ? "
+            "AND entry_id < ? ORDER BY entry_id DESC LIMIT ?",
+            (index, before_entry if before_entry is not None else 2**63 - 1, limit),
+        ).fetchall()
+        return [
+            {"entry_id": entry_id, "kind": kind, "points": points,
+             "at": dt.datetime.fromtimestamp(instant_us // 1_000_000, zone).isoformat(timespec="seconds"),
+             "reference": reference}
+            for entry_id, kind, points, instant_us, reference in rows
+        ]
+
+    def balances(self) -> Iterator[tuple[str, int]]:
+        """(customer id, balance) of every customer, balance = Σ journal."""
+        yield from self.db.execute(
+            "SELECT c.customer_id, COALESCE(SUM(j.points), 0) FROM customers c "
+            "LEFT JOIN journal j USING (customer_index) GROUP BY c.customer_index ORDER BY c.customer_index"
+        )
+
     def counts(self) -> dict[str, int]:
         return {
             table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

@@ -122,8 +122,29 @@ def test_engines_agree_on_a_synthetic_chain(runner, tmp_path):
 def test_demo_runs_and_tours(runner, tmp_path):
     result = runner.invoke(cli, ["demo", "--receipts", "3000", "--dir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    for expected in ("Scored 3,000 receipts", "Receipts by status tier", "Points by rule", "Try next"):
+    for expected in ("3,000 receipts", "Receipts by status tier", "Points by rule", "Try next"):
         assert expected in result.output
+    assert (tmp_path / "demo" / "chain.db").exists()
+
+
+def test_ledger_commands_end_to_end(runner, worked_example, tmp_path):
+    _, receipts = worked_example
+    db = str(tmp_path / "chain.db")
+    assert runner.invoke(cli, ["init", db, "--program", str(CASES_DIR / "verde_club.toml")]).exit_code == 0
+    loaded = runner.invoke(cli, ["load", db, str(receipts), "-q"])
+    assert loaded.exit_code == 0 and "Loaded 5 receipts" in loaded.output
+    again = runner.invoke(cli, ["load", db, str(receipts), "-q"])
+    assert "Loaded 0 receipts" in again.output and "skipped 5 already loaded" in again.output
+    balance = runner.invoke(cli, ["balance", db, "C1"])
+    assert balance.output.strip() == "C1: 999 points"  # 281 + 460 + 125 + 108 + 25
+    history = runner.invoke(cli, ["history", db, "C1", "--limit", "2"])
+    assert history.output.splitlines()[0].startswith("2026-01-05T12:00:00+02:00  earn")
+    assert runner.invoke(cli, ["check", db]).exit_code == 0
+    exported = runner.invoke(cli, ["export", "balances", db, "-o", str(tmp_path / "b.csv")])
+    assert exported.exit_code == 0 and (tmp_path / "b.csv").read_text().splitlines()[1] == '"C1",999'
+    assert_clean_failure(runner.invoke(cli, ["balance", db, "nobody"]), "unknown customer 'nobody'")
+    assert_clean_failure(runner.invoke(cli, ["init", db, "--program", str(CASES_DIR / "verde_club.toml")]),
+                         "already exists")
 
 
 def commands(group, prefix=()):

@@ -1,5 +1,6 @@
 """The ledger and the load job: exactly once, in order, balance = Σ journal."""
 import csv
+from pathlib import Path
 import random
 import signal
 import sqlite3
@@ -123,9 +124,14 @@ def test_bad_rows_stop_the_load_or_go_to_the_rejects_file(ledger, write_receipts
         load_files(ledger, [write_receipts("a.csv", R1, bad)])
     assert ledger.counts()["receipts"] == 0
     rejects = tmp_path / "rejects.csv"
-    summary = load_files(ledger, [write_receipts("a.csv", R1, bad)], skip_bad=True, rejects_file=rejects)
-    assert (summary.receipts_loaded, summary.rejected_rows) == (1, 1)
-    assert "a.csv" in rejects.read_text() and "qty" in rejects.read_text()
+    sibling = ["R9", "C1", "S1", "2025-06-08T10:00", "baby", 2, "5.00"]
+    summary = load_files(ledger, [write_receipts("a.csv", R1, bad, sibling)], skip_bad=True, rejects_file=rejects)
+    assert (summary.receipts_loaded, summary.rejected_rows) == (1, 2)
+    with rejects.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(Path(r["file"]).name, r["row"], r["receipt_id"], r["qty"]) for r in rows] == [
+        ("a.csv", "2", "R9", "0"), ("a.csv", "3", "R9", "2")]
+    assert "qty" in rows[0]["reason"] and rows[1]["reason"] == "another row of this receipt is bad"
 
 
 def test_chunked_load_equals_one_shot_scoring_and_balances_are_the_journal(tmp_path):
