@@ -59,13 +59,14 @@ def score_receipts(
     receipt_start: int = 0,
     receipt_stop: int = -1,
 ) -> tuple[int, int]: ...
-def status_as_of(
+def standing_as_of(
     compiled: Any,
     states: np.ndarray,
     rolling_totals: np.ndarray,
     tier_reached_month: np.ndarray,
     month: int,
     out_tier: np.ndarray,
+    out_qualifying_total: np.ndarray,
 ) -> None: ...
 def customer_state_layout() -> dict[str, int]: ...
 def type_sizes() -> dict[str, int]: ...

@@ -644,15 +644,19 @@ cdef int _score_loop(
     return OK
 
 
-def status_as_of(
+def standing_as_of(
     object compiled,
     customer_state_t[::1] states,
     measure_t[:, ::1] rolling_totals,
     month_t[:, ::1] tier_reached_month,
     month_t month,
     tier_index_t[::1] out_tier,
+    measure_t[::1] out_qualifying_total,
 ):
-    """Every customer's status for a receipt in local ``month`` (PROGRAM.md §4, "status as of")."""
+    """Every customer's status and qualifying total for a receipt in local ``month``.
+
+    PROGRAM.md §4, "status as of"; the qualifying total is what counts towards the next tier.
+    """
     cdef program_tables_t tables
     load_tables(&tables, compiled)
     cdef customer_history_t history
@@ -665,6 +669,7 @@ def status_as_of(
             history.rolling_totals = &rolling_totals[customer, 0] if has_rolling else NULL
             history.tier_reached_month = &tier_reached_month[customer, 0] if has_reached else NULL
             out_tier[customer] = status_at(&tables, &history, month)
+            out_qualifying_total[customer] = qualifying_total_at(&tables, &history, month)
 
 
 def customer_state_layout():

@@ -171,15 +171,30 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
 @cli.command()
 @click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("customer_id")
-def balance(ledger_file, customer_id) -> None:
-    """Show a customer's points balance (the sum of their journal).
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Status for a receipt on this local date (default: today).")
+def balance(ledger_file, customer_id, as_of) -> None:
+    """Show a customer's points (the sum of their journal), tier and progress to the next tier.
 
     Example: fidelis balance chain.db 0000123456
     """
     from .ledger import Ledger
 
     with Ledger(ledger_file) as ledger:
-        click.echo(f"{customer_id}: {ledger.balance(customer_id):,} points")
+        standing = ledger.standing(customer_id, as_of.date() if as_of else None)
+        program = ledger.current_program().program
+    line = f"{customer_id}: {standing.points:,} points; {standing.tier}"
+    if standing.next_tier is not None:
+        line += f", {_measure_text(program, standing.to_next_tier)} to {standing.next_tier}"
+    click.echo(line)
+
+
+def _measure_text(program, amount: int) -> str:
+    """An amount of the qualification measure as a person reads it."""
+    basis = program.qualification.basis
+    if basis == "spend":
+        return f"{amount / program.minor_per_major:,.{program.info.minor_units}f} {program.info.currency} of spend"
+    return f"{amount:,} {'visits' if basis == 'visits' else 'points'}"
 
 
 @cli.command()

@@ -249,15 +249,21 @@ def status_as_of(compiled: CompiledProgram, state: CustomerState, local_month: i
     agree with the tier the next receipt would be scored at. The state must hold no receipt
     after ``local_month``: status in the past is not recoverable from it.
     """
+    return standing_as_of(compiled, state, local_month)[0]
+
+
+def standing_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> tuple[np.ndarray, np.ndarray]:
+    """Status tiers (int8) and qualifying totals (int64, measure units) for ``local_month``."""
     last_month = state.records["last_visit_month"][: len(state)]
     if len(state) and int(last_month.max()) > local_month:
         raise ValueError(
             f"the customer state already holds receipts after local month {local_month}; "
             "status as of an earlier month cannot be computed from it"
         )
-    out = np.empty(len(state), dtype=np.int8)
+    tiers = np.empty(len(state), dtype=np.int8)
+    totals = np.empty(len(state), dtype=np.int64)
     if len(state):
-        _kernel.status_as_of(
-            compiled, state.records, state.rolling_totals, state.tier_reached_month, local_month, out
+        _kernel.standing_as_of(
+            compiled, state.records, state.rolling_totals, state.tier_reached_month, local_month, tiers, totals
         )
-    return out
+    return tiers, totals

@@ -153,6 +153,20 @@ def _now() -> str:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """A customer's balance and status, as a till or an app shows it."""
+
+    customer_id: str
+    points: int
+    tier: str
+    #: Qualifying total so far, in the measure's units (minor units of spend, visits or points).
+    qualifying_total: int
+    next_tier: str | None
+    #: How much more of the measure reaches ``next_tier`` (None at the top tier).
+    to_next_tier: int | None
+
+
+@dataclass(frozen=True)
 class ProgramVersion:
     version: int
     program: Program
@@ -336,6 +350,48 @@ class Ledger:
         return self.db.execute(
             "SELECT COALESCE(SUM(points), 0) FROM journal WHERE customer_index = ?", (index,)
         ).fetchone()[0]
+
+    def standing(self, customer_id: str, as_of: dt.date | None = None) -> Standing:
+        """Balance, status and progress to the next tier for a receipt on ``as_of``.
+
+        ``as_of`` defaults to today in the chain's time zone (or the customer's last receipt's
+        month, if the ledger holds receipts dated later than today).
+        """
+        from . import kernel  # the scoring engine's status function, the one receipts are scored with
+        from .compiled import compile_program
+
+        index = self.customer_index(customer_id)
+        program = self.current_program().program
+        compiled = compile_program(program)
+        state = CustomerState.for_program(compiled, capacity=1)
+        state.index_of([customer_id])
+        row = self.db.execute(
+            "SELECT record, rolling_totals, tier_reached_month FROM customer_state WHERE customer_index = ?", (index,)
+        ).fetchone()
+        if row is not None:
+            state.records[0] = np.frombuffer(row[0], dtype=CUSTOMER_STATE_DTYPE)[0]
+            if state.rolling_months:
+                state.rolling_totals[0] = np.frombuffer(row[1], dtype=np.int64)
+            if state.reached_tiers:
+                state.tier_reached_month[0] = np.frombuffer(row[2], dtype=np.int32)
+        last_month = int(state.records["last_visit_month"][0])
+        if as_of is None:
+            today = dt.datetime.now(program.info.zone()).date()
+            month = max((today.year - 1970) * 12 + today.month - 1, last_month)
+        else:
+            month = (as_of.year - 1970) * 12 + as_of.month - 1
+        tiers, totals = kernel.standing_as_of(compiled, state, month)
+        tier, total = int(tiers[0]), int(totals[0])
+        following = tier + 1 if tier + 1 < len(program.tiers) else None
+        return Standing(
+            customer_id=customer_id,
+            points=self.balance(customer_id),
+            tier=program.tiers[tier].name,
+            qualifying_total=total,
+            next_tier=None if following is None else program.tiers[following].name,
+            to_next_tier=None if following is None
+            else max(0, int(compiled.tier_threshold[following]) - total),
+        )
 
     def history(self, customer_id: str, limit: int = 20, before_entry: int | None = None) -> list[dict]:
         """The customer's journal entries, newest first, times in the chain's zone.

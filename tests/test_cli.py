@@ -135,8 +135,9 @@ def test_ledger_commands_end_to_end(runner, worked_example, tmp_path):
     assert loaded.exit_code == 0 and "Loaded 5 receipts" in loaded.output
     again = runner.invoke(cli, ["load", db, str(receipts), "-q"])
     assert "Loaded 0 receipts" in again.output and "skipped 5 already loaded" in again.output
-    balance = runner.invoke(cli, ["balance", db, "C1"])
-    assert balance.output.strip() == "C1: 999 points"  # 281 + 460 + 125 + 108 + 25
+    balance = runner.invoke(cli, ["balance", db, "C1", "--as-of", "2026-02-01"])
+    # 281 + 460 + 125 + 108 + 25 points; Silver held by 2025; 2026 spend 20.00 of Gold's 1500
+    assert balance.output.strip() == "C1: 999 points; Silver, 1,480.00 RON of spend to Gold"
     history = runner.invoke(cli, ["history", db, "C1", "--limit", "2"])
     assert history.output.splitlines()[0].startswith("2026-01-05T12:00:00+02:00  earn")
     assert runner.invoke(cli, ["check", db]).exit_code == 0

@@ -1,5 +1,6 @@
 """The ledger and the load job: exactly once, in order, balance = Σ journal."""
 import csv
+import datetime as dt
 from pathlib import Path
 import random
 import signal
@@ -230,3 +231,13 @@ def test_a_killed_load_finishes_on_rerun_with_the_same_ledger(tmp_path):
         with Ledger(db) as ledger:
             assert table_dump(ledger) == expected, f"killed after {kill_after} s"
             assert check_ledger(ledger) == []
+
+
+def test_standing_uses_the_kernels_status_function(ledger, write_receipts):
+    load_files(ledger, [write_receipts("a.csv", R1, R2, ["R4", "C1", "S1", "2025-06-10T10:00", "grocery", 1, "480.00"])])
+    june = ledger.standing("C1", dt.date(2025, 6, 11))
+    assert (june.tier, june.qualifying_total, june.next_tier, june.to_next_tier) == ("Silver", 51000, "Gold", 99000)
+    january = ledger.standing("C1", dt.date(2026, 1, 1))  # held by 2025 (next_year), nothing yet in 2026
+    assert (january.tier, january.qualifying_total, january.to_next_tier) == ("Silver", 0, 150000)
+    assert ledger.standing("C1", dt.date(2027, 1, 1)).tier == "Base"
+    assert june.points == ledger.balance("C1")
