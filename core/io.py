@@ -49,10 +49,11 @@ import pyarrow.parquet as pq
 
 from . import localtime
 from .batch import CustomerTable, ReceiptBatch
+from . import columnar
 from .errors import InputError, InputProblem, OutputError, UnsupportedFileError
 
 #: File name endings this module reads and writes.
-SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".msgpack")
 RECEIPT_COLUMNS = (
     "receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount", "sku",
 )
@@ -126,19 +127,21 @@ def _amount_reasons(minor_units: int) -> tuple[str | None, ...]:
 
 
 def file_kind(path: str | Path) -> str:
-    """``"csv"`` or ``"parquet"`` by the file's name; anything else is UnsupportedFileError."""
+    """``"csv"``, ``"parquet"`` or ``"msgpack"`` by the file's name; else UnsupportedFileError."""
     name = Path(path).name.lower()
     if name.endswith((".csv", ".csv.gz")):
         return "csv"
     if name.endswith(".parquet"):
         return "parquet"
+    if name.endswith(".msgpack"):
+        return "msgpack"
     raise UnsupportedFileError(
         f"{path}: unsupported file type; Fidelis reads and writes {', '.join(SUPPORTED_SUFFIXES)}"
     )
 
 
 def read_table(path: str | Path) -> pa.Table:
-    """Read a CSV file (every column as text) or a Parquet file (as typed).
+    """Read a CSV file (every column as text), a Parquet file (as typed) or a msgpack batch.
 
     Raises :class:`InputError` naming the file, and the place where it can: a missing file,
     bytes that are not UTF-8, rows with the wrong number of fields, an unreadable file.
@@ -147,6 +150,8 @@ def read_table(path: str | Path) -> pa.Table:
     try:
         if kind == "parquet":
             return pq.read_table(path)
+        if kind == "msgpack":
+            return columnar.decode(Path(path).read_bytes(), source=str(path))
         return _read_csv(Path(path))
     except FileNotFoundError:
         raise InputError([InputProblem(str(path), None, None, None, "file not found")]) from None
@@ -169,6 +174,8 @@ def write_table(table: pa.Table, path: str | Path) -> None:
     try:
         if kind == "parquet":
             pq.write_table(table, path)
+        elif kind == "msgpack":
+            Path(path).write_bytes(columnar.encode(table))
         elif str(path).lower().endswith(".gz"):
             with pa.CompressedOutputStream(str(path), "gzip") as stream:
                 pacsv.write_csv(table, stream)
