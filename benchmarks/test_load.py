@@ -46,40 +46,40 @@ def _row_count(rows) -> int:
     return sum(len(table_rows) for _, table_rows in rows.values())
 
 
-def _fresh_ledger(directory: Path, program_file: Path) -> Ledger:
-    path = directory / f"bench-{time.perf_counter_ns()}.db"
-    return Ledger.create(path, load_program(program_file))
-
-
-@pytest.mark.benchmark(group=GROUP)
-def test_fidelis_load(benchmark, parquet_chain, loaded_rows, tmp_path):
+@pytest.fixture
+def new_ledger(parquet_chain, tmp_path):
+    """A pedantic ``setup``: an empty ledger per round, created outside the timed region."""
     ledgers = []
 
     def setup():
-        ledgers.append(_fresh_ledger(tmp_path, parquet_chain["program"]))
+        path = tmp_path / f"bench-{time.perf_counter_ns()}.db"
+        ledgers.append(Ledger.create(path, load_program(parquet_chain["program"])))
         return (ledgers[-1],), {}
 
-    def load(ledger):
-        return load_files(ledger, [parquet_chain["receipts"]], customers_file=parquet_chain["customers"])
-
-    summary = benchmark.pedantic(load, setup=setup, rounds=3, iterations=1)
-    assert summary.receipts_loaded == LOAD_RECEIPTS
-    rows = _row_count(loaded_rows)
-    benchmark.extra_info["rows_written"] = rows
-    benchmark.extra_info["rows_per_s"] = rows / benchmark.stats.stats.median
-    benchmark.extra_info["receipts_per_s"] = LOAD_RECEIPTS / benchmark.stats.stats.median
+    yield setup
     for ledger in ledgers:
         ledger.close()
 
 
+def record_rows(benchmark, loaded_rows) -> None:
+    rows = _row_count(loaded_rows)
+    benchmark.extra_info["rows_written"] = rows
+    benchmark.extra_info["rows_per_s"] = rows / benchmark.stats.stats.median
+    benchmark.extra_info["receipts_per_s"] = LOAD_RECEIPTS / benchmark.stats.stats.median
+
+
 @pytest.mark.benchmark(group=GROUP)
-def test_raw_executemany_of_the_same_rows(benchmark, parquet_chain, loaded_rows, tmp_path):
-    ledgers = []
+def test_fidelis_load(benchmark, parquet_chain, loaded_rows, new_ledger):
+    def load(ledger):
+        return load_files(ledger, [parquet_chain["receipts"]], customers_file=parquet_chain["customers"])
 
-    def setup():
-        ledgers.append(_fresh_ledger(tmp_path, parquet_chain["program"]))
-        return (ledgers[-1],), {}
+    summary = benchmark.pedantic(load, setup=new_ledger, rounds=3, iterations=1)
+    assert summary.receipts_loaded == LOAD_RECEIPTS
+    record_rows(benchmark, loaded_rows)
 
+
+@pytest.mark.benchmark(group=GROUP)
+def test_raw_executemany_of_the_same_rows(benchmark, loaded_rows, new_ledger):
     def insert(ledger):
         with ledger.write() as connection:
             for table in TABLES:
@@ -88,9 +88,5 @@ def test_raw_executemany_of_the_same_rows(benchmark, parquet_chain, loaded_rows,
                 connection.executemany(
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows)
 
-    benchmark.pedantic(insert, setup=setup, rounds=3, iterations=1)
-    rows = _row_count(loaded_rows)
-    benchmark.extra_info["rows_written"] = rows
-    benchmark.extra_info["rows_per_s"] = rows / benchmark.stats.stats.median
-    for ledger in ledgers:
-        ledger.close()
+    benchmark.pedantic(insert, setup=new_ledger, rounds=3, iterations=1)
+    record_rows(benchmark, loaded_rows)
