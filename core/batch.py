@@ -40,6 +40,8 @@ class ReceiptBatch:
     line_amount_minor : int64, shape (L,); line total in minor units, ≥ 0
     store_names, category_names : list[str]; the batch's vocabularies
     line_sku : pa.Array of string, shape (L,), or None
+    metadata : dict; the readers record ``timezone``, ``minor_units``, ``sources`` and
+        ``first_input_row`` (int64, shape (R,): each receipt's first line among all input rows)
     """
 
     receipt_id: pa.Array
@@ -94,7 +96,11 @@ class ReceiptBatch:
             store_names=self.store_names,
             category_names=self.category_names,
             line_sku=None if self.line_sku is None else self.line_sku.take(pa.array(line_indices)),
-            metadata=dict(self.metadata),
+            # per-receipt arrays in the metadata (such as first_input_row) follow their receipts
+            metadata={
+                key: value[receipt_indices] if isinstance(value, np.ndarray) and len(value) == len(self) else value
+                for key, value in self.metadata.items()
+            },
         )
 
     def slice(self, start: int, stop: int) -> "ReceiptBatch":

@@ -1103,6 +1103,8 @@ def _assemble(
             "timezone": timezone,
             "minor_units": minor_units,
             "sources": [segment.source for segment in segments],
+            # each receipt's first line among all input rows, to name it in later messages
+            "first_input_row": header_rows,
         },
     )
     return CheckedReceipts(

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from . import kernel
@@ -143,11 +144,17 @@ def load_files(
     if customers_file is not None:
         state.register_customers(read_customers(Path(customers_file)))
 
+    def refused(position: int, column: str, value: str, reason: str) -> InputProblem:
+        """A receipt the ledger refuses, located at its first line in the input."""
+        source, row = _input_location(checked, int(batch.metadata["first_input_row"][position]))
+        return InputProblem(source, row, column, value, reason)
+
     # exactly once: receipts already in the ledger are skipped, or conflicts if changed
     fingerprints = receipt_fingerprints(batch)
     receipt_ids = batch.receipt_id.to_pylist()
     existing = ledger.existing_receipts(receipt_ids)
     keep = np.ones(len(batch), dtype=bool)
+    refused_receipts: dict[str, str] = {}
     for position, receipt_id in enumerate(receipt_ids):
         stored = existing.get(receipt_id)
         if stored is None:
@@ -157,9 +164,9 @@ def load_files(
             summary.duplicates_skipped += 1
         else:
             summary.conflicts += 1
-            summary.problems.append(InputProblem(
-                "<ledger>", None, "receipt_id", receipt_id,
-                f"receipt {receipt_id!r}: a different receipt with this id is already in the ledger (conflict)"))
+            reason = f"receipt {receipt_id!r}: a different receipt with this id is already in the ledger (conflict)"
+            refused_receipts[receipt_id] = reason
+            summary.problems.append(refused(position, "receipt_id", receipt_id, reason))
 
     # history is never rewritten: receipts before their customer's last scored one are late
     customer_index = state.index_of(batch.customer_id)
@@ -168,17 +175,17 @@ def load_files(
     last_instant[known] = state.records["last_instant_us"][customer_index[known]]
     late = keep & known & (batch.instant_us < last_instant)
     for position in np.flatnonzero(late):
-        summary.problems.append(InputProblem(
-            "<ledger>", None, "ts", receipt_ids[position],
-            f"receipt {receipt_ids[position]!r} is older than customer "
-            f"{batch.customer_id[position].as_py()!r}'s last scored receipt; history is not rescored"))
+        reason = (f"receipt {receipt_ids[position]!r} is older than customer "
+                  f"{batch.customer_id[position].as_py()!r}'s last scored receipt; history is not rescored")
+        refused_receipts[receipt_ids[position]] = reason
+        summary.problems.append(refused(position, "ts", receipt_ids[position], reason))
     summary.late_receipts = int(late.sum())
     keep &= ~late
 
     if summary.problems and not skip_bad:
         raise InputError(summary.problems)
     if rejects_file is not None:
-        _write_rejects(rejects_file, checked, summary.problems)
+        _write_rejects(rejects_file, checked, summary.problems, refused_receipts)
 
     accepted = batch.take(np.flatnonzero(keep)) if not keep.all() else batch
     accepted_prints = fingerprints[keep]
@@ -295,40 +302,48 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_rejects(path: str | Path, checked, problems: list[InputProblem]) -> None:
+def _input_location(checked, input_row: int) -> tuple[str, int]:
+    """(file, 1-based row) of a row numbered among all input rows of a read."""
+    for segment in checked.segments:
+        if segment.start <= input_row < segment.start + segment.table.num_rows:
+            return segment.source, segment.first_row + input_row - segment.start
+    raise IndexError(input_row)
+
+
+def _write_rejects(path: str | Path, checked, problems: list[InputProblem], refused_receipts: dict[str, str]) -> None:
     """Every rejected input row as it came, with where it was and why it was set aside.
 
     Rows with a bad value carry that value's reasons; the other rows of their receipt carry
-    "another row of this receipt is bad"; receipts refused by the ledger (conflicts, late
-    receipts) carry their receipt id and reason, without a row.
+    "another row of this receipt is bad"; every row of a receipt the ledger refused (a
+    conflict, a late receipt) carries that reason.
     """
     reasons: dict[tuple[str, int], list[str]] = {}
     for problem in problems:
-        if problem.row is not None:
+        if problem.row is not None and problem.value not in refused_receipts:
             reasons.setdefault((problem.file, problem.row), []).append(
                 f"{problem.column}: {problem.reason}" if problem.column else problem.reason)
+    refused_ids = pa.array(list(refused_receipts), pa.string())
     parts = []
     for segment in checked.segments:
-        mask = checked.rejected[segment.start:segment.start + segment.table.num_rows]
+        mask = checked.rejected[segment.start:segment.start + segment.table.num_rows].copy()
+        receipt_column = segment.table.column("receipt_id").cast(pa.string())
+        if len(refused_ids):
+            mask |= pc.is_in(receipt_column, value_set=refused_ids).fill_null(False).to_numpy(zero_copy_only=False)
         positions = np.flatnonzero(mask)
         if not len(positions):
             continue
         rows = segment.table.take(pa.array(positions))
         row_numbers = (positions + segment.first_row).tolist()
+        row_receipts = rows.column("receipt_id").cast(pa.string()).to_pylist()
         parts.append(pa.table({
             "file": pa.array([segment.source] * len(positions), pa.string()),
             "row": pa.array(row_numbers, pa.int64()),
-            "reason": pa.array(["; ".join(reasons.get((segment.source, row), ["another row of this receipt is bad"]))
-                                for row in row_numbers], pa.string()),
+            "reason": pa.array([
+                refused_receipts.get(receipt) or "; ".join(
+                    reasons.get((segment.source, row), ["another row of this receipt is bad"]))
+                for row, receipt in zip(row_numbers, row_receipts)
+            ], pa.string()),
             **{name: rows.column(name).cast(pa.string()) for name in rows.column_names},
-        }))
-    refused = [problem for problem in problems if problem.row is None]
-    if refused:
-        parts.append(pa.table({
-            "file": pa.array([problem.file for problem in refused], pa.string()),
-            "row": pa.array([None] * len(refused), pa.int64()),
-            "reason": pa.array([problem.reason for problem in refused], pa.string()),
-            "receipt_id": pa.array([problem.value for problem in refused], pa.string()),
         }))
     table = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table(
         {"file": pa.array([], pa.string()), "row": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})

@@ -108,12 +108,16 @@ def test_a_conflicting_duplicate_is_refused_or_set_aside(ledger, write_receipts,
     rejects = tmp_path / "rejects.csv"
     summary = load_files(ledger, [write_receipts("b.csv", changed, R3)], skip_bad=True, rejects_file=rejects)
     assert (summary.receipts_loaded, summary.conflicts) == (1, 1)
-    assert "conflict" in rejects.read_text()
+    assert "b.csv, row 1, column 'receipt_id'" in str(summary.problems[0])
+    with rejects.open(newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert (Path(row["file"]).name, row["row"], row["receipt_id"], row["amount"]) == ("b.csv", "1", "R1", "99.00")
+    assert "(conflict)" in row["reason"]
 
 
 def test_receipts_older_than_the_customers_history_are_late(ledger, write_receipts):
     load_files(ledger, [write_receipts("a.csv", R2)])
-    with pytest.raises(InputError, match="older than customer 'C1'"):
+    with pytest.raises(InputError, match="b.csv, row 1, column 'ts': receipt 'R1' is older than customer 'C1'"):
         load_files(ledger, [write_receipts("b.csv", R1)])
     summary = load_files(ledger, [write_receipts("b.csv", R1, R3)], skip_bad=True)
     assert (summary.receipts_loaded, summary.late_receipts) == (1, 1)
