@@ -141,8 +141,9 @@ def load_files(
     state = kernel.CustomerState.for_program(compiled)
     ledger.load_state(state)
     stored_customers = len(state)
-    if customers_file is not None:
-        state.register_customers(read_customers(Path(customers_file)))
+    customers = read_customers(Path(customers_file)) if customers_file is not None else None
+    if customers is not None:
+        state.register_customers(customers)
 
     def refused(position: int, column: str, value: str, reason: str) -> InputProblem:
         """A receipt the ledger refuses, located at its first line in the input."""
@@ -200,6 +201,8 @@ def load_files(
             (arguments, hashes),
         ).lastrowid
         ledger.add_customers(connection, state, stored_customers)
+        if customers is not None:
+            ledger.update_customer_details(connection, customers)
         category_ids = ledger.vocabulary_ids(connection, "categories", accepted.category_names)
         sku_ids = _sku_ids(ledger, connection, accepted)
 

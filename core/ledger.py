@@ -310,6 +310,20 @@ class Ledger:
             zip(range(first_new_index, first_new_index + len(new_ids)), new_ids),
         )
 
+    def update_customer_details(self, connection: sqlite3.Connection, customers) -> None:
+        """Birth date, join date and further attributes from a customers file."""
+        def text(dates: np.ndarray) -> list[str | None]:
+            return [None if np.isnat(day) else str(day) for day in dates]
+
+        attributes = (customers.attributes.to_pylist() if customers.attributes is not None
+                      and customers.attributes.num_columns else [{}] * len(customers))
+        connection.executemany(
+            "UPDATE customers SET birth_date = ?, joined_on = ?, attributes = ? WHERE customer_id = ?",
+            zip(text(customers.birth_date), text(customers.joined_on),
+                [json.dumps(row, default=str) if row else None for row in attributes],
+                customers.customer_id.to_pylist()),
+        )
+
     # ---- vocabularies and receipts -------------------------------------------------------
     def vocabulary_ids(self, connection: sqlite3.Connection, table: str, names: list[str]) -> np.ndarray:
         """Ledger-wide ids of category or sku names (int32, by position), adding new names."""

@@ -186,6 +186,15 @@ def test_check_passes_on_a_loaded_ledger(loaded_chain):
     assert check_ledger(loaded_chain) == []
 
 
+def test_the_customers_file_is_kept(loaded_chain):
+    with_dates = loaded_chain.db.execute(
+        "SELECT COUNT(*), COUNT(birth_date), COUNT(joined_on) FROM customers").fetchone()
+    assert with_dates[0] > with_dates[1] > 0 and with_dates[2] > 0
+    birth_date, = loaded_chain.db.execute(
+        "SELECT birth_date FROM customers WHERE birth_date IS NOT NULL LIMIT 1").fetchone()
+    assert len(birth_date) == 10 and birth_date[4] == "-"
+
+
 @pytest.mark.parametrize(
     "tampering, expected",
     [
@@ -245,3 +254,13 @@ def test_standing_uses_the_kernels_status_function(ledger, write_receipts):
     assert (january.tier, january.qualifying_total, january.to_next_tier) == ("Silver", 0, 150000)
     assert ledger.standing("C1", dt.date(2027, 1, 1)).tier == "Base"
     assert june.points == ledger.balance("C1")
+
+
+def test_customer_attributes_from_the_customers_file(ledger, write_receipts, tmp_path):
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id,birth_date,joined_on,segment\nC1,1990-06-15,2020-01-02,family\nC9,,,\n")
+    load_files(ledger, [write_receipts("a.csv", R1)], customers_file=customers)
+    rows = ledger.db.execute("SELECT customer_id, birth_date, joined_on, attributes FROM customers "
+                             "ORDER BY customer_index").fetchall()
+    assert rows[0] == ("C1", "1990-06-15", "2020-01-02", '{"segment": "family"}')
+    assert rows[1][0] == "C9" and rows[1][1] is None
