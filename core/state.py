@@ -118,15 +118,14 @@ class CustomerState:
         encoded = pc.dictionary_encode(array)
         uniques = encoded.dictionary.to_pylist()
         index = self._index
-        unique_index = np.empty(len(uniques) + 1, dtype=np.int32)
-        for position, customer_id in enumerate(uniques):
-            found = index.get(customer_id)
-            if found is None:
-                found = len(self.customer_ids)
-                index[customer_id] = found
-                self.customer_ids.append(customer_id)
-            unique_index[position] = found
-        unique_index[-1] = -1
+        # new ids get the next indices in order of first appearance (whole-list passes, not a
+        # Python loop per id: a batch can carry a million distinct cards)
+        new = [customer_id for customer_id in uniques if customer_id not in index]
+        first_new = len(self.customer_ids)
+        self.customer_ids.extend(new)
+        index.update(zip(new, range(first_new, first_new + len(new))))
+        unique_index = np.fromiter(map(index.__getitem__, uniques), dtype=np.int32, count=len(uniques))
+        unique_index = np.append(unique_index, np.int32(-1))
         self._grow(len(self.customer_ids))
         codes = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
         return unique_index[codes]
