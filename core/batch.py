@@ -128,9 +128,15 @@ class CustomerTable:
     def __len__(self) -> int:
         return len(self.customer_id)
 
+    def birth_month_numbers(self) -> np.ndarray:
+        """Each customer's birth month, 1..12, or 0 where the birth date is unknown (int8)."""
+        months = np.zeros(len(self), dtype=np.int8)
+        known = ~np.isnat(self.birth_date)
+        months[known] = self.birth_date[known].astype("datetime64[M]").astype(np.int64) % 12 + 1
+        return months
+
     def birth_months(self) -> dict[str, int]:
         """Customer id -> birth month (1..12) for customers with a known birth date."""
-        known = ~np.isnat(self.birth_date)
-        months = self.birth_date.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        months = self.birth_month_numbers()
         ids = self.customer_id.to_pylist()
-        return {ids[i]: int(months[i]) for i in np.flatnonzero(known)}
+        return {ids[i]: int(months[i]) for i in np.flatnonzero(months)}

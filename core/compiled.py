@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .localtime import day_number
 from .program import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, combined_rates
 from .state import NEVER
 
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _LAST_DAY = np.iinfo(np.int32).max
 _ALL_TIERS = np.uint64(2**64 - 1)
 _ALL_WEEKDAYS = 0x7F
@@ -29,11 +29,6 @@ ROUNDING_CODES = {"floor": 0, "half_up": 1, "half_even": 2}
 BASIS_CODES = {"spend": 0, "visits": 1, "points": 2}
 PERIOD_CODES = {"calendar_year": 0, "rolling_12_months": 1}
 HOLD_CODES = {"none": 0, "next_year": 1, "months": 2}
-
-
-def day_number(date: dt.date) -> int:
-    """A local date as days since 1970-01-01 (the kernel's ``day_t``)."""
-    return date.toordinal() - _EPOCH_ORDINAL
 
 
 def padded_table(values, dtype) -> np.ndarray:

@@ -47,6 +47,7 @@ _PROBE_FIRST_YEAR = FIRST_YEAR - 1
 _PROBE_END_YEAR = END_YEAR + 1
 _PROBE_STEP_S = 6 * 3600
 _UTC = dt.timezone.utc
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class Transitions:
         before = self.offset_s[:-1]
         after = self.offset_s[1:]
         return (self.instant_s + np.maximum(before, after)) * MICROS_PER_SECOND
+
+
+def day_number(date: dt.date) -> int:
+    """A local date as days since 1970-01-01 (the kernel's ``day_t``)."""
+    return date.toordinal() - _EPOCH_ORDINAL
 
 
 def _year_start_s(year: int) -> int:

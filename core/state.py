@@ -137,10 +137,7 @@ class CustomerState:
     def register_customers(self, customers: CustomerTable) -> None:
         """Add the customers file's customers and their birth months (0 = unknown)."""
         indices = self.index_of(customers.customer_id)
-        known = ~np.isnat(customers.birth_date)
-        months = np.zeros(len(customers), dtype=np.int8)
-        months[known] = customers.birth_date[known].astype("datetime64[M]").astype(np.int64) % 12 + 1
-        self.records["birth_month"][indices] = months
+        self.records["birth_month"][indices] = customers.birth_month_numbers()
 
     # ---- persistence -----------------------------------------------------------------
     def copy(self) -> "CustomerState":

@@ -30,7 +30,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .localtime import MICROS_PER_SECOND, Transitions, local_calendar, local_to_instant_us, transitions
+from .localtime import (
+    MICROS_PER_SECOND,
+    Transitions,
+    day_number,
+    local_calendar,
+    local_to_instant_us,
+    transitions,
+)
 
 MINOR_UNITS = 2
 SECONDS_PER_DAY = 86_400
@@ -264,7 +271,7 @@ def chain_columns(
     store_cdf = _cdf(store_traffic)
 
     # Calendar: weekday, December and holiday effects plus a mild growth trend.
-    start_day, end_day = _day_number(start), _day_number(end)
+    start_day, end_day = day_number(start), day_number(end)
     day_weights = _day_weights(start_day, end_day)
     day_cdf = _cdf(day_weights)
     day_count = end_day - start_day
@@ -894,10 +901,6 @@ def _draw(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarra
 def _cdf(weights: np.ndarray) -> np.ndarray:
     cdf = np.cumsum(weights, dtype=np.float64)
     return cdf / cdf[-1]
-
-
-def _day_number(date: dt.date) -> int:
-    return (date - _EPOCH).days
 
 
 def _add_years(date: dt.date, years: int) -> dt.date:
