@@ -11,7 +11,6 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .errors import FidelisError
 

@@ -11,7 +11,6 @@ batch's own category and store vocabularies are mapped onto these classes by
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np

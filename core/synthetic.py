@@ -41,7 +41,6 @@ from .localtime import (
 
 MINOR_UNITS = 2
 SECONDS_PER_DAY = 86_400
-_EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass(frozen=True)

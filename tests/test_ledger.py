@@ -22,7 +22,6 @@ from fidelis.core.program import load_program, parse_program
 from fidelis.core.scoring import score_files
 from fidelis.core.synthetic import generate_chain, write_chain
 
-from .conftest import CASES_DIR
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
 
