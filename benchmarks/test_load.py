@@ -37,7 +37,9 @@ def loaded_rows(parquet_chain, tmp_path_factory) -> dict[str, tuple[list[str], l
         load_files(ledger, [parquet_chain["receipts"]], customers_file=parquet_chain["customers"])
         rows = {}
         for table in TABLES:
-            cursor = ledger.db.execute(f"SELECT * FROM {table}")
+            # in the order a load writes them (receipts: processing order, not key order)
+            order = " ORDER BY instant_us, receipt_id" if table == "receipts" else ""
+            cursor = ledger.db.execute(f"SELECT * FROM {table}{order}")
             rows[table] = ([column[0] for column in cursor.description], cursor.fetchall())
     return rows
 

@@ -155,6 +155,8 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
     from .jobs import CHUNK_RECEIPTS, load_files
     from .ledger import Ledger
 
+    if skip_bad and rejects_file is None:
+        raise click.UsageError("--skip-bad needs --rejects FILE: rows set aside must go somewhere")
     with Ledger(ledger_file) as ledger:
         summary = load_files(ledger, receipt_files, customers_file=customers_file, skip_bad=skip_bad,
                              rejects_file=rejects_file, chunk_receipts=chunk_receipts or CHUNK_RECEIPTS,
@@ -310,8 +312,8 @@ def demo(receipt_count, directory, seed) -> None:
     click.echo(f"  done in {time.perf_counter() - started:.1f} s")
 
     ledger_file = directory / "chain.db"
-    for stale in directory.glob("chain.db*"):
-        stale.unlink()
+    for name in ("chain.db", "chain.db-wal", "chain.db-shm"):
+        (directory / name).unlink(missing_ok=True)
     click.secho(f"Loading it into the ledger {ledger_file} …", bold=True)
     with Ledger.create(ledger_file, load_program(paths["program"])) as ledger:
         summary = load_files(ledger, [paths["receipts"]], customers_file=paths["customers"], progress=True)

@@ -93,14 +93,15 @@ def receipt_fingerprints(batch: ReceiptBatch) -> np.ndarray:
     line_count = batch.line_count
     position = np.arange(line_count, dtype=np.int64) - np.repeat(batch.line_offsets[:-1], np.diff(batch.line_offsets))
     line_print = _mix(_string_fingerprints(batch.category_names)[batch.line_category_code]
-                      ^ _mix(batch.line_qty.astype(np.uint64) + np.uint64(1) * (position.astype(np.uint64) << np.uint64(32)))
+                      ^ _mix(batch.line_qty.astype(np.uint64) + (position.astype(np.uint64) << np.uint64(32)))
                       ^ _mix(batch.line_amount_minor.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)))
     if batch.line_sku is not None:
         skus = batch.line_sku.dictionary_encode()
         sku_print = np.append(_string_fingerprints(skus.dictionary.to_pylist()), np.uint64(0))[
             skus.indices.fill_null(len(skus.dictionary)).to_numpy(zero_copy_only=False)
         ]
-        line_print ^= _mix(sku_print + np.uint64(7))
+        # a missing sku adds nothing, so a file without the column fingerprints the same
+        line_print ^= np.where(sku_print != 0, _mix(sku_print + np.uint64(7)), np.uint64(0))
     lines_print = np.zeros(len(batch), dtype=np.uint64)
     has_lines = np.diff(batch.line_offsets) > 0
     if line_count:
@@ -150,13 +151,36 @@ def load_files(
         source, row = _input_location(checked, int(batch.metadata["first_input_row"][position]))
         return InputProblem(source, row, column, value, reason)
 
-    # exactly once: receipts already in the ledger are skipped, or conflicts if changed
     fingerprints = receipt_fingerprints(batch)
     receipt_ids = batch.receipt_id.to_pylist()
-    existing = ledger.existing_receipts(receipt_ids)
     keep = np.ones(len(batch), dtype=bool)
     refused_receipts: dict[str, str] = {}
+
+    def refuse(position: int, column: str, reason: str) -> None:
+        keep[position] = False
+        refused_receipts[receipt_ids[position]] = reason
+        summary.problems.append(refused(position, column, receipt_ids[position], reason))
+
+    # A receipt's lines come from one file: the same id in two files of one load is two
+    # exports of it (overlapping files), and merging them would double its lines.
+    for position, files in _ids_in_several_files(checked, receipt_ids).items():
+        summary.conflicts += 1
+        refuse(position, "receipt_id",
+               f"receipt {receipt_ids[position]!r} is in more than one file of this load ({', '.join(files)}); "
+               "load overlapping files one at a time (receipts already loaded are skipped)")
+
+    # beyond the engine's exact bounds: refused before anything is written
+    amount_bound = compiled.amount_bound_minor
+    too_large = np.flatnonzero(keep & _receipts_over(batch, amount_bound))
+    for position in too_large:
+        refuse(position, "amount", f"receipt {receipt_ids[position]!r} is larger than the engine's exact-arithmetic "
+                                   f"bound of {amount_bound} minor units")
+
+    # exactly once: receipts already in the ledger are skipped, or conflicts if changed
+    existing = ledger.existing_receipts(receipt_ids)
     for position, receipt_id in enumerate(receipt_ids):
+        if not keep[position]:
+            continue
         stored = existing.get(receipt_id)
         if stored is None:
             continue
@@ -165,9 +189,8 @@ def load_files(
             summary.duplicates_skipped += 1
         else:
             summary.conflicts += 1
-            reason = f"receipt {receipt_id!r}: a different receipt with this id is already in the ledger (conflict)"
-            refused_receipts[receipt_id] = reason
-            summary.problems.append(refused(position, "receipt_id", receipt_id, reason))
+            refuse(position, "receipt_id",
+                   f"receipt {receipt_id!r}: a different receipt with this id is already in the ledger (conflict)")
 
     # history is never rewritten: receipts before their customer's last scored one are late
     customer_index = state.index_of(batch.customer_id)
@@ -175,16 +198,20 @@ def load_files(
     last_instant = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
     last_instant[known] = state.records["last_instant_us"][customer_index[known]]
     late = keep & known & (batch.instant_us < last_instant)
+    # at the same instant, processing order is by receipt id, across loads too
+    for position in np.flatnonzero(keep & known & (batch.instant_us == last_instant)):
+        last_id = ledger.last_receipt_at(int(customer_index[position]), int(last_instant[position]))
+        late[position] = last_id is not None and receipt_ids[position] < last_id
     for position in np.flatnonzero(late):
-        reason = (f"receipt {receipt_ids[position]!r} is older than customer "
-                  f"{batch.customer_id[position].as_py()!r}'s last scored receipt; history is not rescored")
-        refused_receipts[receipt_ids[position]] = reason
-        summary.problems.append(refused(position, "ts", receipt_ids[position], reason))
+        customer_id = batch.customer_id[position].as_py()
+        refuse(position, "ts",
+               f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) comes before customer "
+               f"{customer_id}'s last loaded receipt ({_utc(last_instant[position])}); history is not rescored")
     summary.late_receipts = int(late.sum())
-    keep &= ~late
 
     if summary.problems and not skip_bad:
-        raise InputError(summary.problems)
+        raise InputError(summary.problems + [InputProblem(
+            "<load>", None, None, None, "nothing was written; --skip-bad --rejects FILE loads the rest")])
     if rejects_file is not None:
         _write_rejects(rejects_file, checked, summary.problems, refused_receipts)
 
@@ -207,6 +234,24 @@ def load_files(
         sku_ids = _sku_ids(ledger, connection, accepted)
 
     out = Scores.empty(min(chunk_receipts, max(len(accepted), 1)))
+    try:
+        _load_chunks(ledger, accepted, prepared, compiled, state, out, accepted_prints, category_ids, sku_ids,
+                     program.version, run_id, chunk_receipts, summary, progress)
+    except BaseException:
+        with ledger.write() as connection:
+            connection.execute("UPDATE runs SET status = 'failed', ended_at = datetime('now'), counts = ? "
+                               "WHERE run_id = ?", (json.dumps(summary.as_counts()), run_id))
+        raise
+    summary.seconds = time.perf_counter() - started
+    with ledger.write() as connection:
+        connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now'), counts = ? WHERE run_id = ?",
+                           (json.dumps(summary.as_counts()), run_id))
+    return summary
+
+
+def _load_chunks(ledger, accepted, prepared, compiled, state, out, accepted_prints, category_ids, sku_ids,
+                 program_version, run_id, chunk_receipts, summary, progress) -> None:
+    """Score and commit ``accepted`` chunk by chunk; each chunk is one transaction."""
     with tqdm(total=len(accepted), unit=" receipts", unit_scale=True, desc="loading", disable=not progress) as bar:
         for start in range(0, len(accepted), chunk_receipts):
             stop = min(start + chunk_receipts, len(accepted))
@@ -220,15 +265,34 @@ def load_files(
             chunk_skus = None if sku_ids is None else sku_ids[accepted.line_offsets[start]:accepted.line_offsets[stop]]
             with ledger.write() as connection:
                 _append_chunk(connection, ledger, chunk, scores, accepted_prints[start:stop], category_ids,
-                              chunk_skus, program.version, run_id, state)
+                              chunk_skus, program_version, run_id, state)
             summary.receipts_loaded += stop - start
             summary.points += int(scores.points.sum())
             bar.update(stop - start)
-    summary.seconds = time.perf_counter() - started
-    with ledger.write() as connection:
-        connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now'), counts = ? WHERE run_id = ?",
-                           (json.dumps(summary.as_counts()), run_id))
-    return summary
+
+
+def _ids_in_several_files(checked, receipt_ids: list[str]) -> dict[int, list[str]]:
+    """Positions (in the batch) of receipts whose id appears in more than one input file."""
+    sources: dict[str, list[str]] = {}
+    for segment in checked.segments:
+        for receipt_id in pc.unique(segment.table.column("receipt_id").cast(pa.string())).to_pylist():
+            sources.setdefault(receipt_id, []).append(segment.source)
+    return {position: sources[receipt_id] for position, receipt_id in enumerate(receipt_ids)
+            if len(sources.get(receipt_id, ())) > 1}
+
+
+def _receipts_over(batch: ReceiptBatch, amount_bound: int) -> np.ndarray:
+    """Receipts with a line, or lines in all, beyond the amount bound (a conservative check)."""
+    if not batch.line_count:
+        return np.zeros(len(batch), dtype=bool)
+    capped = np.minimum(batch.line_amount_minor, amount_bound + 1)
+    totals = np.add.reduceat(capped, batch.line_offsets[:-1])
+    totals[np.diff(batch.line_offsets) == 0] = 0
+    return totals > amount_bound
+
+
+def _utc(instant_us: int) -> str:
+    return str(np.datetime64(int(instant_us) // 1_000_000, "s")) + "Z"
 
 
 def _sku_ids(ledger: Ledger, connection, batch: ReceiptBatch) -> np.ndarray | None:

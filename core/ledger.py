@@ -179,9 +179,21 @@ class Ledger:
         self.path = Path(path)
         if not self.path.exists():
             raise LedgerError(f"{self.path}: no ledger here; create one with `fidelis init {self.path} --program FILE`")
-        self.db = self._connect(self.path)
-        if migrations.pending(self.db):
-            migrations.apply(self.db)
+        try:
+            # look before touching: switching another application's file to WAL would change it
+            probe = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                is_ledger = probe.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'program_versions'").fetchone()
+            finally:
+                probe.close()
+            if not is_ledger:
+                raise LedgerError(f"{self.path}: this SQLite file is not a Fidelis ledger; it was left untouched")
+            self.db = self._connect(self.path)
+            if migrations.pending(self.db):
+                migrations.apply(self.db)
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"{self.path}: cannot open the ledger: {error}") from None
 
     @staticmethod
     def _connect(path: Path) -> sqlite_utils.Database:
@@ -201,6 +213,8 @@ class Ledger:
         path = Path(path)
         if path.exists():
             raise LedgerError(f"{path}: a file already exists here; choose another path")
+        if not path.parent.is_dir():
+            raise LedgerError(f"{path}: the folder {path.parent} does not exist")
         db = cls._connect(path)
         migrations.apply(db)
         db.close()
@@ -221,7 +235,11 @@ class Ledger:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction taken up front (``BEGIN IMMEDIATE``): all or nothing."""
         connection = self.db.conn
-        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise LedgerError(f"{self.path}: another process is writing to the ledger ({error}); "
+                              "try again when it has finished") from None
         try:
             yield connection
         except BaseException:
@@ -271,14 +289,23 @@ class Ledger:
         The directory order is the stored ``customer_index``, so indices stay stable across
         loads.
         """
-        ids = [row[0] for row in self.db.execute("SELECT customer_id FROM customers ORDER BY customer_index")]
+        customers = self.db.execute("SELECT customer_id, birth_date FROM customers ORDER BY customer_index").fetchall()
+        ids = [row[0] for row in customers]
         if ids and not np.array_equal(state.index_of(ids), np.arange(len(ids))):
             raise LedgerError(f"{self.path}: customer indices are not dense; run `fidelis check`")
+        birth_months = np.array([int(row[1][5:7]) if row[1] else 0 for row in customers], dtype=np.int8)
         rows = self.db.execute(
             "SELECT customer_index, record, rolling_totals, tier_reached_month FROM customer_state"
         ).fetchall()
-        if not rows:
-            return
+        if rows:
+            self._fill_state(state, rows)
+        # the customers table is where birth dates live; the state's copy follows it
+        known = birth_months > 0
+        state.records["birth_month"][: len(ids)][known] = birth_months[known]
+
+    @staticmethod
+    def _fill_state(state: CustomerState, rows: list[tuple]) -> None:
+        """Copy stored ``customer_state`` rows (index, record, rolling, reached) into ``state``."""
         index = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         state.records[index] = np.frombuffer(b"".join(row[1] for row in rows), dtype=CUSTOMER_STATE_DTYPE)
         if state.rolling_months:
@@ -311,14 +338,18 @@ class Ledger:
         )
 
     def update_customer_details(self, connection: sqlite3.Connection, customers) -> None:
-        """Birth date, join date and further attributes from a customers file."""
+        """Birth date, join date and further attributes from a customers file.
+
+        A value the file leaves empty (or a column it lacks) keeps what the ledger has.
+        """
         def text(dates: np.ndarray) -> list[str | None]:
             return [None if np.isnat(day) else str(day) for day in dates]
 
         attributes = (customers.attributes.to_pylist() if customers.attributes is not None
                       and customers.attributes.num_columns else [{}] * len(customers))
         connection.executemany(
-            "UPDATE customers SET birth_date = ?, joined_on = ?, attributes = ? WHERE customer_id = ?",
+            "UPDATE customers SET birth_date = COALESCE(?, birth_date), joined_on = COALESCE(?, joined_on), "
+            "attributes = COALESCE(?, attributes) WHERE customer_id = ?",
             zip(text(customers.birth_date), text(customers.joined_on),
                 [json.dumps(row, default=str) if row else None for row in attributes],
                 customers.customer_id.to_pylist()),
@@ -336,6 +367,14 @@ class Ledger:
                                    zip(range(start, start + len(new)), new))
             known.update(zip(new, range(start, start + len(new))))
         return np.array([known[name] for name in names], dtype=np.int32)
+
+    def last_receipt_at(self, customer_index: int, instant_us: int) -> str | None:
+        """The customer's last receipt id (in processing order) at exactly ``instant_us``."""
+        row = self.db.execute(
+            "SELECT MAX(receipt_id) FROM receipts WHERE customer_index = ? AND instant_us = ?",
+            (customer_index, instant_us),
+        ).fetchone()
+        return row[0]
 
     def existing_receipts(self, receipt_ids: list[str]) -> dict[str, int]:
         """Receipt id -> stored content fingerprint, for the ids already in the ledger."""
@@ -380,20 +419,20 @@ class Ledger:
         state = CustomerState.for_program(compiled, capacity=1)
         state.index_of([customer_id])
         row = self.db.execute(
-            "SELECT record, rolling_totals, tier_reached_month FROM customer_state WHERE customer_index = ?", (index,)
+            "SELECT 0, record, rolling_totals, tier_reached_month FROM customer_state WHERE customer_index = ?",
+            (index,),
         ).fetchone()
         if row is not None:
-            state.records[0] = np.frombuffer(row[0], dtype=CUSTOMER_STATE_DTYPE)[0]
-            if state.rolling_months:
-                state.rolling_totals[0] = np.frombuffer(row[1], dtype=np.int64)
-            if state.reached_tiers:
-                state.tier_reached_month[0] = np.frombuffer(row[2], dtype=np.int32)
+            self._fill_state(state, [row])
         last_month = int(state.records["last_visit_month"][0])
         if as_of is None:
             today = dt.datetime.now(program.info.zone()).date()
             month = max((today.year - 1970) * 12 + today.month - 1, last_month)
         else:
             month = (as_of.year - 1970) * 12 + as_of.month - 1
+            if month < max(last_month, 0):
+                raise LedgerError(f"customer {customer_id!r} has receipts after {as_of}; status can be asked for "
+                                  "the month of their last receipt or later")
         tiers, totals = kernel.standing_as_of(compiled, state, month)
         tier, total = int(tiers[0]), int(totals[0])
         following = tier + 1 if tier + 1 < len(program.tiers) else None
@@ -438,6 +477,3 @@ class Ledger:
             table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             for table in ("customers", "receipts", "journal", "lots", "runs")
         }
-
-    def json_arguments(self, arguments: dict) -> str:
-        return json.dumps(arguments, sort_keys=True, default=str)

@@ -135,9 +135,14 @@ class CustomerState:
         return self._index.get(customer_id)
 
     def register_customers(self, customers: CustomerTable) -> None:
-        """Add the customers file's customers and their birth months (0 = unknown)."""
+        """Add the customers file's customers and their birth months.
+
+        An unknown birth date leaves a birth month already known as it is.
+        """
         indices = self.index_of(customers.customer_id)
-        self.records["birth_month"][indices] = customers.birth_month_numbers()
+        months = customers.birth_month_numbers()
+        known = months > 0
+        self.records["birth_month"][indices[known]] = months[known]
 
     # ---- persistence -----------------------------------------------------------------
     def copy(self) -> "CustomerState":

@@ -144,6 +144,8 @@ def test_ledger_commands_end_to_end(runner, worked_example, tmp_path):
     exported = runner.invoke(cli, ["export", "balances", db, "-o", str(tmp_path / "b.csv")])
     assert exported.exit_code == 0 and (tmp_path / "b.csv").read_text().splitlines()[1] == '"C1",999'
     assert_clean_failure(runner.invoke(cli, ["balance", db, "nobody"]), "unknown customer 'nobody'")
+    refused = runner.invoke(cli, ["load", db, str(receipts), "--skip-bad"])
+    assert refused.exit_code == 2 and "--skip-bad needs --rejects FILE" in refused.output
     assert_clean_failure(runner.invoke(cli, ["init", db, "--program", str(CASES_DIR / "verde_club.toml")]),
                          "already exists")
 

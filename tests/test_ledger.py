@@ -22,6 +22,8 @@ from fidelis.core.program import load_program, parse_program
 from fidelis.core.scoring import score_files
 from fidelis.core.synthetic import generate_chain, write_chain
 
+from .conftest import CASES_DIR
+
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
 
@@ -116,7 +118,8 @@ def test_a_conflicting_duplicate_is_refused_or_set_aside(ledger, write_receipts,
 
 def test_receipts_older_than_the_customers_history_are_late(ledger, write_receipts):
     load_files(ledger, [write_receipts("a.csv", R2)])
-    with pytest.raises(InputError, match="b.csv, row 1, column 'ts': receipt 'R1' is older than customer 'C1'"):
+    with pytest.raises(InputError, match=r"b.csv, row 1, column 'ts': receipt 'R1' \(2025-06-07T07:00:00Z\) comes before customer C1's "
+                             r"last loaded receipt \(2025-06-09T07:00:00Z\)"):
         load_files(ledger, [write_receipts("b.csv", R1)])
     summary = load_files(ledger, [write_receipts("b.csv", R1, R3)], skip_bad=True)
     assert (summary.receipts_loaded, summary.late_receipts) == (1, 1)
@@ -263,3 +266,72 @@ def test_customer_attributes_from_the_customers_file(ledger, write_receipts, tmp
                              "ORDER BY customer_index").fetchall()
     assert rows[0] == ("C1", "1990-06-15", "2020-01-02", '{"segment": "family"}')
     assert rows[1][0] == "C9" and rows[1][1] is None
+
+
+def test_the_same_receipt_in_two_files_of_one_load_is_refused_not_merged(ledger, write_receipts):
+    files = [write_receipts("a.csv", R1, R2), write_receipts("b.csv", R2, R3)]
+    with pytest.raises(InputError, match=r"receipt 'R2' is in more than one file of this load"):
+        load_files(ledger, files)
+    assert ledger.counts()["receipts"] == 0
+    for path in files:  # one at a time: the overlap is skipped as already loaded
+        load_files(ledger, [path])
+    assert ledger.counts()["receipts"] == 3 and ledger.balance("C1") == 140
+
+
+def test_receipts_at_the_same_instant_keep_receipt_id_order_across_loads(ledger, write_receipts):
+    load_files(ledger, [write_receipts("a.csv", ["R-B", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "1.00"])])
+    with pytest.raises(InputError, match="'R-A'.*comes before customer C1's last loaded receipt"):
+        load_files(ledger, [write_receipts("b.csv", ["R-A", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "6.00"])])
+    load_files(ledger, [write_receipts("c.csv", ["R-C", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "6.00"])])
+    assert check_ledger(ledger) == []
+
+
+def test_birth_dates_survive_loads_without_them(ledger, write_receipts, tmp_path):
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id,birth_date\nC1,1990-06-15\n")
+    load_files(ledger, [write_receipts("a.csv", R1)], customers_file=customers)
+    without_dates = tmp_path / "segments.csv"
+    without_dates.write_text("customer_id,segment\nC1,family\n")
+    # a June receipt earns the birthday multiplier (x2) whether or not the file is given again
+    load_files(ledger, [write_receipts("b.csv", R2)], customers_file=without_dates)
+    load_files(ledger, [write_receipts("c.csv", ["R5", "C1", "S1", "2025-06-11T10:00", "grocery", 1, "10.00"])])
+    points = dict(ledger.db.execute("SELECT receipt_id, points FROM receipts").fetchall())
+    assert (points["R2"], points["R5"]) == (40, 20)
+    assert ledger.db.execute("SELECT birth_date FROM customers WHERE customer_id = 'C1'").fetchone()[0] == "1990-06-15"
+    assert check_ledger(ledger) == []
+
+
+def test_an_empty_sku_column_does_not_make_a_conflict(ledger, tmp_path):
+    without = tmp_path / "without.csv"
+    without.write_text("receipt_id,customer_id,store_id,ts,category,qty,amount\nR1,C1,S1,2025-06-07T10:00,grocery,1,10.00\n")
+    with_empty = tmp_path / "with.csv"
+    with_empty.write_text("receipt_id,customer_id,store_id,ts,category,qty,amount,sku\n"
+                          "R1,C1,S1,2025-06-07T10:00,grocery,1,10.00,\n")
+    load_files(ledger, [without])
+    assert load_files(ledger, [with_empty]).duplicates_skipped == 1
+
+
+def test_receipts_beyond_the_exact_bound_are_refused_before_anything_is_written(ledger, write_receipts):
+    huge = ["BIG", "C2", "S1", "2025-06-08T10:00", "grocery", 1, "6000000000.00"]
+    rows = [R1, huge, ["BIG", "C2", "S1", "2025-06-08T10:00", "baby", 1, "6000000000.00"], R3]
+    with pytest.raises(InputError, match="'BIG' is larger than the engine's exact-arithmetic bound"):
+        load_files(ledger, [write_receipts("a.csv", *rows)])
+    assert ledger.counts()["receipts"] == 0
+    summary = load_files(ledger, [write_receipts("a.csv", *rows)], skip_bad=True)
+    assert summary.receipts_loaded == 2
+    assert ledger.db.execute("SELECT status FROM runs ORDER BY run_id DESC").fetchone()[0] == "done"
+
+
+def test_files_that_are_not_ledgers_are_refused_and_left_alone(tmp_path):
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE notes (text TEXT)").connection.close()
+    before = other.read_bytes()
+    with pytest.raises(LedgerError, match="not a Fidelis ledger; it was left untouched"):
+        Ledger(other)
+    assert other.read_bytes() == before
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="cannot open the ledger"):
+        Ledger(garbage)
+    with pytest.raises(LedgerError, match="does not exist"):
+        Ledger.create(tmp_path / "no" / "such.db", load_program(CASES_DIR / "verde_club.toml"))
