@@ -1,6 +1,8 @@
 """Fidelis core: program files, exact scoring engines, receipt I/O, customer state.
 
 The names below are the public API the CLI, the batch scripts and the server build on.
+Importing this package does not load the compiled kernel; ``fidelis.core.kernel`` and the
+batch jobs in ``fidelis.core.jobs`` do, when they are imported.
 """
 from .batch import CustomerTable, ReceiptBatch
 from .compiled import CompiledProgram, compile_program
@@ -15,6 +17,7 @@ from .errors import (
     ScoringError,
     UnsupportedFileError,
 )
+from .ledger import Ledger, LedgerError, Standing
 from .program import Program, load_program, parse_program
 from .scores import Scores
 from .scoring import ENGINES, ScoreResult, score_batch, score_files
@@ -29,6 +32,8 @@ __all__ = [
     "FidelisError",
     "InputError",
     "InputProblem",
+    "Ledger",
+    "LedgerError",
     "OutputError",
     "Program",
     "ProgramError",
@@ -37,6 +42,7 @@ __all__ = [
     "ScoreResult",
     "Scores",
     "ScoringError",
+    "Standing",
     "UnsupportedFileError",
     "compile_program",
     "load_program",

@@ -140,6 +140,7 @@ def load_files(
     summary = LoadSummary(problems=list(checked.problems), rejected_rows=int(checked.rejected.sum()))
 
     state = kernel.CustomerState.for_program(compiled)
+    generation = ledger.state_generation()
     ledger.load_state(state)
     stored_customers = len(state)
     customers = read_customers(Path(customers_file)) if customers_file is not None else None
@@ -223,6 +224,7 @@ def load_files(
                             "skip_bad": skip_bad}, sort_keys=True)
     hashes = json.dumps({str(p): _file_sha256(p) for p in paths}, sort_keys=True)
     with ledger.write() as connection:
+        generation = ledger.advance_state_generation(connection, generation)
         run_id = connection.execute(
             "INSERT INTO runs (kind, arguments, input_hashes, started_at, status) VALUES ('load', ?, ?, datetime('now'), 'running')",
             (arguments, hashes),
@@ -236,7 +238,7 @@ def load_files(
     out = Scores.empty(min(chunk_receipts, max(len(accepted), 1)))
     try:
         _load_chunks(ledger, accepted, prepared, compiled, state, out, accepted_prints, category_ids, sku_ids,
-                     program.version, run_id, chunk_receipts, summary, progress)
+                     program.version, run_id, chunk_receipts, summary, progress, generation)
     except BaseException:
         with ledger.write() as connection:
             connection.execute("UPDATE runs SET status = 'failed', ended_at = datetime('now'), counts = ? "
@@ -250,7 +252,7 @@ def load_files(
 
 
 def _load_chunks(ledger, accepted, prepared, compiled, state, out, accepted_prints, category_ids, sku_ids,
-                 program_version, run_id, chunk_receipts, summary, progress) -> None:
+                 program_version, run_id, chunk_receipts, summary, progress, generation) -> None:
     """Score and commit ``accepted`` chunk by chunk; each chunk is one transaction."""
     with tqdm(total=len(accepted), unit=" receipts", unit_scale=True, desc="loading", disable=not progress) as bar:
         for start in range(0, len(accepted), chunk_receipts):
@@ -264,6 +266,7 @@ def _load_chunks(ledger, accepted, prepared, compiled, state, out, accepted_prin
             scores = kernel.score(chunk, compiled, state, out=out)
             chunk_skus = None if sku_ids is None else sku_ids[accepted.line_offsets[start]:accepted.line_offsets[stop]]
             with ledger.write() as connection:
+                generation = ledger.advance_state_generation(connection, generation)
                 _append_chunk(connection, ledger, chunk, scores, accepted_prints[start:stop], category_ids,
                               chunk_skus, program_version, run_id, state)
             summary.receipts_loaded += stop - start
@@ -497,8 +500,14 @@ def check_ledger(ledger: Ledger) -> list[str]:
             problems.append(f"receipt {batch.receipt_id[position].as_py()!r}: stored {points[position]} points, "
                             f"its replay gives {scores.points[position]}")
     count = len(stored)
-    differing = np.flatnonzero(stored.records[:count] != replay.records[:count])
+    differing = np.flatnonzero(
+        (stored.records[:count] != replay.records[:count])
+        | (stored.rolling_totals[:count] != replay.rolling_totals[:count]).any(axis=1)
+        | (stored.tier_reached_month[:count] != replay.tier_reached_month[:count]).any(axis=1)
+    )
     for index in differing[:20]:
         problems.append(f"customer {stored.customer_ids[index]!r}: stored scoring state differs from the replay of "
                         "their receipts")
+    if len(differing) > 20:
+        problems.append(f"… and {len(differing) - 20} more customers whose stored state differs")
     return problems

@@ -141,6 +141,17 @@ def m001_initial_schema(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_state_generation(db: sqlite_utils.Database) -> None:
+    """A counter every write of customer state moves, so writers can detect each other."""
+    db.executescript(
+        """
+        CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO ledger_meta VALUES ('state_generation', 0);
+        """
+    )
+
+
 def _row_bytes(rows: np.ndarray) -> list[bytes]:
     """Each row of a 1- or 2-D array as its own bytes value, without a Python loop over rows."""
     width = rows.itemsize * (rows.shape[1] if rows.ndim == 2 else 1)
@@ -283,6 +294,26 @@ class Ledger:
             return cursor.lastrowid
 
     # ---- customer state ----------------------------------------------------------------
+    def state_generation(self) -> int:
+        """Moves whenever customer state is written; read it with the state you score from."""
+        return self.db.execute("SELECT value FROM ledger_meta WHERE key = 'state_generation'").fetchone()[0]
+
+    def advance_state_generation(self, connection: sqlite3.Connection, expected: int) -> int:
+        """Inside a write: refuse if another writer moved the state since ``expected``.
+
+        Scoring reads customer state before writing what it scored; if another process
+        wrote state in between, this run's scores rest on a stale history and must not land.
+        """
+        current = connection.execute("SELECT value FROM ledger_meta WHERE key = 'state_generation'").fetchone()[0]
+        if current != expected:
+            raise LedgerError(
+                f"{self.path}: another process wrote to the ledger while this load was running; nothing of "
+                "this load's last step was written — run it again (what is already loaded is skipped)"
+            )
+        connection.execute("UPDATE ledger_meta SET value = ? WHERE key = 'state_generation'", (expected + 1,))
+        return expected + 1
+
+
     def load_state(self, state: CustomerState) -> None:
         """Fill ``state`` with every stored customer and their scoring state.
 

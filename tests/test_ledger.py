@@ -335,3 +335,22 @@ def test_files_that_are_not_ledgers_are_refused_and_left_alone(tmp_path):
         Ledger(garbage)
     with pytest.raises(LedgerError, match="does not exist"):
         Ledger.create(tmp_path / "no" / "such.db", load_program(CASES_DIR / "verde_club.toml"))
+
+
+def test_a_load_that_another_writer_overtook_writes_nothing(ledger, write_receipts, monkeypatch):
+    first, second = write_receipts("a.csv", R1, R2), write_receipts("b.csv", R3)
+    real_existing = Ledger.existing_receipts
+
+    def another_load_meanwhile(self, receipt_ids):
+        found = real_existing(self, receipt_ids)
+        monkeypatch.setattr(Ledger, "existing_receipts", real_existing)
+        with Ledger(self.path) as other:  # a second process, loading after this one read the state
+            load_files(other, [second])
+        return found
+
+    monkeypatch.setattr(Ledger, "existing_receipts", another_load_meanwhile)
+    with pytest.raises(LedgerError, match="another process wrote to the ledger while this load was running"):
+        load_files(ledger, [first])
+    assert ledger.db.execute("SELECT receipt_id FROM receipts").fetchall() == [("R3",)]
+    load_files(ledger, [first])  # run again: now scored on top of the other load's state
+    assert check_ledger(ledger) == []
