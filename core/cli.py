@@ -323,23 +323,18 @@ def demo(receipt_count, directory, seed) -> None:
 
 
 def _print_tour(ledger, ledger_file: Path, paths) -> None:
-    db = ledger.db
     program = ledger.current_program().program
     click.secho("\nReceipts by status tier at purchase", bold=True)
-    rows = dict(db.execute("SELECT tier, COUNT(*) FROM receipts WHERE tier IS NOT NULL GROUP BY tier").fetchall())
-    total = sum(rows.values()) or 1
+    by_tier = ledger.receipts_by_tier()
+    total = sum(by_tier.values()) or 1
     for index, tier in enumerate(program.tiers):
-        count = rows.get(index, 0)
+        count = by_tier.get(index, 0)
         click.echo(f"  {tier.name:<10} {count:>10,}  {count / total:6.1%}")
     click.secho("\nPoints by rule", bold=True)
-    sums = db.execute("SELECT SUM(rate_points), SUM(basket_points), SUM(visit_points), SUM(welcome_points), "
-                      "SUM(cap_points) FROM receipts").fetchone()
-    for name, value in zip(("rate", "basket bonus", "visit bonus", "welcome", "caps"), sums):
-        click.echo(f"  {name:<15} {value or 0:>14,}")
-    top = db.execute("SELECT c.customer_id, SUM(j.points) AS p FROM journal j JOIN customers c USING (customer_index) "
-                     "GROUP BY j.customer_index ORDER BY p DESC LIMIT 1").fetchone()
-    if top:
-        customer_id = top[0]
+    for name, value in ledger.points_by_rule().items():
+        click.echo(f"  {name.removesuffix('_points'):<15} {value:>14,}")
+    customer_id = ledger.top_customer()
+    if customer_id is not None:
         click.secho(f"\nCustomer {customer_id}: {ledger.balance(customer_id):,} points; latest entries", bold=True)
         for entry in ledger.history(customer_id, limit=5):
             click.echo(f"  {entry['at']}  {entry['kind']:<7} {entry['points']:>+8,}  {entry['reference']}")

@@ -10,7 +10,6 @@ only what is missing and ends with the ledger an uninterrupted load would have p
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,15 +219,12 @@ def load_files(
     accepted_prints = fingerprints[keep]
     prepared = kernel.prepare(accepted, compiled, state)
     summary.new_customers = len(state) - stored_customers
-    arguments = json.dumps({"files": [str(p) for p in paths], "customers": str(customers_file) if customers_file else None,
-                            "skip_bad": skip_bad}, sort_keys=True)
-    hashes = json.dumps({str(p): _file_sha256(p) for p in paths}, sort_keys=True)
+    arguments = {"files": [str(p) for p in paths], "customers": str(customers_file) if customers_file else None,
+                 "skip_bad": skip_bad}
+    hashes = {str(p): _file_sha256(p) for p in paths}
     with ledger.write() as connection:
         generation = ledger.advance_state_generation(connection, generation)
-        run_id = connection.execute(
-            "INSERT INTO runs (kind, arguments, input_hashes, started_at, status) VALUES ('load', ?, ?, datetime('now'), 'running')",
-            (arguments, hashes),
-        ).lastrowid
+        run_id = ledger.start_run(connection, "load", arguments, hashes)
         ledger.add_customers(connection, state, stored_customers)
         if customers is not None:
             ledger.update_customer_details(connection, customers)
@@ -240,14 +236,10 @@ def load_files(
         _load_chunks(ledger, accepted, prepared, compiled, state, out, accepted_prints, category_ids, sku_ids,
                      program.version, run_id, chunk_receipts, summary, progress, generation)
     except BaseException:
-        with ledger.write() as connection:
-            connection.execute("UPDATE runs SET status = 'failed', ended_at = datetime('now'), counts = ? "
-                               "WHERE run_id = ?", (json.dumps(summary.as_counts()), run_id))
+        ledger.finish_run(run_id, "failed", summary.as_counts())
         raise
     summary.seconds = time.perf_counter() - started
-    with ledger.write() as connection:
-        connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now'), counts = ? WHERE run_id = ?",
-                           (json.dumps(summary.as_counts()), run_id))
+    ledger.finish_run(run_id, "done", summary.as_counts())
     return summary
 
 
@@ -326,7 +318,7 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
     amount[np.diff(batch.line_offsets) == 0] = 0
     identified = customer >= 0
     tier = np.where(identified, scores.tier, -1)
-    rows = zip(
+    receipts = zip(
         batch.receipt_id.to_pylist(),
         np.where(identified, customer, -1).tolist(),
         np.array(batch.store_names, dtype=object)[batch.store_code].tolist(),
@@ -335,31 +327,17 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
         scores.welcome_points.tolist(), scores.cap_points.tolist(), scores.points.tolist(),
         prints.tolist(), blobs,
     )
-    connection.executemany(
-        "INSERT INTO receipts (receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, "
-        "rate_points, basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines, "
-        f"program_version, run_id) VALUES (?, NULLIF(?, -1), ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, ?, ?, ?, "
-        f"{int(program_version)}, {int(run_id)})",
-        rows,
-    )
     earning = identified & (scores.points != 0)
-    connection.executemany(
-        f"INSERT INTO journal (customer_index, kind, points, instant_us, reference, run_id) VALUES (?, 'earn', ?, ?, ?, {int(run_id)})",
-        zip(customer[earning].tolist(), scores.points[earning].tolist(), batch.instant_us[earning].tolist(),
-            batch.receipt_id.filter(pa.array(earning)).to_pylist()),
-    )
+    earn_entries = zip(customer[earning].tolist(), scores.points[earning].tolist(), batch.instant_us[earning].tolist(),
+                       batch.receipt_id.filter(pa.array(earning)).to_pylist())
     # lots: points earned per customer and local month, added to what earlier chunks earned
+    lots: list[tuple] = []
     if earning.any():
         keys = customer[earning].astype(np.int64) * 4096 + batch.local_month[earning]
         unique_keys, inverse = np.unique(keys, return_inverse=True)
         sums = np.bincount(inverse, weights=scores.points[earning]).astype(np.int64)
-        connection.executemany(
-            "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(customer_index, earned_month) DO UPDATE SET "
-            "points_earned = points_earned + excluded.points_earned, "
-            "points_remaining = points_remaining + excluded.points_remaining",
-            zip((unique_keys // 4096).tolist(), (unique_keys % 4096).tolist(), sums.tolist(), sums.tolist()),
-        )
+        lots = list(zip((unique_keys // 4096).tolist(), (unique_keys % 4096).tolist(), sums.tolist()))
+    ledger.append_scored(connection, receipts, earn_entries, lots, program_version, run_id)
     touched = np.unique(customer[identified])
     ledger.save_state(connection, state, touched)
 
@@ -431,12 +409,8 @@ def ledger_batch(ledger: Ledger) -> tuple[ReceiptBatch, np.ndarray]:
     the kernel checks the ledger against its own history.
     """
     program = ledger.current_program().program
-    rows = ledger.db.execute(
-        "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points "
-        "FROM receipts r LEFT JOIN customers c USING (customer_index) ORDER BY r.instant_us, r.receipt_id"
-    ).fetchall()
-    categories = dict(ledger.db.execute("SELECT category_id, name FROM categories").fetchall())
-    category_names = [categories.get(i, "") for i in range(max(categories, default=0) + 1)]
+    rows = ledger.stored_receipts()
+    category_names = ledger.category_names()
     lines = np.frombuffer(b"".join(row[4] for row in rows), dtype=LINE_DTYPE)
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum([len(row[4]) // LINE_DTYPE.itemsize for row in rows], out=offsets[1:])
@@ -470,20 +444,9 @@ def check_ledger(ledger: Ledger) -> list[str]:
       receipt's stored points and every customer's stored state.
     """
     problems = []
-    db = ledger.db
-    for customer_id, journal, lots in db.execute(
-        "WITH j AS (SELECT customer_index, SUM(points) AS points FROM journal GROUP BY customer_index), "
-        "l AS (SELECT customer_index, SUM(points_remaining) AS points FROM lots GROUP BY customer_index) "
-        "SELECT c.customer_id, COALESCE(j.points, 0), COALESCE(l.points, 0) FROM customers c "
-        "LEFT JOIN j USING (customer_index) LEFT JOIN l USING (customer_index) "
-        "WHERE COALESCE(j.points, 0) != COALESCE(l.points, 0)"
-    ):
+    for customer_id, journal, lots in ledger.balance_mismatches():
         problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")
-    for receipt_id, points, earned in db.execute(
-        "WITH e AS (SELECT reference, SUM(points) AS points FROM journal WHERE kind = 'earn' GROUP BY reference) "
-        "SELECT r.receipt_id, r.points, COALESCE(e.points, 0) FROM receipts r LEFT JOIN e ON e.reference = r.receipt_id "
-        "WHERE r.customer_index IS NOT NULL AND r.points != COALESCE(e.points, 0)"
-    ):
+    for receipt_id, points, earned in ledger.earn_mismatches():
         problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal earn entries")
 
     program = ledger.current_program().program

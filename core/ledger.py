@@ -421,6 +421,100 @@ class Ledger:
         connection.execute("DELETE FROM incoming")
         return found
 
+    # ---- runs and scored receipts --------------------------------------------------------
+    @staticmethod
+    def start_run(connection: sqlite3.Connection, kind: str, arguments: dict, input_hashes: dict) -> int:
+        """Record a batch job that is starting (inside the caller's transaction)."""
+        return connection.execute(
+            "INSERT INTO runs (kind, arguments, input_hashes, started_at, status) "
+            "VALUES (?, ?, ?, datetime('now'), 'running')",
+            (kind, json.dumps(arguments, sort_keys=True), json.dumps(input_hashes, sort_keys=True)),
+        ).lastrowid
+
+    def finish_run(self, run_id: int, status: str, counts: dict) -> None:
+        with self.write() as connection:
+            connection.execute("UPDATE runs SET status = ?, ended_at = datetime('now'), counts = ? WHERE run_id = ?",
+                               (status, json.dumps(counts), run_id))
+
+    @staticmethod
+    def append_scored(connection: sqlite3.Connection, receipts, earn_entries, lots, program_version: int,
+                      run_id: int) -> None:
+        """Scored receipts, their earn entries and the points they add to lots.
+
+        ``receipts`` rows: receipt id, customer index (-1 anonymous), store id, instant,
+        local day, amount, tier (-1 anonymous), rate, basket, visit, welcome and cap points,
+        points, content fingerprint, lines. ``earn_entries``: customer index, points, instant,
+        receipt id. ``lots``: customer index, local month, points.
+        """
+        connection.executemany(
+            "INSERT INTO receipts (receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, "
+            "rate_points, basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines, "
+            "program_version, run_id) VALUES (?, NULLIF(?, -1), ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, ?, ?, ?, "
+            f"{int(program_version)}, {int(run_id)})",
+            receipts,
+        )
+        connection.executemany(
+            "INSERT INTO journal (customer_index, kind, points, instant_us, reference, run_id) "
+            f"VALUES (?, 'earn', ?, ?, ?, {int(run_id)})",
+            earn_entries,
+        )
+        connection.executemany(
+            "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining) VALUES (?, ?, ?, ?3) "
+            "ON CONFLICT(customer_index, earned_month) DO UPDATE SET "
+            "points_earned = points_earned + excluded.points_earned, "
+            "points_remaining = points_remaining + excluded.points_remaining",
+            lots,
+        )
+
+    def stored_receipts(self) -> list[tuple]:
+        """(receipt id, customer id, store id, instant, lines, points) in processing order."""
+        return self.db.execute(
+            "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points "
+            "FROM receipts r LEFT JOIN customers c USING (customer_index) ORDER BY r.instant_us, r.receipt_id"
+        ).fetchall()
+
+    def category_names(self) -> list[str]:
+        """Category names by ledger category id (position 0 unused)."""
+        categories = dict(self.db.execute("SELECT category_id, name FROM categories").fetchall())
+        return [categories.get(i, "") for i in range(max(categories, default=0) + 1)]
+
+    # ---- invariants --------------------------------------------------------------------
+    def balance_mismatches(self) -> list[tuple[str, int, int]]:
+        """(customer id, Σ journal, Σ points left in lots) wherever the two differ."""
+        return self.db.execute(
+            "WITH j AS (SELECT customer_index, SUM(points) AS points FROM journal GROUP BY customer_index), "
+            "l AS (SELECT customer_index, SUM(points_remaining) AS points FROM lots GROUP BY customer_index) "
+            "SELECT c.customer_id, COALESCE(j.points, 0), COALESCE(l.points, 0) FROM customers c "
+            "LEFT JOIN j USING (customer_index) LEFT JOIN l USING (customer_index) "
+            "WHERE COALESCE(j.points, 0) != COALESCE(l.points, 0)"
+        ).fetchall()
+
+    def earn_mismatches(self) -> list[tuple[str, int, int]]:
+        """(receipt id, its points, its earn entries' points) wherever the two differ."""
+        return self.db.execute(
+            "WITH e AS (SELECT reference, SUM(points) AS points FROM journal WHERE kind = 'earn' GROUP BY reference) "
+            "SELECT r.receipt_id, r.points, COALESCE(e.points, 0) FROM receipts r "
+            "LEFT JOIN e ON e.reference = r.receipt_id "
+            "WHERE r.customer_index IS NOT NULL AND r.points != COALESCE(e.points, 0)"
+        ).fetchall()
+
+    # ---- reports -----------------------------------------------------------------------
+    def receipts_by_tier(self) -> dict[int, int]:
+        return dict(self.db.execute(
+            "SELECT tier, COUNT(*) FROM receipts WHERE tier IS NOT NULL GROUP BY tier").fetchall())
+
+    def points_by_rule(self) -> dict[str, int]:
+        names = ("rate_points", "basket_points", "visit_points", "welcome_points", "cap_points")
+        sums = self.db.execute(f"SELECT {', '.join(f'SUM({name})' for name in names)} FROM receipts").fetchone()
+        return {name: value or 0 for name, value in zip(names, sums)}
+
+    def top_customer(self) -> str | None:
+        """The customer with the largest balance."""
+        row = self.db.execute(
+            "SELECT c.customer_id FROM journal j JOIN customers c USING (customer_index) "
+            "GROUP BY j.customer_index ORDER BY SUM(j.points) DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
     # ---- queries -----------------------------------------------------------------------
     def customer_index(self, customer_id: str) -> int:
         row = self.db.execute("SELECT customer_index FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
