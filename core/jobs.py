@@ -13,7 +13,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -84,10 +84,7 @@ def receipt_fingerprints(batch: ReceiptBatch) -> np.ndarray:
     Compared only between receipts with the same id, to tell a re-sent receipt (skip) from a
     different receipt reusing an id (conflict); stored as a signed int64.
     """
-    customers = batch.customer_id.dictionary_encode()
-    customer_print = np.append(_string_fingerprints(customers.dictionary.to_pylist()), np.uint64(0))[
-        customers.indices.fill_null(len(customers.dictionary)).to_numpy(zero_copy_only=False)
-    ]
+    customer_print = _per_distinct_value(batch.customer_id, _string_fingerprints, np.uint64(0))
     store_print = _string_fingerprints(batch.store_names)[batch.store_code]
     line_count = batch.line_count
     position = np.arange(line_count, dtype=np.int64) - np.repeat(batch.line_offsets[:-1], np.diff(batch.line_offsets))
@@ -95,10 +92,7 @@ def receipt_fingerprints(batch: ReceiptBatch) -> np.ndarray:
                       ^ _mix(batch.line_qty.astype(np.uint64) + (position.astype(np.uint64) << np.uint64(32)))
                       ^ _mix(batch.line_amount_minor.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)))
     if batch.line_sku is not None:
-        skus = batch.line_sku.dictionary_encode()
-        sku_print = np.append(_string_fingerprints(skus.dictionary.to_pylist()), np.uint64(0))[
-            skus.indices.fill_null(len(skus.dictionary)).to_numpy(zero_copy_only=False)
-        ]
+        sku_print = _per_distinct_value(batch.line_sku, _string_fingerprints, np.uint64(0))
         # a missing sku adds nothing, so a file without the column fingerprints the same
         line_print ^= np.where(sku_print != 0, _mix(sku_print + np.uint64(7)), np.uint64(0))
     lines_print = np.zeros(len(batch), dtype=np.uint64)
@@ -293,9 +287,15 @@ def _utc(instant_us: int) -> str:
 def _sku_ids(ledger: Ledger, connection, batch: ReceiptBatch) -> np.ndarray | None:
     if batch.line_sku is None:
         return None
-    skus = batch.line_sku.dictionary_encode()
-    ids = np.append(ledger.vocabulary_ids(connection, "skus", skus.dictionary.to_pylist()), np.int32(0))
-    return ids[skus.indices.fill_null(len(skus.dictionary)).to_numpy(zero_copy_only=False)]
+    return _per_distinct_value(batch.line_sku, lambda skus: ledger.vocabulary_ids(connection, "skus", skus),
+                               np.int32(0))
+
+
+def _per_distinct_value(values: pa.Array, per_value: Callable[[list], np.ndarray], missing) -> np.ndarray:
+    """``per_value`` computed once per distinct value and spread over ``values``; nulls get ``missing``."""
+    encoded = values.dictionary_encode()
+    table = np.append(per_value(encoded.dictionary.to_pylist()), missing)
+    return table[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
 
 
 def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, scores: Scores, prints: np.ndarray,

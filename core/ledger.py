@@ -27,7 +27,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,9 @@ from sqlite_utils.migrations import Migrations
 from .errors import FidelisError
 from .program import Program, parse_program
 from .state import CUSTOMER_STATE_DTYPE, CustomerState
+
+if TYPE_CHECKING:
+    from .compiled import CompiledProgram
 
 BUSY_TIMEOUT_MS = 10_000
 #: Page cache per connection: bulk loads insert into large B-trees in key order of receipt ids,
@@ -260,13 +263,30 @@ class Ledger:
 
     # ---- program -----------------------------------------------------------------------
     def current_program(self) -> ProgramVersion:
-        row = self.db.execute(
-            "SELECT version, source, text FROM program_versions ORDER BY version DESC LIMIT 1"
-        ).fetchone()
+        """The program receipts are scored with; parsed once per version per handle."""
+        row = self.db.execute("SELECT version, sha256 FROM program_versions ORDER BY version DESC LIMIT 1").fetchone()
         if row is None:
             raise LedgerError(f"{self.path}: the ledger has no program")
-        version, source, text = row
-        return ProgramVersion(version, parse_program(text, source=source))
+        cached = getattr(self, "_program", None)
+        if cached is None or (cached.version, cached.program.sha256) != row:
+            source, text = self.db.execute(
+                "SELECT source, text FROM program_versions WHERE version = ?", (row[0],)).fetchone()
+            self._program = ProgramVersion(row[0], parse_program(text, source=source))
+        return self._program
+
+    def compiled_program(self) -> tuple[Program, "CompiledProgram"]:
+        """The current program and its kernel tables, compiled once per version per handle.
+
+        A balance lookup needs the tables; compiling them on every request would cost more
+        than the lookup itself.
+        """
+        from .compiled import compile_program
+
+        version = self.current_program()
+        cached = getattr(self, "_compiled", None)
+        if cached is None or cached[0] is not version:
+            self._compiled = (version, compile_program(version.program))
+        return version.program, self._compiled[1]
 
     def set_program(self, program: Program) -> int:
         """Store ``program`` as the ledger's program; refused once receipts were scored.
@@ -536,11 +556,9 @@ class Ledger:
         month, if the ledger holds receipts dated later than today).
         """
         from . import kernel  # the scoring engine's status function, the one receipts are scored with
-        from .compiled import compile_program
 
         index = self.customer_index(customer_id)
-        program = self.current_program().program
-        compiled = compile_program(program)
+        program, compiled = self.compiled_program()
         state = CustomerState.for_program(compiled, capacity=1)
         state.index_of([customer_id])
         row = self.db.execute(
