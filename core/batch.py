@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 #: 1970-01-01 was a Thursday; weekday 0 is Monday.
 EPOCH_WEEKDAY = 3
@@ -107,6 +108,48 @@ class ReceiptBatch:
         """Receipts ``start:stop`` as a batch (a chunk of a larger history)."""
         return self.take(np.arange(start, min(stop, len(self)), dtype=np.int64))
 
+    @classmethod
+    def concat(cls, parts: list["ReceiptBatch"]) -> "ReceiptBatch":
+        """The receipts of several batches as one, in processing order.
+
+        Vocabularies are merged; metadata is the first part's, with per-receipt arrays joined.
+        """
+        if len(parts) == 1:
+            return parts[0]
+        store_names, store_codes = _merged_codes([(p.store_names, p.store_code) for p in parts])
+        category_names, category_codes = _merged_codes([(p.category_names, p.line_category_code) for p in parts])
+        line_counts = np.concatenate([np.diff(p.line_offsets) for p in parts])
+        offsets = np.zeros(len(line_counts) + 1, dtype=np.int64)
+        np.cumsum(line_counts, out=offsets[1:])
+        skus = None
+        if any(p.line_sku is not None for p in parts):
+            skus = _concat_text([p.line_sku if p.line_sku is not None else pa.nulls(p.line_count, pa.string())
+                                 for p in parts])
+        joined = cls(
+            receipt_id=_concat_text([p.receipt_id for p in parts]),
+            customer_id=_concat_text([p.customer_id for p in parts]),
+            store_code=store_codes,
+            instant_us=np.concatenate([p.instant_us for p in parts]),
+            local_day=np.concatenate([p.local_day for p in parts]),
+            local_minute=np.concatenate([p.local_minute for p in parts]),
+            local_month=np.concatenate([p.local_month for p in parts]),
+            line_offsets=offsets,
+            line_category_code=category_codes,
+            line_qty=np.concatenate([p.line_qty for p in parts]),
+            line_amount_minor=np.concatenate([p.line_amount_minor for p in parts]),
+            store_names=store_names,
+            category_names=category_names,
+            line_sku=skus,
+            # per-receipt arrays every part has (such as content fingerprints) follow their receipts
+            metadata={
+                key: np.concatenate([p.metadata[key] for p in parts]) if isinstance(value, np.ndarray) else value
+                for key, value in parts[0].metadata.items()
+                if not isinstance(value, np.ndarray) or all(isinstance(p.metadata.get(key), np.ndarray) for p in parts)
+            },
+        )
+        order = processing_order(joined.instant_us, joined.receipt_id)
+        return joined if order is None else joined.take(order)
+
 
 @dataclass
 class CustomerTable:
@@ -140,3 +183,56 @@ class CustomerTable:
         months = self.birth_month_numbers()
         ids = self.customer_id.to_pylist()
         return {ids[i]: int(months[i]) for i in np.flatnonzero(months)}
+
+
+def _merged_codes(parts: list[tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    """One vocabulary for several (names, codes) pairs, and every part's codes into it."""
+    merged: dict[str, int] = {}
+    recoded = []
+    for names, codes in parts:
+        table = np.array([merged.setdefault(name, len(merged)) for name in names], dtype=np.int32)
+        recoded.append(table[codes] if len(table) else codes.astype(np.int32))
+    return list(merged), np.concatenate(recoded)
+
+
+def _concat_text(arrays: list[pa.Array]) -> pa.Array:
+    if len({array.type for array in arrays}) > 1:
+        arrays = [array.cast(pa.large_string()) for array in arrays]
+    return pa.concat_arrays(arrays)
+
+
+def processing_order(instant_us: np.ndarray, receipt_id: pa.Array) -> np.ndarray | None:
+    """Permutation into (instant, receipt_id by code point) order; None if already in it.
+
+    Exports are usually in time order but break ties by store or till rather than by receipt
+    id, so only receipts that share an instant with a neighbour are compared as strings.
+    """
+    n = len(instant_us)
+    if n < 2:
+        return None
+    order = None if (np.diff(instant_us) >= 0).all() else np.argsort(instant_us, kind="stable")
+    ordered_instant = instant_us if order is None else instant_us[order]
+    ordered_id = receipt_id if order is None else receipt_id.take(pa.array(order))
+    ties = np.flatnonzero(np.diff(ordered_instant) == 0)
+    if not len(ties):
+        return order
+    # UTF-8 byte order is code point order, which is how Arrow compares strings.
+    later = ordered_id.take(pa.array(ties + 1))
+    if pc.greater(later, ordered_id.take(pa.array(ties))).to_numpy(zero_copy_only=False).all():
+        return order
+    # Each group of equal instants fills consecutive places; sorting all their members by
+    # (instant, id) and putting them back into those places sorts every group.
+    members = np.unique(np.concatenate([ties, ties + 1]))
+    keys = pa.table({
+        "instant_us": ordered_instant[members],
+        "receipt_id": ordered_id.take(pa.array(members)),
+    })
+    within = pc.sort_indices(
+        keys, sort_keys=[("instant_us", "ascending"), ("receipt_id", "ascending")]
+    ).to_numpy()
+    if order is None:
+        order = np.arange(n, dtype=np.int64)
+    order[members] = order[members[within]]
+    return order
+
+

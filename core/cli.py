@@ -144,8 +144,11 @@ def init(ledger_file, program_file) -> None:
               help="Where rejected rows go, with reasons (.csv or .parquet).")
 @click.option("--chunk-receipts", type=click.IntRange(1), default=None,
               help="Receipts committed per transaction (default 200,000).")
+@click.option("--part-rows", type=click.IntRange(1000), default=None,
+              help="Input rows validated at once; bounds memory (default 1,000,000, about 0.5 GB).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chunk_receipts, quiet) -> None:
+def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chunk_receipts, part_rows,
+         quiet) -> None:
     """Load receipt files into a ledger, exactly once.
 
     Receipts already in the ledger are skipped; loading the same files again changes nothing.
@@ -154,19 +157,24 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
     """
     from .jobs import CHUNK_RECEIPTS, load_files
     from .ledger import Ledger
+    from .staging import PART_ROWS
 
     if skip_bad and rejects_file is None:
         raise click.UsageError("--skip-bad needs --rejects FILE: rows set aside must go somewhere")
     with Ledger(ledger_file) as ledger:
         summary = load_files(ledger, receipt_files, customers_file=customers_file, skip_bad=skip_bad,
                              rejects_file=rejects_file, chunk_receipts=chunk_receipts or CHUNK_RECEIPTS,
-                             progress=not quiet)
+                             part_rows=part_rows or PART_ROWS, progress=not quiet)
+    rate = summary.receipts_loaded / summary.seconds if summary.seconds else 0.0
     click.echo(
         f"Loaded {summary.receipts_loaded:,} receipts ({summary.new_customers:,} new customers, "
-        f"{summary.points:,} points) in {summary.seconds:.1f} s; skipped {summary.duplicates_skipped:,} "
-        f"already loaded; rejected {summary.rejected_rows:,} bad rows, {summary.conflicts:,} conflicting "
-        f"and {summary.late_receipts:,} late receipts."
+        f"{summary.points:,} points) in {summary.seconds:.1f} s ({rate:,.0f} receipts/s); skipped "
+        f"{summary.duplicates_skipped:,} already loaded; rejected {summary.rejected_rows:,} bad rows, "
+        f"{summary.rejected_files:,} unusable files, {summary.conflicts:,} conflicting and "
+        f"{summary.late_receipts:,} late receipts."
     )
+    if summary.problem_count:
+        click.echo(f"Rejected rows and their reasons: {rejects_file}")
 
 
 @cli.command()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import codecs
 import os
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +48,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from . import localtime
-from .batch import CustomerTable, ReceiptBatch
+from .batch import CustomerTable, ReceiptBatch, processing_order
 from . import columnar
 from .errors import InputError, InputProblem, OutputError, UnsupportedFileError
 
@@ -88,6 +88,7 @@ _CARD_NUMBER_HINT = " (numeric card numbers lose their leading zeros; store them
 
 # Why a value is bad, as small codes per column; 0 is "fine", the tuples hold the messages.
 _EMPTY = "required value is empty"
+NO_ROWS = "no receipt rows (only a header)"
 _TS_EMPTY, _TS_NOT_ISO, _TS_DATE_ONLY, _TS_INVALID, _TS_OUT_OF_RANGE = range(1, 6)
 _TIMESTAMP_REASONS = (
     None,
@@ -159,6 +160,55 @@ def read_table(path: str | Path) -> pa.Table:
         raise InputError(_file_problems(Path(path), kind, error)) from None
 
 
+def read_table_parts(path: str | Path, rows_per_part: int) -> Iterator[pa.Table]:
+    """A receipt file as consecutive tables of about ``rows_per_part`` rows (CSV, Parquet).
+
+    What a bounded-memory load reads instead of :func:`read_table`; the same values, the
+    same errors. A msgpack batch is one request body and is decoded whole.
+    """
+    kind = file_kind(path)
+    try:
+        if kind == "parquet":
+            for record_batch in pq.ParquetFile(path).iter_batches(batch_size=rows_per_part):
+                yield pa.Table.from_batches([record_batch])
+        elif kind == "msgpack":
+            yield read_table(path)
+        else:
+            # about 40 bytes a row in a typical export: blocks of that many rows
+            read = pacsv.ReadOptions(block_size=max(rows_per_part * 40, 1 << 16))
+            with pacsv.open_csv(path, read_options=read, convert_options=_csv_text_columns(Path(path))) as reader:
+                for record_batch in reader:
+                    yield pa.Table.from_batches([record_batch])
+    except FileNotFoundError:
+        raise InputError([InputProblem(str(path), None, None, None, "file not found")]) from None
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as error:
+        raise InputError(_file_problems(Path(path), kind, error)) from None
+
+
+def estimated_rows(path: str | Path) -> int:
+    """About how many rows a receipt file holds, cheaply (Parquet: exactly, from its footer).
+
+    CSV is measured by the rows in its first MiB; a gzipped file is taken to be four times
+    its size. What a bounded-memory load uses to decide how many parts to split input into.
+    """
+    path = Path(path)
+    kind = file_kind(path)
+    try:
+        if kind == "parquet":
+            return pq.ParquetFile(path).metadata.num_rows
+        size = path.stat().st_size
+        if kind == "msgpack":
+            return size // 40
+        with pa.input_stream(str(path), compression="detect") as stream:
+            sample = stream.read(1 << 20)
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return 0  # the reader reports what is wrong with it
+    if str(path).lower().endswith(".gz"):
+        size *= 4
+    row_bytes = len(sample) / max(sample.count(b"\n"), 1)
+    return int(size / max(row_bytes, 1.0))
+
+
 def check_writable(path: str | Path) -> None:
     """Fail before any work if ``path`` cannot take an output (type, folder)."""
     file_kind(path)
@@ -185,18 +235,67 @@ def write_table(table: pa.Table, path: str | Path) -> None:
         raise OutputError(f"{path}: cannot write the file: {error}") from None
 
 
-def _read_csv(path: Path) -> pa.Table:
+class TableWriter:
+    """Tables appended to one CSV, gzipped CSV or Parquet file, all in ``schema``.
+
+    For outputs written piece by piece (a load's rejects): columns a piece lacks are empty,
+    columns are cast to the schema's types.
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema):
+        self.check(path)
+        self.schema = schema
+        self._sink = None
+        try:
+            if file_kind(path) == "parquet":
+                self._writer = pq.ParquetWriter(str(path), schema)
+            else:
+                self._sink = (pa.CompressedOutputStream(str(path), "gzip") if str(path).lower().endswith(".gz")
+                              else pa.OSFile(str(path), "wb"))
+                self._writer = pacsv.CSVWriter(self._sink, schema)
+        except OSError as error:
+            raise OutputError(f"{path}: cannot write the file: {error}") from None
+
+    @staticmethod
+    def check(path: str | Path) -> None:
+        """Fail before any work if ``path`` cannot take the output."""
+        check_writable(path)
+        if file_kind(path) == "msgpack":
+            raise OutputError(f"{path}: msgpack is a format for receipt batches; write this as .csv, .csv.gz "
+                              "or .parquet")
+
+    def write(self, table: pa.Table) -> None:
+        columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+                   else pa.nulls(table.num_rows, f.type) for f in self.schema]
+        self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._sink is not None:
+            self._sink.close()
+
+    def __enter__(self) -> "TableWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _csv_text_columns(path: Path) -> pacsv.ConvertOptions:
     # The header is read first so that every column, known or not, can be typed as text:
     # inference would turn card numbers into integers and drop their leading zeros.
     with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)) as reader:
         names = reader.schema.names
-    convert = pacsv.ConvertOptions(
+    return pacsv.ConvertOptions(
         column_types={name: pa.string() for name in names},
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
+
+
+def _read_csv(path: Path) -> pa.Table:
     read = pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES)
-    return pacsv.read_csv(path, read_options=read, convert_options=convert)
+    return pacsv.read_csv(path, read_options=read, convert_options=_csv_text_columns(path))
 
 
 def _file_problems(path: Path, kind: str, error: Exception) -> list[InputProblem]:
@@ -277,6 +376,14 @@ class InputSegment:
     first_row: int = 1
     #: Index of the table's first row among all input rows.
     start: int = 0
+    #: Each row's number in its source, where the rows are not consecutive ones (a part of a
+    #: file split for a bounded-memory load); None means ``first_row`` onwards.
+    row_numbers: np.ndarray | None = None
+
+    def source_rows(self, rows: np.ndarray) -> np.ndarray:
+        """1-based source row numbers of the table's rows ``rows`` (indices into the table)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return rows + self.first_row if self.row_numbers is None else self.row_numbers[rows]
 
 
 @dataclass
@@ -495,8 +602,14 @@ def _amount_column_name(names: list[str]) -> str:
 
 def _table_problems(segment: InputSegment) -> list[InputProblem]:
     """What makes a whole table unusable: missing or repeated columns, no rows."""
-    table, source = segment.table, segment.source
-    names = table.column_names
+    problems = column_problems(segment.table.column_names, segment.source)
+    if not problems and segment.table.num_rows == 0:
+        problems.append(InputProblem(segment.source, None, None, None, NO_ROWS))
+    return problems
+
+
+def column_problems(names: list[str], source: str) -> list[InputProblem]:
+    """Missing or repeated receipt columns: what makes a file unusable whatever its rows."""
     problems: list[InputProblem] = []
     amount_column = _amount_column_name(names)
     required = [amount_column if name == "amount" else name for name in REQUIRED_RECEIPT_COLUMNS]
@@ -516,9 +629,17 @@ def _table_problems(segment: InputSegment) -> list[InputProblem]:
     known = set(RECEIPT_COLUMNS) | {"amount_minor"}
     for name in sorted({name for name in names if names.count(name) > 1 and name in known}):
         problems.append(InputProblem(source, None, name, None, "the column appears more than once"))
-    if not problems and table.num_rows == 0:
-        problems.append(InputProblem(source, None, None, None, "no receipt rows (only a header)"))
     return problems
+
+
+def column_type_problems(segment: InputSegment, *, timezone: str, minor_units: int) -> list[InputProblem]:
+    """Columns whose type cannot hold their values (a numeric card number, float amounts).
+
+    A type is the file's, not a row's: checking a table's first row checks the whole file.
+    """
+    found = _parse_lines(InputSegment(segment.source, segment.table.slice(0, 1)),
+                         timezone=timezone, minor_units=minor_units)
+    return found if isinstance(found, list) else []
 
 
 def _parse_lines(
@@ -1064,7 +1185,7 @@ def _assemble(
         rejected = np.zeros(len(lines), dtype=bool)
         kept = np.arange(len(receipts))
     first_rows = receipts.first_rows()
-    order = _processing_order(lines.instant_us[first_rows[kept]], receipts.ids.take(pa.array(kept)))
+    order = processing_order(lines.instant_us[first_rows[kept]], receipts.ids.take(pa.array(kept)))
     chosen = kept if order is None else kept[order]
     line_offsets, line_rows = receipts.line_rows(chosen)
 
@@ -1115,41 +1236,6 @@ def _assemble(
     )
 
 
-def _processing_order(instant_us: np.ndarray, receipt_id: pa.Array) -> np.ndarray | None:
-    """Permutation into (instant, receipt_id by code point) order; None if already in it.
-
-    Exports are usually in time order but break ties by store or till rather than by receipt
-    id, so only receipts that share an instant with a neighbour are compared as strings.
-    """
-    n = len(instant_us)
-    if n < 2:
-        return None
-    order = None if (np.diff(instant_us) >= 0).all() else np.argsort(instant_us, kind="stable")
-    ordered_instant = instant_us if order is None else instant_us[order]
-    ordered_id = receipt_id if order is None else receipt_id.take(pa.array(order))
-    ties = np.flatnonzero(np.diff(ordered_instant) == 0)
-    if not len(ties):
-        return order
-    # UTF-8 byte order is code point order, which is how Arrow compares strings.
-    later = ordered_id.take(pa.array(ties + 1))
-    if _mask(pc.greater(later, ordered_id.take(pa.array(ties)))).all():
-        return order
-    # Each group of equal instants fills consecutive places; sorting all their members by
-    # (instant, id) and putting them back into those places sorts every group.
-    members = np.unique(np.concatenate([ties, ties + 1]))
-    keys = pa.table({
-        "instant_us": ordered_instant[members],
-        "receipt_id": ordered_id.take(pa.array(members)),
-    })
-    within = pc.sort_indices(
-        keys, sort_keys=[("instant_us", "ascending"), ("receipt_id", "ascending")]
-    ).to_numpy()
-    if order is None:
-        order = np.arange(n, dtype=np.int64)
-    order[members] = order[members[within]]
-    return order
-
-
 def _vocabulary(values: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """int32 codes into the distinct values, in order of first appearance."""
     codes, distinct = _encode(values)
@@ -1194,10 +1280,12 @@ def _located_problems(findings: _Findings, segments: list[InputSegment]) -> list
     for rows, column, reason in findings.entries:
         owner = np.searchsorted(starts, rows, side="right") - 1
         values = _display_values(segments, rows, column)
-        for row, index, value in zip(rows.tolist(), owner.tolist(), values):
-            segment = segments[index]
-            number = row - segment.start + segment.first_row
-            problem = InputProblem(segment.source, number, column, value, reason)
+        numbers = np.empty(len(rows), dtype=np.int64)
+        for index in np.unique(owner):
+            mine = owner == index
+            numbers[mine] = segments[index].source_rows(rows[mine] - segments[index].start)
+        for row, index, number, value in zip(rows.tolist(), owner.tolist(), numbers.tolist(), values):
+            problem = InputProblem(segments[index].source, number, column, value, reason)
             keyed.append((row, rank.get(column, len(rank)), problem))
     keyed.sort(key=lambda item: (item[0], item[1]))
     return [problem for _, _, problem in keyed]

@@ -6,14 +6,25 @@ the kernel from the customer state stored in the ledger, and commits chunk by ch
 chunk's receipts, journal entries, lots and customer state in one transaction. Receipt ids
 are idempotency keys, so running the same load again (after a crash, or by mistake) loads
 only what is missing and ends with the ledger an uninterrupted load would have produced.
+
+Memory is bounded whatever the input's size. Input larger than one part
+(:data:`~fidelis.core.staging.PART_ROWS` rows) is split by receipt id into parts that are
+validated one at a time (:mod:`~fidelis.core.staging`); the receipts each part accepts are
+set aside by customer into as many shards, and each shard is then put in processing order,
+scored and committed. A customer's receipts are all in one shard, and scoring depends only on
+each customer's own history, so every receipt scores exactly as in one pass over all input.
+Everything is validated before the first write.
 """
 from __future__ import annotations
 
 import hashlib
+import pickle
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -22,18 +33,20 @@ from tqdm import tqdm
 
 from . import kernel
 from .batch import ReceiptBatch
-from .compiled import compile_program
+from .compiled import CompiledProgram, compile_program
 from .errors import InputError, InputProblem
-from .io import check_receipts, check_writable, read_customers, write_table
+from .fingerprints import receipt_fingerprints
+from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
 from .localtime import local_calendar
 from .scores import Scores
+from .staging import PART_ROWS, stage_receipts
+from .state import CustomerState
 
 #: Receipts committed per transaction: bounds what a crash can cost and the memory of a chunk.
 CHUNK_RECEIPTS = 200_000
-
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
+#: Problems a load keeps to report (all are counted, and all go to the rejects file).
+PROBLEMS_KEPT = 1_000
 
 
 @dataclass
@@ -44,65 +57,27 @@ class LoadSummary:
     new_customers: int = 0
     points: int = 0
     rejected_rows: int = 0
+    #: files left out whole (unreadable, missing columns, no rows), with --skip-bad
+    rejected_files: int = 0
     duplicates_skipped: int = 0
     conflicts: int = 0
     late_receipts: int = 0
     seconds: float = 0.0
+    #: the first PROBLEMS_KEPT problems, in the order found; ``problem_count`` counts them all
     problems: list[InputProblem] = field(default_factory=list)
+    problem_count: int = 0
+
+    def add_problems(self, problems: list[InputProblem]) -> None:
+        self.problems += problems[:max(PROBLEMS_KEPT - len(self.problems), 0)]
+        self.problem_count += len(problems)
 
     def as_counts(self) -> dict[str, int]:
         return {
             "receipts_loaded": self.receipts_loaded, "new_customers": self.new_customers,
-            "points": self.points, "rejected_rows": self.rejected_rows,
+            "points": self.points, "rejected_rows": self.rejected_rows, "rejected_files": self.rejected_files,
             "duplicates_skipped": self.duplicates_skipped, "conflicts": self.conflicts,
             "late_receipts": self.late_receipts,
         }
-
-
-def _mix(values: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads every input bit over the 64-bit result (wrapping)."""
-    values = values.astype(np.uint64, copy=True)
-    values ^= values >> np.uint64(30)
-    values *= _MIX_1
-    values ^= values >> np.uint64(27)
-    values *= _MIX_2
-    values ^= values >> np.uint64(31)
-    return values
-
-
-def _string_fingerprints(names: Sequence[str | None]) -> np.ndarray:
-    return np.array(
-        [0 if name is None else int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
-         for name in names],
-        dtype=np.uint64,
-    )
-
-
-def receipt_fingerprints(batch: ReceiptBatch) -> np.ndarray:
-    """A 64-bit fingerprint of each receipt's content (customer, store, instant, lines).
-
-    Compared only between receipts with the same id, to tell a re-sent receipt (skip) from a
-    different receipt reusing an id (conflict); stored as a signed int64.
-    """
-    customer_print = _per_distinct_value(batch.customer_id, _string_fingerprints, np.uint64(0))
-    store_print = _string_fingerprints(batch.store_names)[batch.store_code]
-    line_count = batch.line_count
-    position = np.arange(line_count, dtype=np.int64) - np.repeat(batch.line_offsets[:-1], np.diff(batch.line_offsets))
-    line_print = _mix(_string_fingerprints(batch.category_names)[batch.line_category_code]
-                      ^ _mix(batch.line_qty.astype(np.uint64) + (position.astype(np.uint64) << np.uint64(32)))
-                      ^ _mix(batch.line_amount_minor.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)))
-    if batch.line_sku is not None:
-        sku_print = _per_distinct_value(batch.line_sku, _string_fingerprints, np.uint64(0))
-        # a missing sku adds nothing, so a file without the column fingerprints the same
-        line_print ^= np.where(sku_print != 0, _mix(sku_print + np.uint64(7)), np.uint64(0))
-    lines_print = np.zeros(len(batch), dtype=np.uint64)
-    has_lines = np.diff(batch.line_offsets) > 0
-    if line_count:
-        sums = np.add.reduceat(line_print, batch.line_offsets[:-1][has_lines])
-        lines_print[has_lines] = sums
-    receipt_print = _mix(customer_print ^ _mix(store_print + np.uint64(3))
-                         ^ _mix(batch.instant_us.astype(np.uint64)) ^ _mix(lines_print + np.uint64(5)))
-    return receipt_print.view(np.int64)
 
 
 def load_files(
@@ -113,24 +88,23 @@ def load_files(
     skip_bad: bool = False,
     rejects_file: str | Path | None = None,
     chunk_receipts: int = CHUNK_RECEIPTS,
+    part_rows: int = PART_ROWS,
     progress: bool = False,
 ) -> LoadSummary:
     """Load receipt files into ``ledger`` exactly once; see the module docstring.
 
     Without ``skip_bad`` any bad row, conflicting receipt id or late receipt stops the load
     before anything is written (InputError listing the first problems and the total). With
-    it, those rows go to ``rejects_file`` with reasons and the rest is loaded.
+    it, those rows go to ``rejects_file`` with reasons and the rest is loaded. ``part_rows``
+    bounds how many input rows are validated at once, and so the load's memory.
     """
     started = time.perf_counter()
     if rejects_file is not None:
-        check_writable(rejects_file)
+        TableWriter.check(rejects_file)
     program = ledger.current_program()
     compiled = compile_program(program.program)
+    info = program.program.info
     paths = [Path(path) for path in receipt_files]
-    checked = check_receipts(paths, timezone=program.program.info.timezone,
-                             minor_units=program.program.info.minor_units)
-    batch = checked.batch
-    summary = LoadSummary(problems=list(checked.problems), rejected_rows=int(checked.rejected.sum()))
 
     state = kernel.CustomerState.for_program(compiled)
     generation = ledger.state_generation()
@@ -139,13 +113,68 @@ def load_files(
     customers = read_customers(Path(customers_file)) if customers_file is not None else None
     if customers is not None:
         state.register_customers(customers)
+    summary = LoadSummary()
 
-    def refused(position: int, column: str, value: str, reason: str) -> InputProblem:
-        """A receipt the ledger refuses, located at its first line in the input."""
-        source, row = _input_location(checked, int(batch.metadata["first_input_row"][position]))
-        return InputProblem(source, row, column, value, reason)
+    with tqdm(desc="reading", unit=" rows", unit_scale=True, disable=not progress) as reading:
+        staged = stage_receipts(paths, timezone=info.timezone, minor_units=info.minor_units, part_rows=part_rows,
+                                scratch=ledger.path.parent, skip_unusable=skip_bad,
+                                progress=lambda source, rows: reading.update(rows))
+    with staged, _Shards(staged.part_count, ledger.path.parent) as shards, \
+            _Rejects(rejects_file, staged.column_names) as rejects:
+        summary.rejected_files = len({problem.file for problem in staged.unusable})
+        summary.add_problems(staged.unusable)
+        rejects.write_unusable(staged.unusable)
+        for part in tqdm(range(staged.part_count), desc="checking", unit=" parts",
+                         disable=not progress or staged.part_count == 1):
+            segments = staged.segments(part)
+            if not segments:  # no receipt id of this load hashes to this part
+                continue
+            accepted = _check_part(ledger, segments, compiled, state, summary, rejects)
+            shards.add(accepted, state.index_of(accepted.customer_id))
+        if summary.problem_count and not skip_bad:
+            raise InputError(summary.problems + [InputProblem(
+                "<load>", None, None, None, "nothing was written; --skip-bad --rejects FILE loads the rest")],
+                total=summary.problem_count + 1)
+        summary.new_customers = len(state) - stored_customers
+        arguments = {"files": [str(p) for p in paths], "customers": str(customers_file) if customers_file else None,
+                     "skip_bad": skip_bad}
+        with ledger.write() as connection:
+            generation = ledger.advance_state_generation(connection, generation)
+            run_id = ledger.start_run(connection, "load", arguments, {str(p): _file_sha256(p) for p in paths})
+            ledger.add_customers(connection, state, stored_customers)
+            if customers is not None:
+                ledger.update_customer_details(connection, customers)
+        try:
+            writer = _ChunkWriter(ledger, compiled, state, program.version, run_id, generation, chunk_receipts)
+            with tqdm(total=shards.receipt_count, unit=" receipts", unit_scale=True, desc="loading",
+                      disable=not progress) as loading:
+                for batch in shards:
+                    for loaded, points in writer.load(batch):
+                        summary.receipts_loaded += loaded
+                        summary.points += points
+                        loading.update(loaded)
+        except BaseException:
+            ledger.finish_run(run_id, "failed", summary.as_counts())
+            raise
+    summary.seconds = time.perf_counter() - started
+    ledger.finish_run(run_id, "done", summary.as_counts())
+    return summary
 
-    fingerprints = receipt_fingerprints(batch)
+
+def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: CustomerState, summary: LoadSummary,
+                rejects: "_Rejects") -> ReceiptBatch:
+    """Validate one part of the input and refuse what the ledger cannot take.
+
+    Returns the receipts to load, in processing order, their content fingerprints in the
+    metadata (``content_fingerprint``).
+    """
+    info = ledger.current_program().program.info
+    checked = check_segments(segments, timezone=info.timezone, minor_units=info.minor_units)
+    batch = checked.batch
+    problems = list(checked.problems)
+    summary.rejected_rows += int(checked.rejected.sum())
+
+    fingerprints = batch.metadata["content_fingerprint"] = receipt_fingerprints(batch)
     receipt_ids = batch.receipt_id.to_pylist()
     keep = np.ones(len(batch), dtype=bool)
     refused_receipts: dict[str, str] = {}
@@ -153,7 +182,8 @@ def load_files(
     def refuse(position: int, column: str, reason: str) -> None:
         keep[position] = False
         refused_receipts[receipt_ids[position]] = reason
-        summary.problems.append(refused(position, column, receipt_ids[position], reason))
+        source, row = _input_location(checked, int(batch.metadata["first_input_row"][position]))
+        problems.append(InputProblem(source, row, column, receipt_ids[position], reason))
 
     # A receipt's lines come from one file: the same id in two files of one load is two
     # exports of it (overlapping files), and merging them would double its lines.
@@ -165,8 +195,7 @@ def load_files(
 
     # beyond the engine's exact bounds: refused before anything is written
     amount_bound = compiled.amount_bound_minor
-    too_large = np.flatnonzero(keep & _receipts_over(batch, amount_bound))
-    for position in too_large:
+    for position in np.flatnonzero(keep & _receipts_over(batch, amount_bound)):
         refuse(position, "amount", f"receipt {receipt_ids[position]!r} is larger than the engine's exact-arithmetic "
                                    f"bound of {amount_bound} minor units")
 
@@ -201,66 +230,163 @@ def load_files(
         refuse(position, "ts",
                f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) comes before customer "
                f"{customer_id}'s last loaded receipt ({_utc(last_instant[position])}); history is not rescored")
-    summary.late_receipts = int(late.sum())
+    summary.late_receipts += int(late.sum())
 
-    if summary.problems and not skip_bad:
-        raise InputError(summary.problems + [InputProblem(
-            "<load>", None, None, None, "nothing was written; --skip-bad --rejects FILE loads the rest")])
-    if rejects_file is not None:
-        _write_rejects(rejects_file, checked, summary.problems, refused_receipts)
-
-    accepted = batch.take(np.flatnonzero(keep)) if not keep.all() else batch
-    accepted_prints = fingerprints[keep]
-    prepared = kernel.prepare(accepted, compiled, state)
-    summary.new_customers = len(state) - stored_customers
-    arguments = {"files": [str(p) for p in paths], "customers": str(customers_file) if customers_file else None,
-                 "skip_bad": skip_bad}
-    hashes = {str(p): _file_sha256(p) for p in paths}
-    with ledger.write() as connection:
-        generation = ledger.advance_state_generation(connection, generation)
-        run_id = ledger.start_run(connection, "load", arguments, hashes)
-        ledger.add_customers(connection, state, stored_customers)
-        if customers is not None:
-            ledger.update_customer_details(connection, customers)
-        category_ids = ledger.vocabulary_ids(connection, "categories", accepted.category_names)
-        sku_ids = _sku_ids(ledger, connection, accepted)
-
-    out = Scores.empty(min(chunk_receipts, max(len(accepted), 1)))
-    try:
-        _load_chunks(ledger, accepted, prepared, compiled, state, out, accepted_prints, category_ids, sku_ids,
-                     program.version, run_id, chunk_receipts, summary, progress, generation)
-    except BaseException:
-        ledger.finish_run(run_id, "failed", summary.as_counts())
-        raise
-    summary.seconds = time.perf_counter() - started
-    ledger.finish_run(run_id, "done", summary.as_counts())
-    return summary
+    summary.add_problems(problems)
+    rejects.write(checked, problems, refused_receipts)
+    return batch if keep.all() else batch.take(np.flatnonzero(keep))
 
 
-def _load_chunks(ledger, accepted, prepared, compiled, state, out, accepted_prints, category_ids, sku_ids,
-                 program_version, run_id, chunk_receipts, summary, progress, generation) -> None:
-    """Score and commit ``accepted`` chunk by chunk; each chunk is one transaction."""
-    with tqdm(total=len(accepted), unit=" receipts", unit_scale=True, desc="loading", disable=not progress) as bar:
-        for start in range(0, len(accepted), chunk_receipts):
-            stop = min(start + chunk_receipts, len(accepted))
+class _Shards:
+    """Accepted receipts set aside by customer, then handed out shard by shard in processing order.
+
+    With one shard they stay in memory as they are; with more, each part's receipts are
+    appended to one scratch file per shard and a shard is read back whole, so memory holds
+    one part or one shard at a time.
+    """
+
+    def __init__(self, shard_count: int, scratch: Path):
+        self.shard_count = shard_count
+        self.receipt_count = 0
+        self._kept: list[ReceiptBatch] = []
+        self._folder = None if shard_count == 1 else Path(tempfile.mkdtemp(prefix=".fidelis-shards-", dir=scratch))
+
+    def add(self, batch: ReceiptBatch, customer_index: np.ndarray) -> None:
+        self.receipt_count += len(batch)
+        if self._folder is None:
+            self._kept.append(batch)
+            return
+        # blocks of customers, as the kernel partitions them; anonymous receipts spread evenly
+        shard = np.where(customer_index < 0, np.arange(len(batch)) % self.shard_count,
+                         kernel.customer_shard(customer_index, self.shard_count))
+        for number in np.unique(shard):
+            with (self._folder / f"shard{number}.pickle").open("ab") as handle:
+                pickle.dump(batch.take(np.flatnonzero(shard == number)), handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def __iter__(self) -> Iterator[ReceiptBatch]:
+        if self._folder is None:
+            yield from self._kept
+            return
+        for number in range(self.shard_count):
+            path = self._folder / f"shard{number}.pickle"
+            if not path.exists():
+                continue
+            pieces = []
+            with path.open("rb") as handle:
+                while True:
+                    try:
+                        pieces.append(pickle.load(handle))
+                    except EOFError:
+                        break
+            path.unlink()
+            yield ReceiptBatch.concat(pieces)
+
+    def __enter__(self) -> "_Shards":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class _ChunkWriter:
+    """Scores batches from the stored state and commits them chunk by chunk."""
+
+    def __init__(self, ledger: Ledger, compiled: CompiledProgram, state: CustomerState, program_version: int,
+                 run_id: int, generation: int, chunk_receipts: int):
+        self.ledger, self.compiled, self.state = ledger, compiled, state
+        self.program_version, self.run_id, self.generation = program_version, run_id, generation
+        self.chunk_receipts = chunk_receipts
+        self.out = Scores.empty(1)
+
+    def load(self, batch: ReceiptBatch) -> Iterator[tuple[int, int]]:
+        """Commit ``batch`` (in processing order); yields (receipts, points) per committed chunk."""
+        if len(self.out) < min(self.chunk_receipts, len(batch)):
+            self.out = Scores.empty(min(self.chunk_receipts, len(batch)))
+        prints = batch.metadata["content_fingerprint"]
+        prepared = kernel.prepare(batch, self.compiled, self.state)
+        with self.ledger.write() as connection:
+            category_ids = self.ledger.vocabulary_ids(connection, "categories", batch.category_names)
+            sku_ids = _sku_ids(self.ledger, connection, batch)
+        for start in range(0, len(batch), self.chunk_receipts):
+            stop = min(start + self.chunk_receipts, len(batch))
             chunk = kernel.PreparedBatch(
-                batch=accepted.slice(start, stop), compiled=compiled,
+                batch=batch.slice(start, stop), compiled=self.compiled,
                 customer_index=prepared.customer_index[start:stop],
                 store_class_of_code=prepared.store_class_of_code,
                 category_class_of_code=prepared.category_class_of_code,
             )
-            scores = kernel.score(chunk, compiled, state, out=out)
-            chunk_skus = None if sku_ids is None else sku_ids[accepted.line_offsets[start]:accepted.line_offsets[stop]]
-            with ledger.write() as connection:
-                generation = ledger.advance_state_generation(connection, generation)
-                _append_chunk(connection, ledger, chunk, scores, accepted_prints[start:stop], category_ids,
-                              chunk_skus, program_version, run_id, state)
-            summary.receipts_loaded += stop - start
-            summary.points += int(scores.points.sum())
-            bar.update(stop - start)
+            scores = kernel.score(chunk, self.compiled, self.state, out=self.out)
+            chunk_skus = None if sku_ids is None else sku_ids[batch.line_offsets[start]:batch.line_offsets[stop]]
+            with self.ledger.write() as connection:
+                self.generation = self.ledger.advance_state_generation(connection, self.generation)
+                _append_chunk(connection, self.ledger, chunk, scores, prints[start:stop], category_ids,
+                              chunk_skus, self.program_version, self.run_id, self.state)
+            yield stop - start, int(scores.points.sum())
 
 
-def _ids_in_several_files(checked, receipt_ids: list[str]) -> dict[int, list[str]]:
+class _Rejects:
+    """The rejects file, written part by part: every rejected input row as it came, and why.
+
+    Rows with a bad value carry that value's reasons; the other rows of their receipt carry
+    "another row of this receipt is bad"; every row of a receipt the ledger refused (a
+    conflict, a late receipt) carries that reason. Without a file, nothing is kept.
+    """
+
+    def __init__(self, path: str | Path | None, column_names: list[str]):
+        schema = pa.schema([("file", pa.string()), ("row", pa.int64()), ("reason", pa.string())]
+                           + [(name, pa.string()) for name in column_names if name not in ("file", "row", "reason")])
+        self._writer = None if path is None else TableWriter(path, schema)
+
+    def write(self, checked: CheckedReceipts, problems: list[InputProblem], refused_receipts: dict[str, str]) -> None:
+        if self._writer is None:
+            return
+        reasons: dict[tuple[str, int], list[str]] = {}
+        for problem in problems:
+            if problem.row is not None and problem.value not in refused_receipts:
+                reasons.setdefault((problem.file, problem.row), []).append(
+                    f"{problem.column}: {problem.reason}" if problem.column else problem.reason)
+        refused_ids = pa.array(list(refused_receipts), pa.string())
+        for segment in checked.segments:
+            mask = checked.rejected[segment.start:segment.start + segment.table.num_rows].copy()
+            receipt_column = segment.table.column("receipt_id").cast(pa.string())
+            if len(refused_ids):
+                mask |= pc.is_in(receipt_column, value_set=refused_ids).fill_null(False).to_numpy(zero_copy_only=False)
+            positions = np.flatnonzero(mask)
+            if not len(positions):
+                continue
+            rows = segment.table.take(pa.array(positions))
+            row_numbers = segment.source_rows(positions).tolist()
+            row_receipts = rows.column("receipt_id").cast(pa.string()).to_pylist()
+            self._writer.write(pa.table({
+                "file": pa.array([segment.source] * len(positions), pa.string()),
+                "row": pa.array(row_numbers, pa.int64()),
+                "reason": pa.array([
+                    refused_receipts.get(receipt) or "; ".join(
+                        reasons.get((segment.source, row), ["another row of this receipt is bad"]))
+                    for row, receipt in zip(row_numbers, row_receipts)
+                ], pa.string()),
+                **{name: rows.column(name).cast(pa.string()) for name in rows.column_names},
+            }))
+
+    def write_unusable(self, problems: list[InputProblem]) -> None:
+        """Files left out whole: one entry per problem, without a row unless it names one."""
+        if self._writer is not None and problems:
+            self._writer.write(pa.table({
+                "file": pa.array([problem.file for problem in problems], pa.string()),
+                "row": pa.array([problem.row for problem in problems], pa.int64()),
+                "reason": pa.array([f"the file was not loaded: {problem}" for problem in problems], pa.string()),
+            }))
+
+    def __enter__(self) -> "_Rejects":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _ids_in_several_files(checked: CheckedReceipts, receipt_ids: list[str]) -> dict[int, list[str]]:
     """Positions (in the batch) of receipts whose id appears in more than one input file."""
     sources: dict[str, list[str]] = {}
     for segment in checked.segments:
@@ -268,6 +394,14 @@ def _ids_in_several_files(checked, receipt_ids: list[str]) -> dict[int, list[str
             sources.setdefault(receipt_id, []).append(segment.source)
     return {position: sources[receipt_id] for position, receipt_id in enumerate(receipt_ids)
             if len(sources.get(receipt_id, ())) > 1}
+
+
+def _input_location(checked: CheckedReceipts, input_row: int) -> tuple[str, int]:
+    """(file, 1-based row) of a row numbered among all input rows of a check."""
+    for segment in checked.segments:
+        if segment.start <= input_row < segment.start + segment.table.num_rows:
+            return segment.source, int(segment.source_rows(np.array([input_row - segment.start]))[0])
+    raise IndexError(input_row)
 
 
 def _receipts_over(batch: ReceiptBatch, amount_bound: int) -> np.ndarray:
@@ -348,54 +482,6 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _input_location(checked, input_row: int) -> tuple[str, int]:
-    """(file, 1-based row) of a row numbered among all input rows of a read."""
-    for segment in checked.segments:
-        if segment.start <= input_row < segment.start + segment.table.num_rows:
-            return segment.source, segment.first_row + input_row - segment.start
-    raise IndexError(input_row)
-
-
-def _write_rejects(path: str | Path, checked, problems: list[InputProblem], refused_receipts: dict[str, str]) -> None:
-    """Every rejected input row as it came, with where it was and why it was set aside.
-
-    Rows with a bad value carry that value's reasons; the other rows of their receipt carry
-    "another row of this receipt is bad"; every row of a receipt the ledger refused (a
-    conflict, a late receipt) carries that reason.
-    """
-    reasons: dict[tuple[str, int], list[str]] = {}
-    for problem in problems:
-        if problem.row is not None and problem.value not in refused_receipts:
-            reasons.setdefault((problem.file, problem.row), []).append(
-                f"{problem.column}: {problem.reason}" if problem.column else problem.reason)
-    refused_ids = pa.array(list(refused_receipts), pa.string())
-    parts = []
-    for segment in checked.segments:
-        mask = checked.rejected[segment.start:segment.start + segment.table.num_rows].copy()
-        receipt_column = segment.table.column("receipt_id").cast(pa.string())
-        if len(refused_ids):
-            mask |= pc.is_in(receipt_column, value_set=refused_ids).fill_null(False).to_numpy(zero_copy_only=False)
-        positions = np.flatnonzero(mask)
-        if not len(positions):
-            continue
-        rows = segment.table.take(pa.array(positions))
-        row_numbers = (positions + segment.first_row).tolist()
-        row_receipts = rows.column("receipt_id").cast(pa.string()).to_pylist()
-        parts.append(pa.table({
-            "file": pa.array([segment.source] * len(positions), pa.string()),
-            "row": pa.array(row_numbers, pa.int64()),
-            "reason": pa.array([
-                refused_receipts.get(receipt) or "; ".join(
-                    reasons.get((segment.source, row), ["another row of this receipt is bad"]))
-                for row, receipt in zip(row_numbers, row_receipts)
-            ], pa.string()),
-            **{name: rows.column(name).cast(pa.string()) for name in rows.column_names},
-        }))
-    table = pa.concat_tables(parts, promote_options="permissive") if parts else pa.table(
-        {"file": pa.array([], pa.string()), "row": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
-    write_table(table, path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,6 +103,30 @@ def build_batch(rows: Iterable[Row], timezone: str = "Europe/Bucharest", minor_u
     )
 
 
+def names_of(codes: np.ndarray, names: list[str]) -> list[str]:
+    return [names[code] for code in codes]
+
+
+def assert_same_batch(left: ReceiptBatch, right: ReceiptBatch) -> None:
+    assert left.receipt_id.to_pylist() == right.receipt_id.to_pylist()
+    assert left.customer_id.to_pylist() == right.customer_id.to_pylist()
+    assert names_of(left.store_code, left.store_names) == names_of(
+        right.store_code, right.store_names
+    )
+    for name in (
+        "instant_us", "local_day", "local_minute", "local_month",
+        "line_offsets", "line_qty", "line_amount_minor",
+    ):
+        assert np.array_equal(getattr(left, name), getattr(right, name)), name
+        assert getattr(left, name).dtype == getattr(right, name).dtype, name
+    assert names_of(left.line_category_code, left.category_names) == names_of(
+        right.line_category_code, right.category_names
+    )
+    left_sku = None if left.line_sku is None else left.line_sku.to_pylist()
+    right_sku = None if right.line_sku is None else right.line_sku.to_pylist()
+    assert left_sku == right_sku
+
+
 def build_customers(birth_dates: Mapping[str, str | None]) -> CustomerTable:
     """A customers table from customer id -> birth date (YYYY-MM-DD, or None if unknown)."""
     ids = list(birth_dates)

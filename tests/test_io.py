@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from fidelis.core import io
 from fidelis.core.batch import ReceiptBatch
-from fidelis.core.errors import InputError, UnsupportedFileError
+from fidelis.core.errors import InputError, OutputError, UnsupportedFileError
+
+from .conftest import assert_same_batch, names_of
 
 ZONE = "Europe/Bucharest"
 HEADER = "receipt_id,customer_id,store_id,ts,category,qty,amount"
@@ -65,30 +67,6 @@ def lines_of(batch: ReceiptBatch, receipt: int) -> list[tuple[str, int, int]]:
         )
         for i in range(start, stop)
     ]
-
-
-def names_of(codes: np.ndarray, names: list[str]) -> list[str]:
-    return [names[code] for code in codes]
-
-
-def assert_same_batch(left: ReceiptBatch, right: ReceiptBatch) -> None:
-    assert left.receipt_id.to_pylist() == right.receipt_id.to_pylist()
-    assert left.customer_id.to_pylist() == right.customer_id.to_pylist()
-    assert names_of(left.store_code, left.store_names) == names_of(
-        right.store_code, right.store_names
-    )
-    for name in (
-        "instant_us", "local_day", "local_minute", "local_month",
-        "line_offsets", "line_qty", "line_amount_minor",
-    ):
-        assert np.array_equal(getattr(left, name), getattr(right, name)), name
-        assert getattr(left, name).dtype == getattr(right, name).dtype, name
-    assert names_of(left.line_category_code, left.category_names) == names_of(
-        right.line_category_code, right.category_names
-    )
-    left_sku = None if left.line_sku is None else left.line_sku.to_pylist()
-    right_sku = None if right.line_sku is None else right.line_sku.to_pylist()
-    assert left_sku == right_sku
 
 
 # --- good input -------------------------------------------------------------------------------
@@ -765,3 +743,40 @@ def test_read_customers_needs_customer_id(write_csv):
     assert problem.reason == (
         "missing required column 'customer_id'; the columns found are: 'card', 'birth_date'"
     )
+
+
+# --- reading in parts, writing piece by piece -----------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_a_file_read_in_parts_is_the_file(tmp_path, suffix):
+    rows = {"receipt_id": [f"R{i}" for i in range(5000)], "customer_id": [f"{i % 97:05d}" for i in range(5000)]}
+    path = tmp_path / f"t{suffix}"
+    io.write_table(pa.table(rows), path)
+    parts = list(io.read_table_parts(path, rows_per_part=700))
+    assert len(parts) > 1 or suffix == ".csv.gz"
+    assert pa.concat_tables(parts).to_pydict() == io.read_table(path).to_pydict()
+    assert 2500 <= io.estimated_rows(path) <= 10_000
+
+
+def test_reading_in_parts_reports_like_reading_whole(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(HEADER.encode() + b"\nR1,C1,S1,2025-06-07T10:00,b\xe9b\xe9,1,1.00\n")
+    with pytest.raises(InputError, match=r"not UTF-8 text: byte \d+ \(0xe9\)"):
+        list(io.read_table_parts(path, rows_per_part=1000))
+
+
+@pytest.mark.parametrize("name", ["rejects.csv", "rejects.csv.gz", "rejects.parquet"])
+def test_a_table_writer_appends_pieces_in_one_schema(tmp_path, name):
+    schema = pa.schema([("file", pa.string()), ("row", pa.int64()), ("qty", pa.string())])
+    with io.TableWriter(tmp_path / name, schema) as writer:
+        writer.write(pa.table({"file": ["a.csv"], "row": [3], "qty": ["0"]}))
+        writer.write(pa.table({"file": ["b.csv"], "row": pa.array([None], pa.int64())}))  # no qty column
+    read = io.read_table(tmp_path / name)
+    assert read.column("file").to_pylist() == ["a.csv", "b.csv"]
+    assert [None if v in (None, "") else str(v) for v in read.column("qty").to_pylist()] == ["0", None]
+
+
+def test_a_table_writer_refuses_msgpack(tmp_path):
+    with pytest.raises(OutputError, match="msgpack is a format for receipt batches"):
+        io.TableWriter(tmp_path / "rejects.msgpack", pa.schema([("file", pa.string())]))

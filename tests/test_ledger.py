@@ -1,5 +1,6 @@
 """The ledger and the load job: exactly once, in order, balance = Σ journal."""
 import csv
+import functools
 import datetime as dt
 from pathlib import Path
 import random
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pytest
 
-from fidelis.core.errors import InputError
+from fidelis.core.errors import InputError, UnsupportedFileError
 from fidelis.core.jobs import check_ledger, load_files
 from fidelis.core.ledger import LINE_DTYPE, Ledger, LedgerError
 from fidelis.core.program import load_program, parse_program
@@ -39,6 +40,18 @@ def write_receipts(tmp_path):
         return str(path)
 
     return write
+
+
+@pytest.fixture(params=[None, 1], ids=["in-one-part", "split-into-parts"])
+def load(request):
+    """load_files, with the input validated in one part or split into parts of a row or so.
+
+    Split, every receipt lands in a part of its own id's choosing and shards by customer:
+    whatever a test asserts must hold for both.
+    """
+    if request.param is None:
+        return load_files
+    return functools.partial(load_files, part_rows=request.param)
 
 
 @pytest.fixture
@@ -82,32 +95,32 @@ def test_a_ledger_refuses_to_overwrite_or_to_change_a_program_with_history(tmp_p
         Ledger(tmp_path / "missing.db")
 
 
-def test_loading_twice_changes_nothing(ledger, write_receipts):
+def test_loading_twice_changes_nothing(ledger, load, write_receipts):
     files = [write_receipts("a.csv", R1, R2), write_receipts("b.csv", R3)]
-    first = load_files(ledger, files)
+    first = load(ledger, files)
     assert (first.receipts_loaded, first.new_customers) == (3, 2)
     before = table_dump(ledger)
-    again = load_files(ledger, files)
+    again = load(ledger, files)
     assert (again.receipts_loaded, again.duplicates_skipped) == (0, 3)
     assert table_dump(ledger) == before
 
 
-def test_overlapping_files_give_no_double_points(ledger, write_receipts):
-    load_files(ledger, [write_receipts("a.csv", R1, R2)])
-    summary = load_files(ledger, [write_receipts("b.csv", R2, R3)])
+def test_overlapping_files_give_no_double_points(ledger, load, write_receipts):
+    load(ledger, [write_receipts("a.csv", R1, R2)])
+    summary = load(ledger, [write_receipts("b.csv", R2, R3)])
     assert (summary.receipts_loaded, summary.duplicates_skipped) == (1, 1)
     # R1 (Saturday, summer weekends x2): 10.00 x 2 = 20 + welcome 100; R2 (Monday): 20
     assert ledger.balance("C1") == 140
 
 
-def test_a_conflicting_duplicate_is_refused_or_set_aside(ledger, write_receipts, tmp_path):
-    load_files(ledger, [write_receipts("a.csv", R1)])
+def test_a_conflicting_duplicate_is_refused_or_set_aside(ledger, load, write_receipts, tmp_path):
+    load(ledger, [write_receipts("a.csv", R1)])
     changed = ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "99.00"]
     with pytest.raises(InputError, match="receipt 'R1': a different receipt with this id is already in the ledger"):
-        load_files(ledger, [write_receipts("b.csv", changed, R3)])
+        load(ledger, [write_receipts("b.csv", changed, R3)])
     assert ledger.counts()["receipts"] == 1  # nothing written
     rejects = tmp_path / "rejects.csv"
-    summary = load_files(ledger, [write_receipts("b.csv", changed, R3)], skip_bad=True, rejects_file=rejects)
+    summary = load(ledger, [write_receipts("b.csv", changed, R3)], skip_bad=True, rejects_file=rejects)
     assert (summary.receipts_loaded, summary.conflicts) == (1, 1)
     assert "b.csv, row 1, column 'receipt_id'" in str(summary.problems[0])
     with rejects.open(newline="") as handle:
@@ -116,23 +129,23 @@ def test_a_conflicting_duplicate_is_refused_or_set_aside(ledger, write_receipts,
     assert "(conflict)" in row["reason"]
 
 
-def test_receipts_older_than_the_customers_history_are_late(ledger, write_receipts):
-    load_files(ledger, [write_receipts("a.csv", R2)])
+def test_receipts_older_than_the_customers_history_are_late(ledger, load, write_receipts):
+    load(ledger, [write_receipts("a.csv", R2)])
     with pytest.raises(InputError, match=r"b.csv, row 1, column 'ts': receipt 'R1' \(2025-06-07T07:00:00Z\) comes before customer C1's "
                              r"last loaded receipt \(2025-06-09T07:00:00Z\)"):
-        load_files(ledger, [write_receipts("b.csv", R1)])
-    summary = load_files(ledger, [write_receipts("b.csv", R1, R3)], skip_bad=True)
+        load(ledger, [write_receipts("b.csv", R1)])
+    summary = load(ledger, [write_receipts("b.csv", R1, R3)], skip_bad=True)
     assert (summary.receipts_loaded, summary.late_receipts) == (1, 1)
 
 
-def test_bad_rows_stop_the_load_or_go_to_the_rejects_file(ledger, write_receipts, tmp_path):
+def test_bad_rows_stop_the_load_or_go_to_the_rejects_file(ledger, load, write_receipts, tmp_path):
     bad = ["R9", "C1", "S1", "2025-06-08T10:00", "grocery", 0, "10.00"]
     with pytest.raises(InputError, match="qty"):
-        load_files(ledger, [write_receipts("a.csv", R1, bad)])
+        load(ledger, [write_receipts("a.csv", R1, bad)])
     assert ledger.counts()["receipts"] == 0
     rejects = tmp_path / "rejects.csv"
     sibling = ["R9", "C1", "S1", "2025-06-08T10:00", "baby", 2, "5.00"]
-    summary = load_files(ledger, [write_receipts("a.csv", R1, bad, sibling)], skip_bad=True, rejects_file=rejects)
+    summary = load(ledger, [write_receipts("a.csv", R1, bad, sibling)], skip_bad=True, rejects_file=rejects)
     assert (summary.receipts_loaded, summary.rejected_rows) == (1, 2)
     with rejects.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -217,10 +230,13 @@ def test_check_catches_a_tampered_ledger(loaded_chain, tampering, expected):
 
 @pytest.mark.slow
 def test_a_killed_load_finishes_on_rerun_with_the_same_ledger(tmp_path):
-    """SIGKILL the load at several moments; the rerun must end where an uninterrupted load ends."""
+    """SIGKILL the load at several moments; the rerun must end where an uninterrupted load ends.
+
+    The input is split into parts (about 180 k rows, parts of 40 k), the path large loads take.
+    """
     chain = write_chain(generate_chain(30_000, seed=2), tmp_path / "chain")
     command = [sys.executable, "-m", "fidelis.core.cli", "load", "{db}", str(chain["receipts"]),
-               "--customers", str(chain["customers"]), "--chunk-receipts", "500", "-q"]
+               "--customers", str(chain["customers"]), "--chunk-receipts", "500", "--part-rows", "40000", "-q"]
 
     def run(db, kill_after=None):
         process = subprocess.Popen([part.format(db=db) for part in command],
@@ -268,13 +284,13 @@ def test_customer_attributes_from_the_customers_file(ledger, write_receipts, tmp
     assert rows[1][0] == "C9" and rows[1][1] is None
 
 
-def test_the_same_receipt_in_two_files_of_one_load_is_refused_not_merged(ledger, write_receipts):
+def test_the_same_receipt_in_two_files_of_one_load_is_refused_not_merged(ledger, load, write_receipts):
     files = [write_receipts("a.csv", R1, R2), write_receipts("b.csv", R2, R3)]
     with pytest.raises(InputError, match=r"receipt 'R2' is in more than one file of this load"):
-        load_files(ledger, files)
+        load(ledger, files)
     assert ledger.counts()["receipts"] == 0
     for path in files:  # one at a time: the overlap is skipped as already loaded
-        load_files(ledger, [path])
+        load(ledger, [path])
     assert ledger.counts()["receipts"] == 3 and ledger.balance("C1") == 140
 
 
@@ -311,13 +327,13 @@ def test_an_empty_sku_column_does_not_make_a_conflict(ledger, tmp_path):
     assert load_files(ledger, [with_empty]).duplicates_skipped == 1
 
 
-def test_receipts_beyond_the_exact_bound_are_refused_before_anything_is_written(ledger, write_receipts):
+def test_receipts_beyond_the_exact_bound_are_refused_before_anything_is_written(ledger, load, write_receipts):
     huge = ["BIG", "C2", "S1", "2025-06-08T10:00", "grocery", 1, "6000000000.00"]
     rows = [R1, huge, ["BIG", "C2", "S1", "2025-06-08T10:00", "baby", 1, "6000000000.00"], R3]
     with pytest.raises(InputError, match="'BIG' is larger than the engine's exact-arithmetic bound"):
-        load_files(ledger, [write_receipts("a.csv", *rows)])
+        load(ledger, [write_receipts("a.csv", *rows)])
     assert ledger.counts()["receipts"] == 0
-    summary = load_files(ledger, [write_receipts("a.csv", *rows)], skip_bad=True)
+    summary = load(ledger, [write_receipts("a.csv", *rows)], skip_bad=True)
     assert summary.receipts_loaded == 2
     assert ledger.db.execute("SELECT status FROM runs ORDER BY run_id DESC").fetchone()[0] == "done"
 
@@ -354,3 +370,113 @@ def test_a_load_that_another_writer_overtook_writes_nothing(ledger, write_receip
     assert ledger.db.execute("SELECT receipt_id FROM receipts").fetchall() == [("R3",)]
     load_files(ledger, [first])  # run again: now scored on top of the other load's state
     assert check_ledger(ledger) == []
+
+
+GOOD = [R1, R2, R3]
+
+
+@pytest.mark.parametrize(
+    "bad_rows, column, reason",
+    [
+        ([["R9", "C1", "S1", "2025-13-40T10:00", "grocery", 1, "10.00"]], "ts", "not a real date and time"),
+        ([["R9", "C1", "S1", "2025-06-08T10:00", "grocery", 1, "-1.00"]], "amount", "must not be negative"),
+        ([["R9", "C1", "S1", "2025-06-08T10:00", "grocery", 1, "1.005"]], "amount", "more than 2 fractional digits"),
+        ([["R9", "C1", "S1", "2025-06-08T10:00", "grocery", 0, "1.00"]], "qty", "at least 1"),
+        ([["R9", "C1", "S1", "2025-06-08T10:00", "grocery", 1, "1.00"],
+          ["R9", "C2", "S1", "2025-06-08T10:00", "baby", 1, "2.00"]], "customer_id", "disagree on customer_id"),
+        ([["R9", "C1", "S1", "2025-06-08T10:00", "", 1, "1.00"]], "category", "required value is empty"),
+    ],
+    ids=["unparsable-ts", "negative-amount", "over-precise-amount", "qty-0", "mixed-customers", "empty-category"],
+)
+def test_every_kind_of_bad_row_is_named_and_set_aside(ledger, load, write_receipts, tmp_path, bad_rows, column,
+                                                       reason):
+    path = write_receipts("a.csv", R1, *bad_rows, R2, R3)
+    with pytest.raises(InputError, match=reason) as refused:
+        load(ledger, [path])
+    assert f"a.csv, row 2, column {column!r}" in str(refused.value)
+    assert ledger.counts()["receipts"] == 0
+    rejects = tmp_path / "rejects.csv"
+    summary = load(ledger, [path], skip_bad=True, rejects_file=rejects)
+    assert (summary.receipts_loaded, summary.rejected_rows) == (3, len(bad_rows))
+    with rejects.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["row"], row["receipt_id"]) for row in rows] == [(str(2 + i), "R9") for i in range(len(bad_rows))]
+    assert reason in rows[0]["reason"]
+    assert check_ledger(ledger) == []
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("b.csv", b"receipt_id,customer_id,store_id,ts,category,amount\nR9,C1,S1,2025-06-08T10:00,grocery,1.00\n",
+         "missing required column 'qty'"),
+        ("b.csv", b"", "the file is empty"),
+        ("b.csv", (",".join(HEADER) + "\n").encode(), "no receipt rows"),
+        ("b.csv", (",".join(HEADER) + "\nR9,C1,S1,2025-06-08T10:00,b\xe9b\xe9,1,1.00\n").encode("latin-1"),
+         "not UTF-8"),
+    ],
+    ids=["missing-column", "empty-file", "header-only", "wrong-encoding"],
+)
+def test_an_unusable_file_stops_the_load_or_is_set_aside_whole(ledger, load, write_receipts, tmp_path, name,
+                                                               content, reason):
+    good = write_receipts("a.csv", *GOOD)
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(InputError, match=reason):
+        load(ledger, [good, tmp_path / name])
+    assert ledger.counts()["receipts"] == 0
+    rejects = tmp_path / "rejects.csv"
+    summary = load(ledger, [good, tmp_path / name], skip_bad=True, rejects_file=rejects)
+    assert (summary.receipts_loaded, summary.rejected_files) == (3, 1)
+    with rejects.open(newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert Path(row["file"]).name == name and reason in row["reason"]
+
+
+def test_an_unknown_file_type_is_refused_before_anything_is_read(ledger, load, write_receipts, tmp_path):
+    (tmp_path / "receipts.txt").write_text("whatever")
+    with pytest.raises(UnsupportedFileError, match=r"receipts.txt: unsupported file type; Fidelis reads .*\.parquet"):
+        load(ledger, [write_receipts("a.csv", *GOOD), tmp_path / "receipts.txt"], skip_bad=True,
+             rejects_file=tmp_path / "rejects.csv")
+    assert ledger.counts()["receipts"] == 0
+
+
+def by_customer_id(ledger: Ledger) -> dict[str, list]:
+    """What a load wrote, keyed by external ids: the same whatever order customers were numbered in."""
+    customer = "(SELECT customer_id FROM customers c WHERE c.customer_index = t.customer_index)"
+    categories = dict(ledger.db.execute("SELECT category_id, name FROM categories").fetchall())
+    skus = dict(ledger.db.execute("SELECT sku_id, sku FROM skus").fetchall())
+
+    def named_lines(row):  # vocabulary ids are numbered in order of appearance: compare names
+        lines = np.frombuffer(row[-1], dtype=LINE_DTYPE)
+        return (*row[:-1], [(categories[line["category_id"]], skus.get(line["sku_id"]), int(line["qty"]),
+                             int(line["amount_minor"])) for line in lines])
+
+    return {
+        "customers": sorted(ledger.db.execute("SELECT customer_id, birth_date, joined_on, attributes "
+                                              "FROM customers").fetchall()),
+        "state": sorted(ledger.db.execute(
+            f"SELECT {customer}, record, rolling_totals, tier_reached_month FROM customer_state t").fetchall()),
+        "receipts": sorted(map(named_lines, ledger.db.execute(
+            f"SELECT receipt_id, {customer}, store_id, instant_us, tier, points, content_hash, lines "
+            "FROM receipts t").fetchall())),
+        "journal": sorted(ledger.db.execute(
+            f"SELECT {customer}, kind, points, instant_us, reference FROM journal t").fetchall()),
+        "lots": sorted(ledger.db.execute(
+            f"SELECT {customer}, earned_month, points_earned, points_remaining FROM lots t").fetchall()),
+    }
+
+
+def test_a_load_split_into_parts_equals_a_load_in_one(tmp_path):
+    chain = write_chain(generate_chain(3000, seed=8), tmp_path / "chain")
+    program = load_program(chain["program"])
+    dumps = []
+    for name, part_rows in (("one", None), ("parts", 2500)):
+        with Ledger.create(tmp_path / f"{name}.db", program) as ledger:
+            options = {} if part_rows is None else {"part_rows": part_rows}
+            summary = load_files(ledger, [chain["receipts"]], customers_file=chain["customers"],
+                                 chunk_receipts=400, **options)
+            assert summary.receipts_loaded == 3000
+            assert check_ledger(ledger) == []
+            dumps.append(by_customer_id(ledger))
+    assert dumps[0] == dumps[1]
+    assert not list(tmp_path.glob(".fidelis-*")), "scratch files are removed"

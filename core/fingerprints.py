@@ -1,0 +1,108 @@
+"""Stable 64-bit hashes of text columns and of whole receipts, computed column-wise.
+
+Two uses, one hash: a bulk load splits its input by receipt id so that each part holds whole
+receipts (any process, any run, puts an id in the same part), and the ledger stores a
+fingerprint of each receipt's content so that a re-sent receipt (skip) can be told from a
+different receipt reusing its id (conflict). Both run over millions of values, so nothing
+here loops in Python per value: a text's hash is a polynomial over its UTF-8 bytes,
+evaluated for a whole Arrow column at once.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from .batch import ReceiptBatch
+
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+#: Odd multiplier of the byte polynomial (the 64-bit golden ratio), so every byte moves every bit.
+_BASE = np.uint64(0x9E3779B97F4A7C15)
+#: The hash of a missing value; no text hashes to it except by a 2⁻⁶⁴ chance.
+MISSING = np.uint64(0)
+
+
+def mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads every input bit over the 64-bit result (wrapping)."""
+    values = values.astype(np.uint64, copy=True)
+    values ^= values >> np.uint64(30)
+    values *= _MIX_1
+    values ^= values >> np.uint64(27)
+    values *= _MIX_2
+    values ^= values >> np.uint64(31)
+    return values
+
+
+def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A stable uint64 hash of each string (``MISSING`` for null), the same in every process.
+
+    Parameters
+    ----------
+    values : pa.Array or pa.ChunkedArray of string or large_string, shape (N,)
+
+    Returns
+    -------
+    uint64, shape (N,)
+    """
+    if isinstance(values, pa.ChunkedArray):
+        if values.num_chunks == 0:
+            return np.zeros(0, dtype=np.uint64)
+        return np.concatenate([text_hashes(chunk) for chunk in values.chunks])
+    count = len(values)
+    if count == 0:
+        return np.zeros(0, dtype=np.uint64)
+    offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    _, offset_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=offset_type)[values.offset:values.offset + count + 1].astype(np.int64)
+    lengths = np.diff(offsets)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    data = data[offsets[0]:offsets[-1]].astype(np.uint64)
+    # byte b of a string of length n weighs BASE ** (n - 1 - b): Horner's rule, all strings at once
+    owner_end = np.repeat(offsets[1:] - offsets[0], lengths)
+    from_end = owner_end - 1 - np.arange(len(data), dtype=np.int64)
+    powers = _powers(int(lengths.max(initial=0)))
+    terms = (data + np.uint64(1)) * powers[from_end]
+    sums = np.zeros(count, dtype=np.uint64)
+    present = lengths > 0
+    if present.any():
+        sums[present] = np.add.reduceat(terms, (offsets[:-1] - offsets[0])[present])
+    hashes = mix(sums ^ mix(lengths.astype(np.uint64) + np.uint64(1)))
+    if values.null_count:
+        hashes[np.asarray(values.is_null())] = MISSING
+    return hashes
+
+
+def _powers(count: int) -> np.ndarray:
+    """BASE ** 0 … BASE ** (count - 1), wrapping modulo 2⁶⁴."""
+    powers = np.empty(max(count, 1), dtype=np.uint64)
+    powers[0] = 1
+    with np.errstate(over="ignore"):
+        for exponent in range(1, count):
+            powers[exponent] = powers[exponent - 1] * _BASE
+    return powers
+
+
+def receipt_fingerprints(batch: ReceiptBatch) -> np.ndarray:
+    """A 64-bit fingerprint of each receipt's content (customer, store, instant, lines).
+
+    Compared only between receipts with the same id, to tell a re-sent receipt (skip) from a
+    different receipt reusing an id (conflict); stored as a signed int64. A missing sku adds
+    nothing, so a file without the column fingerprints like one with it left empty.
+    """
+    customer_print = text_hashes(batch.customer_id)
+    store_print = text_hashes(pa.array(batch.store_names, pa.string()))[batch.store_code]
+    line_count = batch.line_count
+    position = np.arange(line_count, dtype=np.int64) - np.repeat(batch.line_offsets[:-1], np.diff(batch.line_offsets))
+    line_print = mix(text_hashes(pa.array(batch.category_names, pa.string()))[batch.line_category_code]
+                     ^ mix(batch.line_qty.astype(np.uint64) + (position.astype(np.uint64) << np.uint64(32)))
+                     ^ mix(batch.line_amount_minor.astype(np.uint64) + _BASE))
+    if batch.line_sku is not None:
+        sku_print = text_hashes(batch.line_sku)
+        line_print ^= np.where(sku_print != MISSING, mix(sku_print + np.uint64(7)), np.uint64(0))
+    lines_print = np.zeros(len(batch), dtype=np.uint64)
+    has_lines = np.diff(batch.line_offsets) > 0
+    if line_count:
+        lines_print[has_lines] = np.add.reduceat(line_print, batch.line_offsets[:-1][has_lines])
+    receipt_print = mix(customer_print ^ mix(store_print + np.uint64(3))
+                        ^ mix(batch.instant_us.astype(np.uint64)) ^ mix(lines_print + np.uint64(5)))
+    return receipt_print.view(np.int64)
