@@ -173,6 +173,7 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
         f"{summary.rejected_files:,} unusable files, {summary.conflicts:,} conflicting and "
         f"{summary.late_receipts:,} late receipts."
     )
+    click.echo("Time: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.stage_seconds.items()))
     if summary.problem_count:
         click.echo(f"Rejected rows and their reasons: {rejects_file}")
 
@@ -237,22 +238,18 @@ def export_balances(ledger_file, output) -> None:
 
     Example: fidelis export balances chain.db -o balances.parquet
     """
-    import pyarrow as pa
-
-    from .io import check_writable, write_table
+    from .jobs import export_balances as export
     from .ledger import Ledger
 
-    check_writable(output)
     with Ledger(ledger_file) as ledger:
-        customer_ids, points = zip(*ledger.balances()) if ledger.counts()["customers"] else ((), ())
-    write_table(pa.table({"customer_id": pa.array(customer_ids, pa.string()),
-                          "points": pa.array(points, pa.int64())}), output)
-    click.echo(f"Wrote {len(customer_ids):,} balances to {output}")
+        count = export(ledger, output)
+    click.echo(f"Wrote {count:,} balances to {output}")
 
 
 @cli.command()
 @click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
-def check(ledger_file) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def check(ledger_file, quiet) -> None:
     """Verify a ledger's invariants; exit status 1 naming what is wrong.
 
     Balance = Σ journal = Σ points left in lots; each receipt's points = its earn entries;
@@ -264,7 +261,7 @@ def check(ledger_file) -> None:
     from .ledger import Ledger
 
     with Ledger(ledger_file) as ledger:
-        problems = check_ledger(ledger)
+        problems = check_ledger(ledger, progress=not quiet)
         counts = ledger.counts()
     if problems:
         for problem in problems:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .batch import ReceiptBatch
 
@@ -44,10 +45,17 @@ def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     -------
     uint64, shape (N,)
     """
-    if isinstance(values, pa.ChunkedArray):
-        if values.num_chunks == 0:
+    # each distinct text is hashed once: ids and names repeat on every line of a receipt
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks() if encoded.num_chunks else None
+        if encoded is None:
             return np.zeros(0, dtype=np.uint64)
-        return np.concatenate([text_hashes(chunk) for chunk in values.chunks])
+    distinct = np.append(_distinct_text_hashes(encoded.dictionary), MISSING)
+    return distinct[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
+
+
+def _distinct_text_hashes(values: pa.Array) -> np.ndarray:
     count = len(values)
     if count == 0:
         return np.zeros(0, dtype=np.uint64)
@@ -66,10 +74,7 @@ def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     present = lengths > 0
     if present.any():
         sums[present] = np.add.reduceat(terms, (offsets[:-1] - offsets[0])[present])
-    hashes = mix(sums ^ mix(lengths.astype(np.uint64) + np.uint64(1)))
-    if values.null_count:
-        hashes[np.asarray(values.is_null())] = MISSING
-    return hashes
+    return mix(sums ^ mix(lengths.astype(np.uint64) + np.uint64(1)))
 
 
 def _powers(count: int) -> np.ndarray:

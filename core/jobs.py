@@ -18,10 +18,12 @@ Everything is validated before the first write.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import pickle
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -63,6 +65,9 @@ class LoadSummary:
     conflicts: int = 0
     late_receipts: int = 0
     seconds: float = 0.0
+    #: where the time went: reading (and splitting) the files, validating, scoring, writing
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("reading", "validating", "scoring", "writing"), 0.0))
     #: the first PROBLEMS_KEPT problems, in the order found; ``problem_count`` counts them all
     problems: list[InputProblem] = field(default_factory=list)
     problem_count: int = 0
@@ -113,9 +118,10 @@ def load_files(
     customers = read_customers(Path(customers_file)) if customers_file is not None else None
     if customers is not None:
         state.register_customers(customers)
-    summary = LoadSummary()
 
-    with tqdm(desc="reading", unit=" rows", unit_scale=True, disable=not progress) as reading:
+    summary = LoadSummary()
+    with tqdm(desc="reading", unit=" rows", unit_scale=True, disable=not progress) as reading, \
+            _timed(summary, "reading"):
         staged = stage_receipts(paths, timezone=info.timezone, minor_units=info.minor_units, part_rows=part_rows,
                                 scratch=ledger.path.parent, skip_unusable=skip_bad,
                                 progress=lambda source, rows: reading.update(rows))
@@ -124,13 +130,20 @@ def load_files(
         summary.rejected_files = len({problem.file for problem in staged.unusable})
         summary.add_problems(staged.unusable)
         rejects.write_unusable(staged.unusable)
+        # names get ledger ids up front, in input order, so that a rerun numbers them as an
+        # uninterrupted load does whichever shards it finds already loaded
+        vocabulary: dict[str, dict[str, None]] = {"categories": {}, "skus": {}}
         for part in tqdm(range(staged.part_count), desc="checking", unit=" parts",
                          disable=not progress or staged.part_count == 1):
             segments = staged.segments(part)
             if not segments:  # no receipt id of this load hashes to this part
                 continue
-            accepted = _check_part(ledger, segments, compiled, state, summary, rejects)
+            with _timed(summary, "validating"):
+                accepted = _check_part(ledger, segments, compiled, state, summary, rejects)
             shards.add(accepted, state.index_of(accepted.customer_id))
+            vocabulary["categories"].update(dict.fromkeys(accepted.category_names))
+            if accepted.line_sku is not None:
+                vocabulary["skus"].update(dict.fromkeys(pc.unique(accepted.line_sku).drop_null().to_pylist()))
         if summary.problem_count and not skip_bad:
             raise InputError(summary.problems + [InputProblem(
                 "<load>", None, None, None, "nothing was written; --skip-bad --rejects FILE loads the rest")],
@@ -142,10 +155,13 @@ def load_files(
             generation = ledger.advance_state_generation(connection, generation)
             run_id = ledger.start_run(connection, "load", arguments, {str(p): _file_sha256(p) for p in paths})
             ledger.add_customers(connection, state, stored_customers)
+            for table, names in vocabulary.items():
+                ledger.vocabulary_ids(connection, table, list(names))
             if customers is not None:
                 ledger.update_customer_details(connection, customers)
         try:
-            writer = _ChunkWriter(ledger, compiled, state, program.version, run_id, generation, chunk_receipts)
+            writer = _ChunkWriter(ledger, compiled, state, program.version, run_id, generation, chunk_receipts,
+                                  summary)
             with tqdm(total=shards.receipt_count, unit=" receipts", unit_scale=True, desc="loading",
                       disable=not progress) as loading:
                 for batch in shards:
@@ -159,6 +175,15 @@ def load_files(
     summary.seconds = time.perf_counter() - started
     ledger.finish_run(run_id, "done", summary.as_counts())
     return summary
+
+
+@contextmanager
+def _timed(summary: LoadSummary, stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        summary.stage_seconds[stage] += time.perf_counter() - started
 
 
 def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: CustomerState, summary: LoadSummary,
@@ -201,11 +226,9 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
 
     # exactly once: receipts already in the ledger are skipped, or conflicts if changed
     existing = ledger.existing_receipts(receipt_ids)
-    for position, receipt_id in enumerate(receipt_ids):
-        if not keep[position]:
-            continue
+    for position, receipt_id in enumerate(receipt_ids) if existing else ():
         stored = existing.get(receipt_id)
-        if stored is None:
+        if stored is None or not keep[position]:
             continue
         keep[position] = False
         if stored == fingerprints[position]:
@@ -293,8 +316,8 @@ class _ChunkWriter:
     """Scores batches from the stored state and commits them chunk by chunk."""
 
     def __init__(self, ledger: Ledger, compiled: CompiledProgram, state: CustomerState, program_version: int,
-                 run_id: int, generation: int, chunk_receipts: int):
-        self.ledger, self.compiled, self.state = ledger, compiled, state
+                 run_id: int, generation: int, chunk_receipts: int, summary: LoadSummary):
+        self.ledger, self.compiled, self.state, self.summary = ledger, compiled, state, summary
         self.program_version, self.run_id, self.generation = program_version, run_id, generation
         self.chunk_receipts = chunk_receipts
         self.out = Scores.empty(1)
@@ -316,9 +339,10 @@ class _ChunkWriter:
                 store_class_of_code=prepared.store_class_of_code,
                 category_class_of_code=prepared.category_class_of_code,
             )
-            scores = kernel.score(chunk, self.compiled, self.state, out=self.out)
+            with _timed(self.summary, "scoring"):
+                scores = kernel.score(chunk, self.compiled, self.state, out=self.out)
             chunk_skus = None if sku_ids is None else sku_ids[batch.line_offsets[start]:batch.line_offsets[stop]]
-            with self.ledger.write() as connection:
+            with _timed(self.summary, "writing"), self.ledger.write() as connection:
                 self.generation = self.ledger.advance_state_generation(connection, self.generation)
                 _append_chunk(connection, self.ledger, chunk, scores, prints[start:stop], category_ids,
                               chunk_skus, self.program_version, self.run_id, self.state)
@@ -388,6 +412,8 @@ class _Rejects:
 
 def _ids_in_several_files(checked: CheckedReceipts, receipt_ids: list[str]) -> dict[int, list[str]]:
     """Positions (in the batch) of receipts whose id appears in more than one input file."""
+    if len({segment.source for segment in checked.segments}) < 2:
+        return {}
     sources: dict[str, list[str]] = {}
     for segment in checked.segments:
         for receipt_id in pc.unique(segment.table.column("receipt_id").cast(pa.string())).to_pylist():
@@ -484,18 +510,37 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def export_balances(ledger: Ledger, path: str | Path, *, batch_customers: int = 100_000) -> int:
+    """Every customer's balance (Σ journal) to a CSV or Parquet file, in batches; the count."""
+    TableWriter.check(path)
+    balances = ledger.balances()
+    written = 0
+    with TableWriter(path, pa.schema([("customer_id", pa.string()), ("points", pa.int64())])) as writer:
+        while batch := list(itertools.islice(balances, batch_customers)):
+            customer_ids, points = zip(*batch)
+            writer.write(pa.table({"customer_id": pa.array(customer_ids, pa.string()),
+                                   "points": pa.array(points, pa.int64())}))
+            written += len(batch)
+    return written
+
+
 # ---------------------------------------------------------------------------------------------
 # Checking a ledger
 
 
-def ledger_batch(ledger: Ledger) -> tuple[ReceiptBatch, np.ndarray]:
-    """Every stored receipt as a batch in processing order, and its stored points.
+#: Customers replayed at once by ``check``: bounds its memory whatever the ledger's size.
+CHECK_BLOCK_CUSTOMERS = 50_000
+
+
+def ledger_batch(ledger: Ledger, customers: range | None = None) -> tuple[ReceiptBatch, np.ndarray]:
+    """Stored receipts as a batch in processing order, and their stored points.
 
     Rebuilt from the ledger alone (lines, vocabularies, instants), so replaying it through
-    the kernel checks the ledger against its own history.
+    the kernel checks the ledger against its own history. ``customers`` limits it to the
+    receipts of a range of customer indices (None: every receipt, anonymous ones included).
     """
     program = ledger.current_program().program
-    rows = ledger.stored_receipts()
+    rows = ledger.stored_receipts(customers)
     category_names = ledger.category_names()
     lines = np.frombuffer(b"".join(row[4] for row in rows), dtype=LINE_DTYPE)
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -521,13 +566,17 @@ def ledger_batch(ledger: Ledger) -> tuple[ReceiptBatch, np.ndarray]:
     return batch, np.array([row[5] for row in rows], dtype=np.int64)
 
 
-def check_ledger(ledger: Ledger) -> list[str]:
+def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS, progress: bool = False) -> list[str]:
     """Every broken invariant, as a sentence naming what is wrong (empty when all hold).
 
     - a customer's balance (Σ journal) equals the points left in their lots;
-    - each receipt's points equal its earn entries in the journal;
+    - each receipt's points equal its earn entries in the journal, and anonymous receipts
+      earn nothing;
     - replaying every stored receipt through the kernel from an empty state gives each
       receipt's stored points and every customer's stored state.
+
+    Customers are replayed ``block_customers`` at a time (their histories are independent),
+    so memory stays bounded whatever the ledger's size.
     """
     problems = []
     for customer_id, journal, lots in ledger.balance_mismatches():
@@ -542,13 +591,18 @@ def check_ledger(ledger: Ledger) -> list[str]:
     replay = kernel.CustomerState.for_program(compiled, capacity=max(len(stored), 1))
     replay.index_of(stored.customer_ids)
     replay.records["birth_month"][: len(stored)] = stored.records["birth_month"][: len(stored)]
-    batch, points = ledger_batch(ledger)
-    if len(batch):
-        scores = kernel.score(batch, compiled, replay)
-        for position in np.flatnonzero(scores.points != points)[:20]:
-            problems.append(f"receipt {batch.receipt_id[position].as_py()!r}: stored {points[position]} points, "
-                            f"its replay gives {scores.points[position]}")
     count = len(stored)
+    wrong_points = []
+    for first in tqdm(range(0, count, block_customers), desc="replaying", unit=" blocks", disable=not progress):
+        batch, points = ledger_batch(ledger, range(first, min(first + block_customers, count)))
+        if len(batch):
+            scores = kernel.score(batch, compiled, replay)
+            wrong_points += [(batch.receipt_id[i].as_py(), points[i], scores.points[i])
+                             for i in np.flatnonzero(scores.points != points)[:20 - len(wrong_points)]]
+    for receipt_id, stored_points, replayed in wrong_points:
+        problems.append(f"receipt {receipt_id!r}: stored {stored_points} points, its replay gives {replayed}")
+    for receipt_id, points in ledger.anonymous_receipts_with_points():
+        problems.append(f"receipt {receipt_id!r}: anonymous, but stored with {points} points")
     differing = np.flatnonzero(
         (stored.records[:count] != replay.records[:count])
         | (stored.rolling_totals[:count] != replay.rolling_totals[:count]).any(axis=1)

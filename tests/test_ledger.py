@@ -480,3 +480,17 @@ def test_a_load_split_into_parts_equals_a_load_in_one(tmp_path):
             dumps.append(by_customer_id(ledger))
     assert dumps[0] == dumps[1]
     assert not list(tmp_path.glob(".fidelis-*")), "scratch files are removed"
+
+
+def test_check_replays_customers_block_by_block_as_one(loaded_chain):
+    assert check_ledger(loaded_chain, block_customers=7) == []
+    loaded_chain.db.execute("UPDATE receipts SET points = points + 1 WHERE receipt_id = "
+                            "(SELECT receipt_id FROM receipts WHERE customer_index = 9 LIMIT 1)")
+    problems = check_ledger(loaded_chain, block_customers=7)
+    assert any("its replay gives" in problem for problem in problems), problems
+
+
+def test_check_catches_points_on_an_anonymous_receipt(loaded_chain):
+    loaded_chain.db.execute("UPDATE receipts SET points = 3 WHERE receipt_id = "
+                            "(SELECT receipt_id FROM receipts WHERE customer_index IS NULL LIMIT 1)")
+    assert any("anonymous, but stored with 3 points" in problem for problem in check_ledger(loaded_chain))
