@@ -224,6 +224,42 @@ def history(ledger_file, customer_id, limit) -> None:
         click.echo(f"{entry['at']}  {entry['kind']:<7} {entry['points']:>+10,}  {entry['reference']}")
 
 
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("customer_id")
+@click.argument("points", type=click.IntRange(1))
+@click.option("--reference", required=True, help="Idempotency key: the same reference again redeems nothing more.")
+def redeem(ledger_file, customer_id, points, reference) -> None:
+    """Redeem a customer's points, oldest first; never more than their balance.
+
+    Example: fidelis redeem chain.db 0000123456 500 --reference till-17-000381
+    """
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        done = ledger.redeem(customer_id, points, reference)
+    again = " (already redeemed under this reference; nothing more was taken)" if done.existing else ""
+    click.echo(f"{customer_id}: redeemed {done.points:,} points{again}; {done.balance:,} points left")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})  # so that -250 is points, not an option
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("customer_id")
+@click.argument("points", type=int)
+@click.option("--reason", required=True, help="Why: kept with the journal entry.")
+def adjust(ledger_file, customer_id, points, reason) -> None:
+    """Add (or, negative, take) points by hand, with a reason in the journal.
+
+    Example: fidelis adjust chain.db 0000123456 250 --reason "goodwill: delivery late"
+    """
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        ledger.adjust(customer_id, points, reason)
+        balance_now = ledger.balance(customer_id)
+    click.echo(f"{customer_id}: adjusted by {points:+,} points; {balance_now:,} points now")
+
+
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def export() -> None:
     """Export tables from a ledger."""

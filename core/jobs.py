@@ -40,7 +40,7 @@ from .errors import InputError, InputProblem
 from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
-from .localtime import local_calendar
+from .localtime import local_calendar, month_first_day
 from .scores import Scores
 from .staging import PART_ROWS, stage_receipts
 from .state import CustomerState
@@ -496,7 +496,9 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
         keys = customer[earning].astype(np.int64) * 4096 + batch.local_month[earning]
         unique_keys, inverse = np.unique(keys, return_inverse=True)
         sums = np.bincount(inverse, weights=scores.points[earning]).astype(np.int64)
-        lots = list(zip((unique_keys // 4096).tolist(), (unique_keys % 4096).tolist(), sums.tolist()))
+        months = unique_keys % 4096
+        expires_on = month_first_day(ledger.current_program().program.expiry.gone_from_month(months))
+        lots = list(zip((unique_keys // 4096).tolist(), months.tolist(), sums.tolist(), expires_on.tolist()))
     ledger.append_scored(connection, receipts, earn_entries, lots, program_version, run_id)
     touched = np.unique(customer[identified])
     ledger.save_state(connection, state, touched)

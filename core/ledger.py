@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .errors import FidelisError
+from .localtime import month_first_day
 from .program import Program, parse_program
 from .state import CUSTOMER_STATE_DTYPE, CustomerState
 
@@ -55,6 +57,34 @@ migrations = Migrations("fidelis")
 
 class LedgerError(FidelisError):
     """The ledger cannot do what was asked (missing, wrong program, inconsistent)."""
+
+
+class RedemptionError(LedgerError):
+    """A redemption the program's rules or the customer's balance do not allow."""
+
+
+class InsufficientPoints(RedemptionError):
+    """The customer has fewer points than the redemption asks for."""
+
+    def __init__(self, customer_id: str, requested: int, balance: int):
+        self.customer_id, self.requested, self.balance = customer_id, requested, balance
+        super().__init__(f"customer {customer_id!r} has {balance} points; {requested} cannot be redeemed")
+
+
+class IdempotencyConflict(LedgerError):
+    """A request reuses an idempotency key with different content."""
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """A recorded redemption; ``existing`` when the key had already been redeemed."""
+
+    customer_id: str
+    points: int
+    reference: str
+    entry_id: int
+    balance: int
+    existing: bool
 
 
 @migrations()
@@ -181,11 +211,28 @@ def m003_journal_kind_check_without_in(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m004_redemptions_and_notes(db: sqlite_utils.Database) -> None:
+    """A note on each journal entry (an adjustment's reason) and redemption keys made unique."""
+    db.execute("ALTER TABLE journal ADD COLUMN note TEXT")
+    db.execute("CREATE UNIQUE INDEX journal_redemption_keys ON journal(reference) WHERE kind = 'redeem'")
+
+
 def _row_bytes(rows: np.ndarray) -> list[bytes]:
     """Each row of a 1- or 2-D array as its own bytes value, without a Python loop over rows."""
     width = rows.itemsize * (rows.shape[1] if rows.ndim == 2 else 1)
     data = pa.py_buffer(np.ascontiguousarray(rows).tobytes())
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(rows), [None, data]).to_pylist()
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _local_month(instant_us: int, zone) -> int:
+    """The local month of an instant, ``(year - 1970) * 12 + month - 1``."""
+    local = dt.datetime.fromtimestamp(instant_us / 1_000_000, zone)
+    return (local.year - 1970) * 12 + local.month - 1
 
 
 def _now() -> str:
@@ -489,7 +536,8 @@ class Ledger:
         ``receipts`` rows: receipt id, customer index (-1 anonymous), store id, instant,
         local day, amount, tier (-1 anonymous), rate, basket, visit, welcome and cap points,
         points, content fingerprint, lines. ``earn_entries``: customer index, points, instant,
-        receipt id. ``lots``: customer index, local month, points.
+        receipt id. ``lots``: customer index, local month, points, the local day they expire
+        on (None: never).
         """
         connection.executemany(
             "INSERT INTO receipts (receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, "
@@ -504,7 +552,8 @@ class Ledger:
             earn_entries,
         )
         connection.executemany(
-            "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining) VALUES (?, ?, ?, ?3) "
+            "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining, expires_on) "
+            "VALUES (?1, ?2, ?3, ?3, ?4) "
             "ON CONFLICT(customer_index, earned_month) DO UPDATE SET "
             "points_earned = points_earned + excluded.points_earned, "
             "points_remaining = points_remaining + excluded.points_remaining",
@@ -572,6 +621,94 @@ class Ledger:
             "SELECT c.customer_id FROM journal j JOIN customers c USING (customer_index) "
             "GROUP BY j.customer_index ORDER BY SUM(j.points) DESC LIMIT 1").fetchone()
         return row[0] if row else None
+
+    # ---- redemptions and adjustments ------------------------------------------------------
+    def redeem(self, customer_id: str, points: int, reference: str, *, instant_us: int | None = None) -> Redemption:
+        """Spend ``points`` of a customer's balance, oldest lots first, exactly once per ``reference``.
+
+        One ``BEGIN IMMEDIATE`` transaction reads the balance and writes the entry and the lots,
+        so concurrent redemptions queue and never overdraw. The same reference again gives the
+        first result (``existing``); the same reference with other points or another customer
+        is an :class:`IdempotencyConflict`. Oldest lots are also the first to expire under
+        every expiry rule Fidelis has, so this order never loses a customer points.
+        """
+        rules = self.current_program().program.redemption
+        if not reference:
+            raise RedemptionError("a redemption needs a reference (its idempotency key)")
+        if points < rules.min_points or points % rules.multiple_of:
+            raise RedemptionError(f"{points} points cannot be redeemed: the program redeems at least "
+                                  f"{rules.min_points} points, in multiples of {rules.multiple_of}")
+        index = self.customer_index(customer_id)
+        instant_us = _now_us() if instant_us is None else instant_us
+        with self.write() as connection:
+            done = connection.execute(
+                "SELECT entry_id, customer_index, -points FROM journal WHERE kind = 'redeem' AND reference = ?",
+                (reference,)).fetchone()
+            if done is not None:
+                if (done[1], done[2]) != (index, points):
+                    raise IdempotencyConflict(
+                        f"redemption {reference!r} was already made for {done[2]} points by another request; "
+                        "use a new reference for a new redemption")
+                return Redemption(customer_id, points, reference, done[0], self._balance(connection, index), True)
+            balance = self._balance(connection, index)
+            if balance < points:
+                raise InsufficientPoints(customer_id, points, balance)
+            self._take_from_lots(connection, index, points)
+            entry_id = connection.execute(
+                "INSERT INTO journal (customer_index, kind, points, instant_us, reference) VALUES (?, 'redeem', ?, ?, ?)",
+                (index, -points, instant_us, reference)).lastrowid
+            return Redemption(customer_id, points, reference, entry_id, balance - points, False)
+
+    def adjust(self, customer_id: str, points: int, reason: str, *, instant_us: int | None = None) -> int:
+        """A manual correction (goodwill, a fixed error): a journal ``adjust`` entry; its id.
+
+        Points added go to the lot of the current month; points taken come from the oldest
+        lots, and never below zero.
+        """
+        if points == 0 or not reason.strip():
+            raise LedgerError("an adjustment needs points other than 0 and a reason")
+        index = self.customer_index(customer_id)
+        instant_us = _now_us() if instant_us is None else instant_us
+        program = self.current_program().program
+        with self.write() as connection:
+            if points < 0:
+                balance = self._balance(connection, index)
+                if balance < -points:
+                    raise LedgerError(f"customer {customer_id!r} has {balance} points; an adjustment cannot take "
+                                      f"{-points}")
+                self._take_from_lots(connection, index, -points)
+            else:
+                month = _local_month(instant_us, program.info.zone())
+                expires = month_first_day(program.expiry.gone_from_month(np.array([month])))[0]
+                connection.execute(
+                    "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining, expires_on) "
+                    "VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT(customer_index, earned_month) DO UPDATE SET "
+                    "points_earned = points_earned + ?3, points_remaining = points_remaining + ?3",
+                    (index, month, points, expires))
+            return connection.execute(
+                "INSERT INTO journal (customer_index, kind, points, instant_us, reference, note) "
+                "VALUES (?, 'adjust', ?, ?, ?, ?)", (index, points, instant_us, f"adjust-{instant_us}", reason)
+            ).lastrowid
+
+    @staticmethod
+    def _balance(connection: sqlite3.Connection, index: int) -> int:
+        return connection.execute(
+            "SELECT COALESCE(SUM(points), 0) FROM journal WHERE customer_index = ?", (index,)).fetchone()[0]
+
+    @staticmethod
+    def _take_from_lots(connection: sqlite3.Connection, index: int, points: int) -> None:
+        """Consume ``points`` from the customer's lots, oldest first (the caller checked the balance)."""
+        left = points
+        for month, remaining in connection.execute(
+                "SELECT earned_month, points_remaining FROM lots WHERE customer_index = ? AND points_remaining > 0 "
+                "ORDER BY earned_month", (index,)).fetchall():
+            taken = min(left, remaining)
+            connection.execute("UPDATE lots SET points_remaining = points_remaining - ? "
+                               "WHERE customer_index = ? AND earned_month = ?", (taken, index, month))
+            left -= taken
+            if not left:
+                return
+        raise LedgerError("the customer's lots hold fewer points than their journal; run `fidelis check`")
 
     # ---- queries -----------------------------------------------------------------------
     def customer_index(self, customer_id: str) -> int:

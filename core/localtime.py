@@ -215,3 +215,14 @@ def local_calendar(instant_us: np.ndarray, timezone: str) -> LocalCalendar:
         local_minute=(within_day_us // MICROS_PER_MINUTE).astype(np.int16),
         local_month=month.astype(np.int32),
     )
+
+
+def month_first_day(month: np.ndarray) -> np.ndarray:
+    """The day number of each local month's first day (object array; None where month < 0).
+
+    Months are ``(year - 1970) * 12 + month - 1``, days are days since 1970-01-01: the units
+    of the ledger's lots (earned month, expiry day).
+    """
+    month = np.asarray(month, dtype=np.int64)
+    days = (np.datetime64("1970-01", "M") + month.clip(0)).astype("datetime64[D]").astype(np.int64)
+    return np.where(month >= 0, days.astype(object), None)

@@ -23,6 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -211,6 +212,46 @@ class Caps(_Section):
     per_customer_day: NonNegativeInt | None = None
 
 
+class Expiry(_Section):
+    """When points expire; every rule given applies, and a lot expires at the earliest.
+
+    ``after_months = N``: points earned in local month m expire at the end of month m + N.
+    ``policy = "end_of_next_year"``: at the end of 31 December of the year after earning.
+    ``inactivity_months = M``: all of a customer's points expire at the end of the month in
+    which M full months have passed with no earn or redemption.
+    """
+
+    after_months: int | None = Field(default=None, ge=1, le=1200)
+    policy: Literal["end_of_next_year"] | None = None
+    inactivity_months: int | None = Field(default=None, ge=1, le=1200)
+
+    def gone_from_month(self, earned_month: np.ndarray) -> np.ndarray:
+        """The first local month (``(year - 1970) * 12 + month - 1``) in which points earned in
+        ``earned_month`` are expired, or -1 where they never are (int32, per lot)."""
+        earned_month = np.asarray(earned_month, dtype=np.int64)
+        candidates = []
+        if self.after_months is not None:
+            candidates.append(earned_month + self.after_months + 1)
+        if self.policy == "end_of_next_year":
+            candidates.append((earned_month // 12 + 2) * 12)
+        if not candidates:
+            return np.full(len(earned_month), -1, dtype=np.int32)
+        return np.minimum.reduce(candidates).astype(np.int32)
+
+
+class Redemption(_Section):
+    #: Currency per point, for the liability the program carries (exact decimal).
+    point_value: PositiveDecimal | None = None
+    min_points: int = Field(default=1, ge=1, le=MAX_PROGRAM_POINTS)
+    multiple_of: int = Field(default=1, ge=1, le=MAX_PROGRAM_POINTS)
+
+
+class Returns(_Section):
+    #: When points to claw back were already spent: let the balance go negative (a debt that
+    #: later earnings pay first), or stop at zero and record the unrecovered remainder.
+    negative_balance: Literal["allow", "floor_zero"] = "allow"
+
+
 DEFAULT_TIERS = (Tier(name="Base", threshold="0", multiplier="1"),)
 
 #: Top-level sections: name -> (validator, required?)
@@ -223,6 +264,9 @@ _SECTIONS: dict[str, tuple[TypeAdapter, bool]] = {
     "basket_bonuses": (TypeAdapter(list[BasketBonus]), False),
     "visit_bonuses": (TypeAdapter(list[VisitBonus]), False),
     "caps": (TypeAdapter(Caps), False),
+    "expiry": (TypeAdapter(Expiry), False),
+    "redemption": (TypeAdapter(Redemption), False),
+    "returns": (TypeAdapter(Returns), False),
 }
 
 
@@ -238,6 +282,9 @@ class Program:
     basket_bonuses: tuple[BasketBonus, ...]
     visit_bonuses: tuple[VisitBonus, ...]
     caps: Caps
+    expiry: Expiry = Expiry()
+    redemption: Redemption = Redemption()
+    returns: Returns = Returns()
     source: str = "<program>"
     text: str = ""
 
@@ -328,6 +375,17 @@ class Program:
             lines.append(f"  cap: {self.caps.per_receipt} points per receipt")
         if self.caps.per_customer_day is not None:
             lines.append(f"  cap: {self.caps.per_customer_day} points per customer per day")
+        expiry = self.expiry
+        rules = ([f"{expiry.after_months} months after the month earned"] if expiry.after_months else []) + (
+            ["at the end of the year after earning"] if expiry.policy == "end_of_next_year" else []) + (
+            [f"all after {expiry.inactivity_months} months without activity"] if expiry.inactivity_months else [])
+        lines.append(f"  expiry: {', '.join(rules) if rules else 'never'}")
+        redemption = self.redemption
+        value = f", 1 point = {redemption.point_value} {info.currency}" if redemption.point_value else ""
+        lines.append(f"  redemption: at least {redemption.min_points} points, in multiples of "
+                     f"{redemption.multiple_of}{value}")
+        lines.append(f"  returns: balance may go negative" if self.returns.negative_balance == "allow"
+                     else "  returns: clawbacks stop at a zero balance")
         return "\n".join(lines)
 
 
@@ -378,6 +436,9 @@ def parse_program(text: str, source: str = "<program>") -> Program:
         basket_bonuses=tuple(sections.get("basket_bonuses", ())),
         visit_bonuses=tuple(sections.get("visit_bonuses", ())),
         caps=sections.get("caps", Caps()),
+        expiry=sections.get("expiry", Expiry()),
+        redemption=sections.get("redemption", Redemption()),
+        returns=sections.get("returns", Returns()),
         source=source,
         text=text,
     )
