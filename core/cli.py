@@ -260,6 +260,32 @@ def adjust(ledger_file, customer_id, points, reason) -> None:
     click.echo(f"{customer_id}: adjusted by {points:+,} points; {balance_now:,} points now")
 
 
+@cli.command("month-end")
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Close the months that ended before this local date (default: today).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def month_end(ledger_file, as_of, quiet) -> None:
+    """Close every month not yet closed: expire points, recalculate status, record tier moves.
+
+    Closing a closed month changes nothing; years of months after a bulk load are one run.
+
+    Example: fidelis month-end chain.db --as-of 2026-01-01
+    """
+    from .ledger import Ledger
+    from .lifecycle import last_completed_month, month_end as close_months
+
+    with Ledger(ledger_file) as ledger:
+        timezone = ledger.current_program().program.info.timezone
+        through = last_completed_month(timezone, as_of.date() if as_of else None)
+        closes = close_months(ledger, through, progress=not quiet)
+    if not closes:
+        click.echo("Nothing to close: every completed month is closed.")
+    for close in closes:
+        click.echo(f"{close.label}: {close.expired_points:,} points expired ({close.customers_expired:,} customers), "
+                   f"{close.movements:,} tier movements")
+
+
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def export() -> None:
     """Export tables from a ledger."""

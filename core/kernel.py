@@ -252,6 +252,20 @@ def status_as_of(compiled: CompiledProgram, state: CustomerState, local_month: i
     return standing_as_of(compiled, state, local_month)[0]
 
 
+def status_of(compiled: CompiledProgram, state: CustomerState, local_month: int, customers: np.ndarray) -> np.ndarray:
+    """Status tiers for some customers (indices) only: those must hold no receipt after ``local_month``."""
+    customers = np.asarray(customers, dtype=np.int64)
+    records = np.ascontiguousarray(state.records[customers])
+    if len(customers) and int(records["last_visit_month"].max()) > local_month:
+        raise ValueError(f"a customer's state already holds receipts after local month {local_month}")
+    tiers = np.empty(len(customers), dtype=np.int8)
+    totals = np.empty(len(customers), dtype=np.int64)
+    if len(customers):
+        _kernel.standing_as_of(compiled, records, np.ascontiguousarray(state.rolling_totals[customers]),
+                               np.ascontiguousarray(state.tier_reached_month[customers]), local_month, tiers, totals)
+    return tiers
+
+
 def standing_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> tuple[np.ndarray, np.ndarray]:
     """Status tiers (int8) and qualifying totals (int64, measure units) for ``local_month``."""
     last_month = state.records["last_visit_month"][: len(state)]

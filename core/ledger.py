@@ -218,6 +218,33 @@ def m004_redemptions_and_notes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX journal_redemption_keys ON journal(reference) WHERE kind = 'redeem'")
 
 
+@migrations()
+def m005_month_closes(db: sqlite_utils.Database) -> None:
+    """Month-end: each close, each customer's status at the last close, and tier movements."""
+    db.execute("""
+        CREATE TABLE month_closes (
+            month INTEGER PRIMARY KEY,          -- local month, (year - 1970) * 12 + month - 1
+            run_id INTEGER NOT NULL REFERENCES runs(run_id),
+            closed_at TEXT NOT NULL,
+            expired_points INTEGER NOT NULL,
+            customers_expired INTEGER NOT NULL,
+            movements INTEGER NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE customer_status (          -- status as of the day after the last close;
+            customer_index INTEGER PRIMARY KEY REFERENCES customers(customer_index),
+            tier INTEGER NOT NULL               -- a customer without a row has the first tier
+        )""")
+    db.execute("""
+        CREATE TABLE tier_movements (
+            month INTEGER NOT NULL,             -- the month whose close moved the customer
+            customer_index INTEGER NOT NULL REFERENCES customers(customer_index),
+            from_tier INTEGER NOT NULL,
+            to_tier INTEGER NOT NULL,
+            PRIMARY KEY (month, customer_index)
+        ) WITHOUT ROWID""")
+
+
 def _row_bytes(rows: np.ndarray) -> list[bytes]:
     """Each row of a 1- or 2-D array as its own bytes value, without a Python loop over rows."""
     width = rows.itemsize * (rows.shape[1] if rows.ndim == 2 else 1)
@@ -560,14 +587,18 @@ class Ledger:
             lots,
         )
 
-    def stored_receipts(self, customers: range | None = None) -> list[tuple]:
+    def stored_receipts(self, customers: range | np.ndarray | None = None) -> list[tuple]:
         """(receipt id, customer id, store id, instant, lines, points) in processing order.
 
-        ``customers``: only the receipts of customer indices in that range (no anonymous ones).
+        ``customers``: only the receipts of those customer indices (a range or an array; no
+        anonymous receipts then).
         """
         where, parameters = "", ()
-        if customers is not None:
+        if isinstance(customers, range):
             where, parameters = "WHERE r.customer_index >= ? AND r.customer_index < ? ", (customers.start, customers.stop)
+        elif customers is not None:
+            where = "WHERE r.customer_index IN (SELECT value FROM json_each(?)) "
+            parameters = (json.dumps(np.asarray(customers).tolist()),)
         return self.db.execute(
             "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points "
             f"FROM receipts r LEFT JOIN customers c USING (customer_index) {where}"
@@ -709,6 +740,81 @@ class Ledger:
             if not left:
                 return
         raise LedgerError("the customer's lots hold fewer points than their journal; run `fidelis check`")
+
+    # ---- month-end ---------------------------------------------------------------------
+    def next_month_to_close(self) -> int | None:
+        """The month after the last close, or the month of the first receipt; None if no receipts."""
+        last = self.db.execute("SELECT MAX(month) FROM month_closes").fetchone()[0]
+        if last is not None:
+            return last + 1
+        first = self.db.execute("SELECT MIN(instant_us) FROM receipts").fetchone()[0]
+        if first is None:
+            return None
+        return _local_month(first, self.current_program().program.info.zone())
+
+    @staticmethod
+    def month_closed(connection: sqlite3.Connection, month: int) -> bool:
+        return connection.execute("SELECT 1 FROM month_closes WHERE month = ?", (month,)).fetchone() is not None
+
+    def closes(self) -> list[tuple]:
+        """(month, expired points, customers expired, movements) of every close, in order."""
+        return self.db.execute("SELECT month, expired_points, customers_expired, movements FROM month_closes "
+                               "ORDER BY month").fetchall()
+
+    @staticmethod
+    def expire_lots(connection: sqlite3.Connection, gone_day: int, inactive_before_us: int | None, at_us: int,
+                    reference: str, run_id: int) -> dict[int, int]:
+        """Expire due lots and, where given, all lots of inactive customers; points per customer.
+
+        Due: the lot's expiry day is ``gone_day`` or earlier. Inactive: no earn or redemption at
+        or after ``inactive_before_us``. One ``expire`` entry per customer, at ``at_us``.
+        """
+        due = connection.execute(
+            "SELECT customer_index, earned_month, points_remaining FROM lots "
+            "WHERE expires_on <= ? AND points_remaining > 0", (gone_day,)).fetchall()
+        if inactive_before_us is not None:
+            due += connection.execute(
+                "SELECT l.customer_index, l.earned_month, l.points_remaining FROM lots l "
+                "WHERE l.points_remaining > 0 AND (l.expires_on IS NULL OR l.expires_on > ?) AND NOT EXISTS ("
+                "SELECT 1 FROM journal j WHERE j.customer_index = l.customer_index "
+                "AND (j.kind = 'earn' OR j.kind = 'redeem') AND j.instant_us >= ?)",
+                (gone_day, inactive_before_us)).fetchall()
+        connection.executemany("UPDATE lots SET points_remaining = 0 WHERE customer_index = ? AND earned_month = ?",
+                               [(customer, month) for customer, month, _ in due])
+        expired: dict[int, int] = {}
+        for customer, _, points in due:
+            expired[customer] = expired.get(customer, 0) + points
+        connection.executemany(
+            "INSERT INTO journal (customer_index, kind, points, instant_us, reference, run_id) "
+            f"VALUES (?, 'expire', ?, {int(at_us)}, ?, {int(run_id)})",
+            [(customer, -points, reference) for customer, points in sorted(expired.items())])
+        return expired
+
+    @staticmethod
+    def record_status(connection: sqlite3.Connection, month: int, tiers: np.ndarray) -> int:
+        """Store each customer's status after ``month``'s close and the moves since the last one."""
+        previous = np.zeros(len(tiers), dtype=np.int64)
+        for customer, tier in connection.execute("SELECT customer_index, tier FROM customer_status"):
+            if customer < len(previous):
+                previous[customer] = tier
+        moved = np.flatnonzero(previous != tiers)
+        rows = list(zip(moved.tolist(), previous[moved].tolist(), tiers[moved].astype(np.int64).tolist()))
+        connection.executemany(
+            f"INSERT INTO tier_movements (month, customer_index, from_tier, to_tier) VALUES ({int(month)}, ?, ?, ?)",
+            rows)
+        connection.executemany(
+            "INSERT INTO customer_status (customer_index, tier) VALUES (?1, ?3) "
+            "ON CONFLICT(customer_index) DO UPDATE SET tier = excluded.tier", rows)
+        return len(rows)
+
+    @staticmethod
+    def record_close(connection: sqlite3.Connection, close, run_id: int) -> None:
+        connection.execute(
+            "INSERT INTO month_closes (month, run_id, closed_at, expired_points, customers_expired, movements) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (close.month, run_id, _now(), close.expired_points, close.customers_expired, close.movements))
+        connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now') WHERE run_id = ?",
+                           (run_id,))
 
     # ---- queries -----------------------------------------------------------------------
     def customer_index(self, customer_id: str) -> int:

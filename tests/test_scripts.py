@@ -24,3 +24,19 @@ def test_bulk_load_exit_codes(tmp_path, verde_club):
     missing = run("bulk_load.py", tmp_path / "other.db", receipts)
     assert missing.returncode == 1 and "no ledger here" in missing.stderr
     assert run("bulk_load.py").returncode == 2
+
+
+def test_month_end_exit_codes(tmp_path, verde_club):
+    receipts = tmp_path / "r.csv"
+    receipts.write_text("receipt_id,customer_id,store_id,ts,category,qty,amount\n"
+                        "R1,C1,S1,2025-06-07T10:00,grocery,1,10.00\n")
+    Ledger.create(tmp_path / "chain.db", verde_club).close()
+    assert run("bulk_load.py", tmp_path / "chain.db", receipts, "-q").returncode == 0
+    closed = run("month_end.py", tmp_path / "chain.db", "--as-of", "2025-08-01", "-q")
+    assert closed.returncode == 0 and closed.stdout.splitlines() == [
+        "2025-06: 0 points expired (0 customers), 0 tier movements",
+        "2025-07: 0 points expired (0 customers), 0 tier movements"]
+    again = run("month_end.py", tmp_path / "chain.db", "--as-of", "2025-08-01", "-q")
+    assert again.returncode == 0 and "Nothing to close" in again.stdout
+    assert run("month_end.py", tmp_path / "missing.db").returncode == 1
+    assert run("month_end.py").returncode == 2

@@ -1,0 +1,99 @@
+"""Month-end: expiry, status at month end and tier movements, on hand-computed stories."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+
+import pytest
+
+from fidelis.core.jobs import check_ledger, load_files
+from fidelis.core.ledger import Ledger
+from fidelis.core.lifecycle import month_end, parse_month
+from fidelis.core.program import parse_program
+
+HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
+# Verde Club: R1 on Saturday 7 June 2025 earns 120 (10.00 x2 summer weekend + 100 welcome),
+# R2 on Monday 9 June 20, R7 on Tuesday 1 July 100 (Base: 30.00 of spend); SILVER lifts C1's
+# 2025 spend to 530.00, past Silver's 500
+R1 = ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "10.00"]
+R2 = ["R2", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "20.00"]
+R7 = ["R7", "C1", "S1", "2025-07-01T10:00", "grocery", 1, "100.00"]
+SILVER = ["R3", "C1", "S1", "2025-06-10T10:00", "grocery", 1, "500.00"]
+
+
+@pytest.fixture
+def chain(tmp_path, verde_club):
+    """A ledger for Verde Club plus ``extra`` program text, loaded with the given rows."""
+    def make(*rows, extra: str = "", text: str | None = None) -> Ledger:
+        path = tmp_path / "receipts.csv"
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([HEADER, *rows])
+        ledger = Ledger.create(tmp_path / "chain.db", parse_program((text or verde_club.text) + extra))
+        load_files(ledger, [path])
+        return ledger
+
+    return make
+
+
+def expired(ledger: Ledger) -> list[tuple[str, int, str]]:
+    return ledger.db.execute(
+        "SELECT c.customer_id, j.points, j.reference FROM journal j JOIN customers c USING (customer_index) "
+        "WHERE kind = 'expire' ORDER BY entry_id").fetchall()
+
+
+def test_end_of_next_month_expiry(chain):
+    ledger = chain(R1, R2, R7, extra="\n[expiry]\nafter_months = 1\n")
+    assert ledger.balance("C1") == 240
+    closes = month_end(ledger, parse_month("2025-07"))
+    assert [(c.label, c.expired_points) for c in closes] == [("2025-06", 0), ("2025-07", 140)]
+    assert expired(ledger) == [("C1", -140, "expiry 2025-07")]
+    month_end(ledger, parse_month("2025-08"))
+    assert ledger.balance("C1") == 0 and check_ledger(ledger) == []
+
+
+def test_eighteen_months_without_activity_expire_everything(chain):
+    ledger = chain(R1, R2, extra="\n[expiry]\ninactivity_months = 18\n")
+    month_end(ledger, parse_month("2026-11"))  # June 2025 was active: 17 full months since
+    assert ledger.balance("C1") == 140 and expired(ledger) == []
+    [december] = month_end(ledger, parse_month("2026-12"))  # July 2025 … December 2026: 18
+    assert (december.expired_points, december.customers_expired) == (140, 1)
+    assert ledger.balance("C1") == 0 and check_ledger(ledger) == []
+
+
+def test_a_redemption_across_lots_then_expiry_of_the_rest(chain):
+    ledger = chain(R1, R2, R7, extra="\n[expiry]\nafter_months = 1\n")
+    ledger.redeem("C1", 150, "till-1", instant_us=1_751_900_000_000_000)  # 7 July 2025: June's 140 + 10
+    month_end(ledger, parse_month("2025-08"))
+    assert expired(ledger) == [("C1", -90, "expiry 2025-08")]
+    assert ledger.balance("C1") == 0 and check_ledger(ledger) == []
+
+
+def test_calendar_year_status_is_held_through_the_next_year_then_lost(chain):
+    ledger = chain(R1, R2, SILVER)
+    month_end(ledger, parse_month("2027-01"))
+    moves = ledger.db.execute("SELECT month, from_tier, to_tier FROM tier_movements ORDER BY month").fetchall()
+    # Silver from 10 June 2025 (held: next_year), kept through 2026, gone on 1 January 2027
+    assert moves == [(parse_month("2025-06"), 0, 1), (parse_month("2026-12"), 1, 0)]
+
+
+def test_rolling_twelve_months_downgrade(chain, verde_club):
+    rolling = verde_club.text.replace('period = "calendar_year"', 'period = "rolling_12_months"').replace(
+        'hold = "next_year"', 'hold = "none"')
+    ledger = chain(R1, R2, SILVER, text=rolling)
+    month_end(ledger, parse_month("2026-06"))
+    moves = ledger.db.execute("SELECT month, from_tier, to_tier FROM tier_movements ORDER BY month").fetchall()
+    # Silver while June 2025 is among the 12 months counted: through May 2026's window, not June's
+    assert moves == [(parse_month("2025-06"), 0, 1), (parse_month("2026-05"), 1, 0)]
+
+
+def test_month_end_twice_is_once_and_agrees_with_the_next_receipt(chain, tmp_path):
+    ledger = chain(R1, R2, SILVER, R7, extra="\n[expiry]\nafter_months = 1\n")
+    first = month_end(ledger, parse_month("2025-12"))
+    before = ledger.db.execute("SELECT * FROM journal ORDER BY entry_id").fetchall()
+    assert month_end(ledger, parse_month("2025-12")) == []
+    assert ledger.db.execute("SELECT * FROM journal ORDER BY entry_id").fetchall() == before
+    assert [c.month for c in first] == list(range(parse_month("2025-06"), parse_month("2025-12") + 1))
+    # status at the close of December == the tier of a receipt on 1 January
+    status = ledger.db.execute("SELECT tier FROM customer_status").fetchall()
+    assert status == [(1,)]
+    assert ledger.standing("C1", dt.date(2026, 1, 1)).tier == "Silver"
