@@ -264,8 +264,10 @@ def adjust(ledger_file, customer_id, points, reason) -> None:
 @click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Close the months that ended before this local date (default: today).")
+@click.option("--replay", "replay_month", metavar="YYYY-MM", default=None,
+              help="Recompute a closed month from the journal and receipts; exit 1 naming what differs.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def month_end(ledger_file, as_of, quiet) -> None:
+def month_end(ledger_file, as_of, replay_month, quiet) -> None:
     """Close every month not yet closed: expire points, recalculate status, record tier moves.
 
     Closing a closed month changes nothing; years of months after a bulk load are one run.
@@ -273,8 +275,17 @@ def month_end(ledger_file, as_of, quiet) -> None:
     Example: fidelis month-end chain.db --as-of 2026-01-01
     """
     from .ledger import Ledger
-    from .lifecycle import last_completed_month, month_end as close_months
+    from .lifecycle import last_completed_month, month_end as close_months, parse_month, replay_close
 
+    if replay_month is not None:
+        with Ledger(ledger_file) as ledger:
+            problems = replay_close(ledger, parse_month(replay_month))
+        for problem in problems:
+            click.secho(problem, fg="red", err=True)
+        if problems:
+            raise click.exceptions.Exit(1)
+        click.secho(f"{replay_month}: the replay reproduces the close exactly", fg="green")
+        return
     with Ledger(ledger_file) as ledger:
         timezone = ledger.current_program().program.info.timezone
         through = last_completed_month(timezone, as_of.date() if as_of else None)

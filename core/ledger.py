@@ -228,7 +228,8 @@ def m005_month_closes(db: sqlite_utils.Database) -> None:
             closed_at TEXT NOT NULL,
             expired_points INTEGER NOT NULL,
             customers_expired INTEGER NOT NULL,
-            movements INTEGER NOT NULL
+            movements INTEGER NOT NULL,
+            journal_before INTEGER NOT NULL     -- the last journal entry before the close's own
         )""")
     db.execute("""
         CREATE TABLE customer_status (          -- status as of the day after the last close;
@@ -756,6 +757,27 @@ class Ledger:
     def month_closed(connection: sqlite3.Connection, month: int) -> bool:
         return connection.execute("SELECT 1 FROM month_closes WHERE month = ?", (month,)).fetchone() is not None
 
+    def close_record(self, month: int) -> tuple[int, int] | None:
+        """(run id, last journal entry before it) of a month's close, or None if not closed."""
+        return self.db.execute("SELECT run_id, journal_before FROM month_closes WHERE month = ?",
+                               (month,)).fetchone()
+
+    def journal_entries(self, through_entry: int) -> list[tuple]:
+        """(customer index, kind, points, instant, entry id) up to an entry, by customer then entry."""
+        return self.db.execute(
+            "SELECT customer_index, kind, points, instant_us, entry_id FROM journal WHERE entry_id <= ? "
+            "ORDER BY customer_index, entry_id", (through_entry,)).fetchall()
+
+    def expired_by_close(self, run_id: int) -> dict[int, int]:
+        """Points each customer's ``expire`` entry of one close took (positive)."""
+        return dict(self.db.execute("SELECT customer_index, -points FROM journal WHERE kind = 'expire' "
+                                    "AND run_id = ?", (run_id,)).fetchall())
+
+    def movements_of(self, month: int) -> dict[int, tuple[int, int]]:
+        """Customer index -> (from tier, to tier) recorded by a month's close."""
+        return {customer: (before, after) for customer, before, after in self.db.execute(
+            "SELECT customer_index, from_tier, to_tier FROM tier_movements WHERE month = ?", (month,))}
+
     def closes(self) -> list[tuple]:
         """(month, expired points, customers expired, movements) of every close, in order."""
         return self.db.execute("SELECT month, expired_points, customers_expired, movements FROM month_closes "
@@ -808,11 +830,17 @@ class Ledger:
         return len(rows)
 
     @staticmethod
-    def record_close(connection: sqlite3.Connection, close, run_id: int) -> None:
+    def journal_end(connection: sqlite3.Connection) -> int:
+        """The id of the last journal entry (0 when empty)."""
+        return connection.execute("SELECT COALESCE(MAX(entry_id), 0) FROM journal").fetchone()[0]
+
+    @staticmethod
+    def record_close(connection: sqlite3.Connection, close, run_id: int, journal_before: int) -> None:
         connection.execute(
-            "INSERT INTO month_closes (month, run_id, closed_at, expired_points, customers_expired, movements) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (close.month, run_id, _now(), close.expired_points, close.customers_expired, close.movements))
+            "INSERT INTO month_closes (month, run_id, closed_at, expired_points, customers_expired, movements, "
+            "journal_before) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (close.month, run_id, _now(), close.expired_points, close.customers_expired, close.movements,
+             journal_before))
         connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now') WHERE run_id = ?",
                            (run_id,))
 

@@ -145,24 +145,88 @@ def month_end_statuses(ledger: Ledger, months: list[int], *, block_customers: in
 def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict) -> MonthClose:
     """Expire, record movements and the close of one month, in one transaction."""
     program = ledger.current_program().program
-    timezone = program.info.timezone
-    end_us = month_start_us(month + 1, timezone) - 1
-    gone_day = int(month_first_day(np.array([month + 1]))[0])
-    inactive_before = None
-    if program.expiry.inactivity_months is not None:
-        # no earn or redemption in the last inactivity_months full months: active last in a
-        # month at most month - inactivity_months
-        inactive_before = month_start_us(month - program.expiry.inactivity_months + 1, timezone)
+    end_us = month_start_us(month + 1, program.info.timezone) - 1
+    # inactive: no earn or redemption since the start of the month inactivity_months - 1
+    # before this one, i.e. inactivity_months full months have passed without any
+    gone_day, inactive_before = _expiry_rule(program, month)
     with ledger.write() as connection:
         if ledger.month_closed(connection, month):
             raise LedgerError(f"{month_label(month)} was closed meanwhile by another process; run again")
         run_id = ledger.start_run(connection, "month-end", {**run_arguments, "month": month_label(month)}, {})
+        journal_before = ledger.journal_end(connection)
         expired = ledger.expire_lots(connection, gone_day, inactive_before, end_us,
                                      f"expiry {month_label(month)}", run_id)
         movements = ledger.record_status(connection, month, tiers)
         close = MonthClose(month, sum(expired.values()), len(expired), movements)
-        ledger.record_close(connection, close, run_id)
+        ledger.record_close(connection, close, run_id, journal_before)
     return close
+
+
+def _expiry_rule(program, month: int) -> tuple[int, int | None]:
+    """(the day lots due by this close are gone on, the instant activity must reach to keep points)."""
+    timezone = program.info.timezone
+    gone_day = int(month_first_day(np.array([month + 1]))[0])
+    inactive_before = None
+    if program.expiry.inactivity_months is not None:
+        inactive_before = month_start_us(month - program.expiry.inactivity_months + 1, timezone)
+    return gone_day, inactive_before
+
+
+def replay_close(ledger: Ledger, month: int) -> list[str]:
+    """Recompute a closed month from the journal and the receipts; what differs from the record.
+
+    The lots as they stood at the close are rebuilt from the journal entries before it
+    (earnings into the lot of their local month, everything taken oldest first), the expiry
+    rules applied to them, and every customer's status at the close and at the one before
+    recomputed from their receipts. An empty list: the close is reproduced exactly.
+    """
+    record = ledger.close_record(month)
+    if record is None:
+        raise LedgerError(f"{month_label(month)} is not closed; nothing to replay")
+    run_id, journal_before = record
+    program = ledger.current_program().program
+    gone_day, inactive_before = _expiry_rule(program, month)
+    entries = ledger.journal_entries(journal_before)
+    expected: dict[int, int] = {}
+    if entries:
+        customers, kinds, points, instants, _ = (np.array(column) for column in zip(*entries))
+        months = local_months(instants, program.info.timezone)
+        due_before = month_first_day(program.expiry.gone_from_month(np.arange(months.max() + 1)))
+        for customer in np.unique(customers):
+            mine = np.flatnonzero(customers == customer)
+            lots: dict[int, int] = {}
+            for kind, amount, lot_month in zip(kinds[mine], points[mine], months[mine]):
+                if amount > 0:
+                    lots[int(lot_month)] = lots.get(int(lot_month), 0) + int(amount)
+                    continue
+                left = -int(amount)
+                for key in sorted(lots):
+                    taken = min(left, lots[key])
+                    lots[key] -= taken
+                    left -= taken
+            active = inactive_before is not None and any(
+                kind in ("earn", "redeem") and instant >= inactive_before
+                for kind, instant in zip(kinds[mine], instants[mine]))
+            inactive = inactive_before is not None and not active
+            gone = sum(left for key, left in lots.items()
+                       if left > 0 and (inactive or (due_before[key] is not None and due_before[key] <= gone_day)))
+            if gone:
+                expected[int(customer)] = gone
+    problems = []
+    recorded = ledger.expired_by_close(run_id)
+    for customer in sorted(set(expected) | set(recorded)):
+        if expected.get(customer, 0) != recorded.get(customer, 0):
+            problems.append(f"customer #{customer}: the close expired {recorded.get(customer, 0)} points, "
+                            f"the replay expires {expected.get(customer, 0)}")
+    before, after = month_end_statuses(ledger, [month - 1, month])
+    moved = np.flatnonzero(before != after)
+    expected_moves = {int(c): (int(before[c]), int(after[c])) for c in moved}
+    recorded_moves = ledger.movements_of(month)
+    for customer in sorted(set(expected_moves) | set(recorded_moves)):
+        if expected_moves.get(customer) != recorded_moves.get(customer):
+            problems.append(f"customer #{customer}: the close recorded the move {recorded_moves.get(customer)}, "
+                            f"the replay gives {expected_moves.get(customer)}")
+    return problems
 
 
 def local_months(instant_us: np.ndarray, timezone: str) -> np.ndarray:

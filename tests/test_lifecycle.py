@@ -6,10 +6,15 @@ import datetime as dt
 
 import pytest
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
 from fidelis.core.jobs import check_ledger, load_files
-from fidelis.core.ledger import Ledger
-from fidelis.core.lifecycle import month_end, parse_month
-from fidelis.core.program import parse_program
+from fidelis.core.ledger import Ledger, LedgerError
+from fidelis.core.lifecycle import month_end, month_start_us, parse_month, replay_close
+from fidelis.core.program import load_program, parse_program
+from fidelis.core.scoring import score_files
+from fidelis.core.synthetic import generate_chain, write_chain
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
 # Verde Club: R1 on Saturday 7 June 2025 earns 120 (10.00 x2 summer weekend + 100 welcome),
@@ -97,3 +102,55 @@ def test_month_end_twice_is_once_and_agrees_with_the_next_receipt(chain, tmp_pat
     status = ledger.db.execute("SELECT tier FROM customer_status").fetchall()
     assert status == [(1,)]
     assert ledger.standing("C1", dt.date(2026, 1, 1)).tier == "Silver"
+
+
+@pytest.mark.parametrize("extra", ["\n[expiry]\nafter_months = 1\n", "\n[expiry]\ninactivity_months = 2\n",
+                                   '\n[expiry]\npolicy = "end_of_next_year"\n'])
+def test_a_replayed_close_reproduces_it(chain, extra):
+    ledger = chain(R1, R2, SILVER, R7, extra=extra)
+    ledger.redeem("C1", 100, "till-1", instant_us=1_751_900_000_000_000)
+    ledger.adjust("C1", 30, "goodwill", instant_us=1_752_000_000_000_000)
+    closes = month_end(ledger, parse_month("2026-12"))
+    assert sum(close.expired_points for close in closes) > 0
+    for close in closes:
+        assert replay_close(ledger, close.month) == [], close.label
+
+
+def test_a_replay_finds_a_tampered_close(chain):
+    ledger = chain(R1, R2, SILVER, R7, extra="\n[expiry]\nafter_months = 1\n")
+    month_end(ledger, parse_month("2025-08"))
+    ledger.db.execute("UPDATE journal SET points = points + 5 WHERE kind = 'expire'")
+    ledger.db.execute("UPDATE tier_movements SET to_tier = 2")
+    problems = replay_close(ledger, parse_month("2025-07")) + replay_close(ledger, parse_month("2025-06"))
+    assert any("the close expired 635 points, the replay expires 640" in p for p in problems), problems
+    assert any("recorded the move (0, 2), the replay gives (0, 1)" in p for p in problems), problems
+    with pytest.raises(LedgerError, match="2025-09 is not closed"):
+        replay_close(ledger, parse_month("2025-09"))
+
+
+def test_status_at_a_close_is_the_tier_of_a_receipt_on_the_next_day(tmp_path):
+    """Close a synthetic chain, then score a probe receipt per customer at the next month's first instant."""
+    files = write_chain(generate_chain(1500, seed=4), tmp_path / "synthetic")
+    with Ledger.create(tmp_path / "s.db", load_program(files["program"])) as ledger:
+        load_files(ledger, [files["receipts"]], customers_file=files["customers"])
+        closes = month_end(ledger, parse_month("2024-09"), block_customers=97)
+        month = closes[-1].month
+        boundary = month_start_us(month + 1, ledger.current_program().program.info.timezone)
+        before = {receipt_id for receipt_id, in ledger.db.execute(
+            "SELECT receipt_id FROM receipts WHERE instant_us < ?", (boundary,))}
+        status = dict(ledger.db.execute(
+            "SELECT customer_id, COALESCE(tier, 0) FROM customers LEFT JOIN customer_status USING (customer_index)"))
+        tier_names = [tier.name for tier in ledger.current_program().program.tiers]
+    rows = pa_csv.read_csv(files["receipts"], convert_options=pa_csv.ConvertOptions(
+        column_types={name: pa.string() for name in ("receipt_id", "customer_id", "amount", "ts")})).to_pylist()
+    history = [row for row in rows if row["receipt_id"] in before]
+    customers = sorted({row["customer_id"] for row in history if row["customer_id"]})
+    at = dt.datetime.fromtimestamp(boundary / 1e6, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    probes = [{**history[0], "receipt_id": f"!probe-{c}", "customer_id": c, "ts": at, "category": "grocery",
+               "qty": 1, "amount": "1.00", "sku": None} for c in customers]
+    probe_file = tmp_path / "probes.csv"
+    pa_csv.write_csv(pa.Table.from_pylist(history + probes), probe_file)
+    scored = score_files(files["program"], [probe_file], files["customers"]).table.to_pylist()
+    probed = {row["customer_id"]: row["tier"] for row in scored if row["receipt_id"].startswith("!probe-")}
+    assert len(probed) == len(customers) > 100
+    assert {c: tier_names[status[c]] for c in customers} == probed
