@@ -154,11 +154,9 @@ def load_files(
         with ledger.write() as connection:
             generation = ledger.advance_state_generation(connection, generation)
             run_id = ledger.start_run(connection, "load", arguments, {str(p): _file_sha256(p) for p in paths})
-            ledger.add_customers(connection, state, stored_customers)
+            ledger.add_customers(connection, state, stored_customers, customers)
             for table, names in vocabulary.items():
                 ledger.vocabulary_ids(connection, table, list(names))
-            if customers is not None:
-                ledger.update_customer_details(connection, customers)
         try:
             writer = _ChunkWriter(ledger, compiled, state, program.version, run_id, generation, chunk_receipts,
                                   summary)

@@ -253,6 +253,11 @@ def _row_bytes(rows: np.ndarray) -> list[bytes]:
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(rows), [None, data]).to_pylist()
 
 
+def _date_text(dates: np.ndarray) -> list[str | None]:
+    """Dates as ISO text, None where unknown."""
+    return pa.array(dates.astype("datetime64[D]"), pa.date32()).cast(pa.string()).to_pylist()
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -481,31 +486,39 @@ class Ledger:
             ),
         )
 
-    def add_customers(self, connection: sqlite3.Connection, state: CustomerState, first_new_index: int) -> None:
-        """Insert customers the state learned since ``first_new_index`` (in index order)."""
-        new_ids = state.customer_ids[first_new_index:]
-        connection.executemany(
-            "INSERT INTO customers (customer_index, customer_id) VALUES (?, ?)",
-            zip(range(first_new_index, first_new_index + len(new_ids)), new_ids),
-        )
+    def add_customers(self, connection: sqlite3.Connection, state: CustomerState, first_new_index: int,
+                      customers=None) -> None:
+        """Insert the customers the state learned since ``first_new_index`` (in index order).
 
-    def update_customer_details(self, connection: sqlite3.Connection, customers) -> None:
-        """Birth date, join date and further attributes from a customers file.
-
-        A value the file leaves empty (or a column it lacks) keeps what the ledger has.
+        With a customers file, new customers are inserted with its birth date, join date and
+        further attributes, and customers already in the ledger are updated from it; a value
+        the file leaves empty (or a column it lacks) keeps what the ledger has.
         """
-        def text(dates: np.ndarray) -> list[str | None]:
-            return pa.array(dates.astype("datetime64[D]"), pa.date32()).cast(pa.string()).to_pylist()
-
-        attributes = (customers.attributes.to_pylist() if customers.attributes is not None
-                      and customers.attributes.num_columns else [{}] * len(customers))
+        new_ids = state.customer_ids[first_new_index:]
+        details: dict[str, tuple] = {}
+        known: list[tuple] = []
+        if customers is not None:
+            attributes = (customers.attributes.to_pylist() if customers.attributes is not None
+                          and customers.attributes.num_columns else [{}] * len(customers))
+            rows = zip(_date_text(customers.birth_date), _date_text(customers.joined_on),
+                       [json.dumps(row, default=str) if row else None for row in attributes],
+                       customers.customer_id.to_pylist())
+            indices = state.index_of(customers.customer_id)
+            for index, row in zip(indices.tolist(), rows):
+                if index >= first_new_index:
+                    details[row[3]] = row[:3]
+                else:
+                    known.append(row)
+        empty = (None, None, None)
+        connection.executemany(
+            "INSERT INTO customers (customer_index, customer_id, birth_date, joined_on, attributes) "
+            "VALUES (?, ?, ?, ?, ?)",
+            ((index, customer_id, *details.get(customer_id, empty))
+             for index, customer_id in enumerate(new_ids, start=first_new_index)),
+        )
         connection.executemany(
             "UPDATE customers SET birth_date = COALESCE(?, birth_date), joined_on = COALESCE(?, joined_on), "
-            "attributes = COALESCE(?, attributes) WHERE customer_id = ?",
-            zip(text(customers.birth_date), text(customers.joined_on),
-                [json.dumps(row, default=str) if row else None for row in attributes],
-                customers.customer_id.to_pylist()),
-        )
+            "attributes = COALESCE(?, attributes) WHERE customer_id = ?", known)
 
     # ---- vocabularies and receipts -------------------------------------------------------
     def vocabulary_ids(self, connection: sqlite3.Connection, table: str, names: list[str]) -> np.ndarray:
