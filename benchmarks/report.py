@@ -23,6 +23,8 @@ RATIO_TARGETS = (
     ("kernel 2 threads (customers partitioned) ≥ 1.7× 1 thread", "test_kernel_2_customer_partitions",
      ("test_kernel_threads[1]",), 1.7),
     ("CSV → scores ≥ 1.2× polars end to end", "test_fidelis_score_files", ("test_polars_pipeline",), 1.2),
+    ("load ≥ 80 % of raw executemany of the same rows", "test_fidelis_load",
+     ("test_raw_executemany_of_the_same_rows",), 0.8),
 )
 #: (description, test name, minimum receipts/s)
 THROUGHPUT_TARGETS = (("kernel 1 thread ≥ 25 M receipts/s", "test_fidelis_kernel_1_thread", 25e6),)

@@ -246,6 +246,15 @@ def m005_month_closes(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID""")
 
 
+@migrations()
+def m006_lots_due_index(db: sqlite_utils.Database) -> None:
+    """Lots that can still expire, by expiry day: a month-end close reads only those due.
+
+    Partial, so programs without expiry (and spent lots) cost nothing to index.
+    """
+    db.execute("CREATE INDEX lots_due ON lots(expires_on) WHERE expires_on IS NOT NULL AND points_remaining > 0")
+
+
 def _row_bytes(rows: np.ndarray) -> list[bytes]:
     """Each row of a 1- or 2-D array as its own bytes value, without a Python loop over rows."""
     width = rows.itemsize * (rows.shape[1] if rows.ndim == 2 else 1)
@@ -806,7 +815,7 @@ class Ledger:
         """
         due = connection.execute(
             "SELECT customer_index, earned_month, points_remaining FROM lots "
-            "WHERE expires_on <= ? AND points_remaining > 0", (gone_day,)).fetchall()
+            "WHERE expires_on IS NOT NULL AND expires_on <= ? AND points_remaining > 0", (gone_day,)).fetchall()
         if inactive_before_us is not None:
             due += connection.execute(
                 "SELECT l.customer_index, l.earned_month, l.points_remaining FROM lots l "
