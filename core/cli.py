@@ -255,8 +255,7 @@ def adjust(ledger_file, customer_id, points, reason) -> None:
     from .ledger import Ledger
 
     with Ledger(ledger_file) as ledger:
-        ledger.adjust(customer_id, points, reason)
-        balance_now = ledger.balance(customer_id)
+        balance_now = ledger.adjust(customer_id, points, reason)
     click.echo(f"{customer_id}: adjusted by {points:+,} points; {balance_now:,} points now")
 
 

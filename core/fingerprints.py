@@ -1,13 +1,15 @@
 """Stable 64-bit hashes of text columns and of whole receipts, computed column-wise.
 
-Two uses, one hash: a bulk load splits its input by receipt id so that each part holds whole
-receipts (any process, any run, puts an id in the same part), and the ledger stores a
-fingerprint of each receipt's content so that a re-sent receipt (skip) can be told from a
-different receipt reusing its id (conflict). Both run over millions of values, so nothing
-here loops in Python per value: a text's hash is a polynomial over its UTF-8 bytes,
-evaluated for a whole Arrow column at once.
+Two uses: a bulk load splits its input by receipt id so that each part holds whole receipts
+(any process, any run, puts an id in the same part), and the ledger stores a fingerprint of
+each receipt's content so that a re-sent receipt (skip) can be told from a different receipt
+reusing its id (conflict). Splitting hashes every input row, so nothing there loops in
+Python per value: a text's hash is a polynomial over its UTF-8 bytes, evaluated for a whole
+Arrow column at once. Fingerprints are stored, so their definition is fixed for good.
 """
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pyarrow as pa
@@ -87,23 +89,42 @@ def _powers(count: int) -> np.ndarray:
     return powers
 
 
+def _blake2b_hashes(names: list[str | None]) -> np.ndarray:
+    return np.array(
+        [0 if name is None else int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
+         for name in names],
+        dtype=np.uint64,
+    )
+
+
+def _per_distinct_text(values: pa.Array) -> np.ndarray:
+    """blake2b of each distinct text, spread over ``values`` (0 for null)."""
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks()
+    table = np.append(_blake2b_hashes(encoded.dictionary.to_pylist()), np.uint64(0))
+    return table[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
+
+
 def receipt_fingerprints(batch: ReceiptBatch) -> np.ndarray:
     """A 64-bit fingerprint of each receipt's content (customer, store, instant, lines).
 
     Compared only between receipts with the same id, to tell a re-sent receipt (skip) from a
-    different receipt reusing an id (conflict); stored as a signed int64. A missing sku adds
-    nothing, so a file without the column fingerprints like one with it left empty.
+    different receipt reusing an id (conflict); stored as a signed int64, so it must never
+    change between releases: texts are hashed with blake2b, once per distinct value. A
+    missing sku adds nothing, so a file without the column fingerprints like one with it
+    left empty.
     """
-    customer_print = text_hashes(batch.customer_id)
-    store_print = text_hashes(pa.array(batch.store_names, pa.string()))[batch.store_code]
+    customer_print = _per_distinct_text(batch.customer_id)
+    store_print = _blake2b_hashes(batch.store_names)[batch.store_code]
     line_count = batch.line_count
     position = np.arange(line_count, dtype=np.int64) - np.repeat(batch.line_offsets[:-1], np.diff(batch.line_offsets))
-    line_print = mix(text_hashes(pa.array(batch.category_names, pa.string()))[batch.line_category_code]
+    line_print = mix(_blake2b_hashes(batch.category_names)[batch.line_category_code]
                      ^ mix(batch.line_qty.astype(np.uint64) + (position.astype(np.uint64) << np.uint64(32)))
                      ^ mix(batch.line_amount_minor.astype(np.uint64) + _BASE))
     if batch.line_sku is not None:
-        sku_print = text_hashes(batch.line_sku)
-        line_print ^= np.where(sku_print != MISSING, mix(sku_print + np.uint64(7)), np.uint64(0))
+        sku_print = _per_distinct_text(batch.line_sku)
+        line_print ^= np.where(sku_print != 0, mix(sku_print + np.uint64(7)), np.uint64(0))
     lines_print = np.zeros(len(batch), dtype=np.uint64)
     has_lines = np.diff(batch.line_offsets) > 0
     if line_count:

@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import pickle
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,9 +39,9 @@ from .errors import InputError, InputProblem
 from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
-from .localtime import local_calendar, month_first_day
+from .localtime import local_calendar, month_first_day, month_label
 from .scores import Scores
-from .staging import PART_ROWS, stage_receipts
+from .staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
 from .state import CustomerState
 
 #: Receipts committed per transaction: bounds what a crash can cost and the memory of a chunk.
@@ -120,6 +119,7 @@ def load_files(
         state.register_customers(customers)
 
     summary = LoadSummary()
+    remove_stale_scratch(ledger.path.parent)
     with tqdm(desc="reading", unit=" rows", unit_scale=True, disable=not progress) as reading, \
             _timed(summary, "reading"):
         staged = stage_receipts(paths, timezone=info.timezone, minor_units=info.minor_units, part_rows=part_rows,
@@ -237,7 +237,7 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
                    f"receipt {receipt_id!r}: a different receipt with this id is already in the ledger (conflict)")
 
     # history is never rewritten: receipts before their customer's last scored one are late
-    customer_index = state.index_of(batch.customer_id)
+    customer_index = state.known_indices(batch.customer_id)
     known = customer_index >= 0
     last_instant = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
     last_instant[known] = state.records["last_instant_us"][customer_index[known]]
@@ -251,6 +251,15 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
         refuse(position, "ts",
                f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) comes before customer "
                f"{customer_id}'s last loaded receipt ({_utc(last_instant[position])}); history is not rescored")
+    # nor is a closed month: its expiry, statuses and movements are recorded
+    closed = ledger.last_closed_month()
+    if closed is not None:
+        in_closed = keep & ~late & (batch.local_month <= closed)
+        for position in np.flatnonzero(in_closed):
+            refuse(position, "ts", f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) is in a "
+                                   f"month already closed (months up to {month_label(closed)} are); history is "
+                                   "not rescored")
+        late |= in_closed
     summary.late_receipts += int(late.sum())
 
     summary.add_problems(problems)
@@ -270,7 +279,7 @@ class _Shards:
         self.shard_count = shard_count
         self.receipt_count = 0
         self._kept: list[ReceiptBatch] = []
-        self._folder = None if shard_count == 1 else Path(tempfile.mkdtemp(prefix=".fidelis-shards-", dir=scratch))
+        self._folder = None if shard_count == 1 else scratch_folder("shards", scratch)
 
     def add(self, batch: ReceiptBatch, customer_index: np.ndarray) -> None:
         self.receipt_count += len(batch)

@@ -439,14 +439,17 @@ class Ledger:
         Scoring reads customer state before writing what it scored; if another process
         wrote state in between, this run's scores rest on a stale history and must not land.
         """
-        current = connection.execute("SELECT value FROM ledger_meta WHERE key = 'state_generation'").fetchone()[0]
-        if current != expected:
-            raise LedgerError(
-                f"{self.path}: another process wrote to the ledger while this load was running; nothing of "
-                "this load's last step was written — run it again (what is already loaded is skipped)"
-            )
+        self.check_state_generation(
+            connection, expected, "another process wrote to the ledger while this load was running; nothing of "
+            "this load's last step was written — run it again (what is already loaded is skipped)")
         connection.execute("UPDATE ledger_meta SET value = ? WHERE key = 'state_generation'", (expected + 1,))
         return expected + 1
+
+    def check_state_generation(self, connection: sqlite3.Connection, expected: int, message: str) -> None:
+        """Inside a write: refuse, with ``message``, if customer state moved since ``expected``."""
+        current = connection.execute("SELECT value FROM ledger_meta WHERE key = 'state_generation'").fetchone()[0]
+        if current != expected:
+            raise LedgerError(f"{self.path}: {message}")
 
 
     def load_state(self, state: CustomerState) -> None:
@@ -700,8 +703,10 @@ class Ledger:
                 (reference,)).fetchone()
             if done is not None:
                 if (done[1], done[2]) != (index, points):
+                    made_for = self.db.execute("SELECT customer_id FROM customers WHERE customer_index = ?",
+                                               (done[1],)).fetchone()[0]
                     raise IdempotencyConflict(
-                        f"redemption {reference!r} was already made for {done[2]} points by another request; "
+                        f"redemption {reference!r} was already made for {done[2]} points of customer {made_for!r}; "
                         "use a new reference for a new redemption")
                 return Redemption(customer_id, points, reference, done[0], self._balance(connection, index), True)
             balance = self._balance(connection, index)
@@ -714,7 +719,7 @@ class Ledger:
             return Redemption(customer_id, points, reference, entry_id, balance - points, False)
 
     def adjust(self, customer_id: str, points: int, reason: str, *, instant_us: int | None = None) -> int:
-        """A manual correction (goodwill, a fixed error): a journal ``adjust`` entry; its id.
+        """A manual correction (goodwill, a fixed error): a journal ``adjust`` entry; the new balance.
 
         Points added go to the lot of the current month; points taken come from the oldest
         lots, and never below zero.
@@ -739,10 +744,10 @@ class Ledger:
                     "VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT(customer_index, earned_month) DO UPDATE SET "
                     "points_earned = points_earned + ?3, points_remaining = points_remaining + ?3",
                     (index, month, points, expires))
-            return connection.execute(
+            connection.execute(
                 "INSERT INTO journal (customer_index, kind, points, instant_us, reference, note) "
-                "VALUES (?, 'adjust', ?, ?, ?, ?)", (index, points, instant_us, f"adjust-{instant_us}", reason)
-            ).lastrowid
+                "VALUES (?, 'adjust', ?, ?, ?, ?)", (index, points, instant_us, f"adjust-{instant_us}", reason))
+            return self._balance(connection, index)
 
     @staticmethod
     def _balance(connection: sqlite3.Connection, index: int) -> int:
@@ -767,13 +772,16 @@ class Ledger:
     # ---- month-end ---------------------------------------------------------------------
     def next_month_to_close(self) -> int | None:
         """The month after the last close, or the month of the first receipt; None if no receipts."""
-        last = self.db.execute("SELECT MAX(month) FROM month_closes").fetchone()[0]
+        last = self.last_closed_month()
         if last is not None:
             return last + 1
         first = self.db.execute("SELECT MIN(instant_us) FROM receipts").fetchone()[0]
         if first is None:
             return None
         return _local_month(first, self.current_program().program.info.zone())
+
+    def last_closed_month(self) -> int | None:
+        return self.db.execute("SELECT MAX(month) FROM month_closes").fetchone()[0]
 
     @staticmethod
     def month_closed(connection: sqlite3.Connection, month: int) -> bool:
@@ -806,23 +814,25 @@ class Ledger:
                                "ORDER BY month").fetchall()
 
     @staticmethod
-    def expire_lots(connection: sqlite3.Connection, gone_day: int, inactive_before_us: int | None, at_us: int,
-                    reference: str, run_id: int) -> dict[int, int]:
-        """Expire due lots and, where given, all lots of inactive customers; points per customer.
+    def expire_lots(connection: sqlite3.Connection, month: int, gone_day: int, inactive_before_us: int | None,
+                    at_us: int, reference: str, run_id: int) -> dict[int, int]:
+        """Expire, at the close of ``month``, due lots and all lots of inactive customers.
 
-        Due: the lot's expiry day is ``gone_day`` or earlier. Inactive: no earn or redemption at
-        or after ``inactive_before_us``. One ``expire`` entry per customer, at ``at_us``.
+        Due: the lot's expiry day is ``gone_day`` or earlier. Inactive: no earn or redemption
+        from ``inactive_before_us`` to the month's end ``at_us``. Only lots earned by the end
+        of ``month`` count, whenever the close runs. One ``expire`` entry per customer, at
+        ``at_us``; returns the points taken per customer.
         """
         due = connection.execute(
-            "SELECT customer_index, earned_month, points_remaining FROM lots "
-            "WHERE expires_on IS NOT NULL AND expires_on <= ? AND points_remaining > 0", (gone_day,)).fetchall()
+            "SELECT customer_index, earned_month, points_remaining FROM lots WHERE expires_on IS NOT NULL "
+            "AND expires_on <= ? AND points_remaining > 0 AND earned_month <= ?", (gone_day, month)).fetchall()
         if inactive_before_us is not None:
             due += connection.execute(
                 "SELECT l.customer_index, l.earned_month, l.points_remaining FROM lots l "
-                "WHERE l.points_remaining > 0 AND (l.expires_on IS NULL OR l.expires_on > ?) AND NOT EXISTS ("
-                "SELECT 1 FROM journal j WHERE j.customer_index = l.customer_index "
-                "AND (j.kind = 'earn' OR j.kind = 'redeem') AND j.instant_us >= ?)",
-                (gone_day, inactive_before_us)).fetchall()
+                "WHERE l.points_remaining > 0 AND l.earned_month <= ? AND (l.expires_on IS NULL OR l.expires_on > ?) "
+                "AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.customer_index = l.customer_index "
+                "AND (j.kind = 'earn' OR j.kind = 'redeem') AND j.instant_us >= ? AND j.instant_us <= ?)",
+                (month, gone_day, inactive_before_us, at_us)).fetchall()
         connection.executemany("UPDATE lots SET points_remaining = 0 WHERE customer_index = ? AND earned_month = ?",
                                [(customer, month) for customer, month, _ in due])
         expired: dict[int, int] = {}

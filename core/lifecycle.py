@@ -28,7 +28,7 @@ from tqdm import tqdm
 from . import kernel
 from .compiled import compile_program
 from .ledger import Ledger, LedgerError
-from .localtime import local_calendar, local_to_instant_us, month_first_day
+from .localtime import local_calendar, local_to_instant_us, month_first_day, month_label
 from .state import CustomerState
 
 #: Customers replayed at once when their status must be recomputed from their receipts.
@@ -48,11 +48,6 @@ class MonthClose:
     @property
     def label(self) -> str:
         return month_label(self.month)
-
-
-def month_label(month: int) -> str:
-    """``YYYY-MM`` of a local month number."""
-    return f"{1970 + month // 12:04d}-{month % 12 + 1:02d}"
 
 
 def parse_month(text: str) -> int:
@@ -79,15 +74,21 @@ def last_completed_month(timezone: str, today: dt.date | None = None) -> int:
 
 
 def month_end(ledger: Ledger, through_month: int | None = None, *, progress: bool = False,
-              block_customers: int = BLOCK_CUSTOMERS) -> list[MonthClose]:
+              block_customers: int = BLOCK_CUSTOMERS, today: dt.date | None = None) -> list[MonthClose]:
     """Close every month not yet closed up to ``through_month`` (default: the last completed one).
 
     The first month closed is the month of the ledger's first receipt (or the month after
-    the last close). Returns what each close did; an empty list when all were closed.
+    the last close). A month that has not ended by ``today`` (default: today in the chain's
+    time zone) is refused. Returns what each close did; an empty list when all were closed.
     """
     program = ledger.current_program().program
     timezone = program.info.timezone
-    through_month = last_completed_month(timezone) if through_month is None else through_month
+    completed = last_completed_month(timezone, today)
+    through_month = completed if through_month is None else through_month
+    if through_month > completed:
+        raise LedgerError(f"{month_label(through_month)} has not ended yet (the last completed month is "
+                          f"{month_label(completed)}); a month is closed once, after it ends")
+    generation = ledger.state_generation()
     first = ledger.next_month_to_close()
     if first is None or first > through_month:
         return []
@@ -97,7 +98,7 @@ def month_end(ledger: Ledger, through_month: int | None = None, *, progress: boo
     run_arguments = {"through": month_label(through_month)}
     for month, tiers in tqdm(zip(months, statuses), total=len(months), desc="closing", unit=" months",
                              disable=not progress):
-        closes.append(_close(ledger, month, tiers, run_arguments))
+        closes.append(_close(ledger, month, tiers, run_arguments, generation))
     return closes
 
 
@@ -142,7 +143,7 @@ def month_end_statuses(ledger: Ledger, months: list[int], *, block_customers: in
     return result
 
 
-def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict) -> MonthClose:
+def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict, generation: int) -> MonthClose:
     """Expire, record movements and the close of one month, in one transaction."""
     program = ledger.current_program().program
     end_us = month_start_us(month + 1, program.info.timezone) - 1
@@ -152,9 +153,12 @@ def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict) -
     with ledger.write() as connection:
         if ledger.month_closed(connection, month):
             raise LedgerError(f"{month_label(month)} was closed meanwhile by another process; run again")
+        # statuses were computed from the receipts as they were when this run started
+        ledger.check_state_generation(connection, generation, "receipts were loaded while month-end ran; run it "
+                                      "again (the months it closed stay closed)")
         run_id = ledger.start_run(connection, "month-end", {**run_arguments, "month": month_label(month)}, {})
         journal_before = ledger.journal_end(connection)
-        expired = ledger.expire_lots(connection, gone_day, inactive_before, end_us,
+        expired = ledger.expire_lots(connection, month, gone_day, inactive_before, end_us,
                                      f"expiry {month_label(month)}", run_id)
         movements = ledger.record_status(connection, month, tiers)
         close = MonthClose(month, sum(expired.values()), len(expired), movements)
@@ -186,32 +190,32 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
     run_id, journal_before = record
     program = ledger.current_program().program
     gone_day, inactive_before = _expiry_rule(program, month)
-    entries = ledger.journal_entries(journal_before)
+    end_us = month_start_us(month + 1, program.info.timezone) - 1
     expected: dict[int, int] = {}
+    entries = ledger.journal_entries(journal_before)  # by customer, then entry
     if entries:
         customers, kinds, points, instants, _ = (np.array(column) for column in zip(*entries))
         months = local_months(instants, program.info.timezone)
-        due_before = month_first_day(program.expiry.gone_from_month(np.arange(months.max() + 1)))
-        for customer in np.unique(customers):
-            mine = np.flatnonzero(customers == customer)
+        due_on = month_first_day(program.expiry.gone_from_month(np.arange(months.max() + 1)))
+        starts = np.flatnonzero(np.r_[True, customers[1:] != customers[:-1]])
+        for first, stop in zip(starts, np.r_[starts[1:], len(customers)]):
             lots: dict[int, int] = {}
-            for kind, amount, lot_month in zip(kinds[mine], points[mine], months[mine]):
-                if amount > 0:
-                    lots[int(lot_month)] = lots.get(int(lot_month), 0) + int(amount)
+            for amount, lot_month in zip(points[first:stop].tolist(), months[first:stop].tolist()):
+                if amount > 0:  # earned or added: the lot of its local month
+                    lots[lot_month] = lots.get(lot_month, 0) + amount
                     continue
-                left = -int(amount)
+                left = -amount  # redeemed, taken or expired: the oldest lots first
                 for key in sorted(lots):
                     taken = min(left, lots[key])
                     lots[key] -= taken
                     left -= taken
-            active = inactive_before is not None and any(
-                kind in ("earn", "redeem") and instant >= inactive_before
-                for kind, instant in zip(kinds[mine], instants[mine]))
-            inactive = inactive_before is not None and not active
-            gone = sum(left for key, left in lots.items()
-                       if left > 0 and (inactive or (due_before[key] is not None and due_before[key] <= gone_day)))
+            inactive = inactive_before is not None and not any(
+                kind in ("earn", "redeem") and inactive_before <= instant <= end_us
+                for kind, instant in zip(kinds[first:stop], instants[first:stop]))
+            gone = sum(left for key, left in lots.items() if left > 0 and key <= month and (
+                inactive or (due_on[key] is not None and due_on[key] <= gone_day)))
             if gone:
-                expected[int(customer)] = gone
+                expected[int(customers[first])] = gone
     problems = []
     recorded = ledger.expired_by_close(run_id)
     for customer in sorted(set(expected) | set(recorded)):

@@ -226,3 +226,8 @@ def month_first_day(month: np.ndarray) -> np.ndarray:
     month = np.asarray(month, dtype=np.int64)
     days = (np.datetime64("1970-01", "M") + month.clip(0)).astype("datetime64[D]").astype(np.int64)
     return np.where(month >= 0, days.astype(object), None)
+
+
+def month_label(month: int) -> str:
+    """``YYYY-MM`` of a local month number."""
+    return f"{1970 + month // 12:04d}-{month % 12 + 1:02d}"

@@ -14,6 +14,7 @@ still name the file and row.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ def stage_receipts(
     if part_count == 1:
         staged = _in_memory(paths, timezone=timezone, minor_units=minor_units, progress=progress)
     else:
-        folder = Path(tempfile.mkdtemp(prefix=".fidelis-load-", dir=scratch))
+        folder = scratch_folder("load", scratch)
         try:
             staged = _split(paths, part_count, folder, part_rows=part_rows, timezone=timezone,
                             minor_units=minor_units, progress=progress)
@@ -118,6 +119,26 @@ def stage_receipts(
         staged.close()
         raise InputError(staged.unusable)
     return staged
+
+
+def scratch_folder(kind: str, directory: str | Path | None) -> Path:
+    """A new scratch folder named for this process, so a later run can tell it was left behind."""
+    return Path(tempfile.mkdtemp(prefix=f".fidelis-{kind}-{os.getpid()}-", dir=directory))
+
+
+def remove_stale_scratch(directory: str | Path) -> None:
+    """Remove scratch folders of processes that no longer run (a load killed mid-way)."""
+    for folder in Path(directory).glob(".fidelis-*-*-*"):
+        try:
+            pid = int(folder.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
 
 
 def _in_memory(paths: list[Path], *, timezone: str, minor_units: int, progress) -> StagedInput:

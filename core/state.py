@@ -130,6 +130,16 @@ class CustomerState:
         codes = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
         return unique_index[codes]
 
+    def known_indices(self, customer_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Dense indices of known customers (int32), -1 for unknown ids and for null; registers nothing."""
+        array = customer_ids.combine_chunks() if isinstance(customer_ids, pa.ChunkedArray) else customer_ids
+        encoded = pc.dictionary_encode(array)
+        index = self._index
+        found = np.fromiter((index.get(customer_id, -1) for customer_id in encoded.dictionary.to_pylist()),
+                            dtype=np.int32, count=len(encoded.dictionary))
+        found = np.append(found, np.int32(-1))
+        return found[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
+
     def lookup(self, customer_id: str) -> int | None:
         """The dense index of a known customer, or None."""
         return self._index.get(customer_id)

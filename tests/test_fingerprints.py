@@ -62,3 +62,13 @@ def test_fingerprints_see_every_fact_of_a_receipt(make_batch):
     two = [base, ("R1", "C1", "S1", "2025-06-07T10:00", "baby", 2, "3.00")]
     assert receipt_fingerprints(make_batch(two))[0] != receipt_fingerprints(make_batch(two[::-1]))[0]
     assert receipt_fingerprints(make_batch([base]))[0] == receipt_fingerprints(make_batch([base]))[0]
+
+
+def test_receipt_fingerprints_are_pinned(make_batch):
+    """Ledgers store them: a release that changed them would turn every re-sent receipt into a conflict."""
+    batch = make_batch([("R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "10.00"),
+                        ("R1", "C1", "S1", "2025-06-07T10:00", "baby", 2, "3.00"),
+                        ("R2", None, "S2", "2025-06-08T10:00", "fuel", 1, "50.00")])
+    assert receipt_fingerprints(batch).tolist() == [4786257829567632394, -8225751078337332097]
+    batch.line_sku = pa.array(["A", None, "Z"])
+    assert receipt_fingerprints(batch).tolist() == [7238265616124412493, 2810599202919384948]

@@ -570,3 +570,20 @@ def test_concurrent_redemptions_never_overdraw(three_lots):
     assert all("has 40 points; 50 cannot be redeemed" in err for code, err in results if code != 0), results
     assert three_lots.balance("C1") == 40 and min(points for _, points in lots_of(three_lots)) >= 0
     assert check_ledger(three_lots) == []
+
+
+def test_receipts_refused_create_no_customers(ledger, load, write_receipts):
+    load(ledger, [write_receipts("a.csv", R1)])
+    changed = ["R1", "C9", "S1", "2025-06-07T10:00", "grocery", 1, "99.00"]  # R1 again, another customer
+    summary = load(ledger, [write_receipts("b.csv", changed, R3)], skip_bad=True)
+    assert (summary.conflicts, summary.new_customers) == (1, 1)
+    assert [row[0] for row in ledger.db.execute("SELECT customer_id FROM customers ORDER BY customer_index")] == [
+        "C1", "C2"]
+
+
+def test_scratch_left_by_a_killed_load_is_removed_by_the_next(ledger, write_receipts):
+    stale = ledger.path.parent / ".fidelis-load-999999999-abc"  # no such process
+    stale.mkdir()
+    (stale / "part0-file0.arrow").write_bytes(b"x")
+    load_files(ledger, [write_receipts("a.csv", R1)])
+    assert not stale.exists()

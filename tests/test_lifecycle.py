@@ -9,9 +9,11 @@ import pytest
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from fidelis.core import lifecycle
+from fidelis.core.errors import InputError
 from fidelis.core.jobs import check_ledger, load_files
 from fidelis.core.ledger import Ledger, LedgerError
-from fidelis.core.lifecycle import month_end, month_start_us, parse_month, replay_close
+from fidelis.core.lifecycle import month_start_us, parse_month, replay_close
 from fidelis.core.program import load_program, parse_program
 from fidelis.core.scoring import score_files
 from fidelis.core.synthetic import generate_chain, write_chain
@@ -24,6 +26,14 @@ R1 = ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "10.00"]
 R2 = ["R2", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "20.00"]
 R7 = ["R7", "C1", "S1", "2025-07-01T10:00", "grocery", 1, "100.00"]
 SILVER = ["R3", "C1", "S1", "2025-06-10T10:00", "grocery", 1, "500.00"]
+
+
+#: The stories run to 2027; "today" for their closes is after all of them.
+LATER = dt.date(2030, 1, 1)
+
+
+def month_end(ledger: Ledger, through_month: int, **options):
+    return lifecycle.month_end(ledger, through_month, today=options.pop("today", LATER), **options)
 
 
 @pytest.fixture
@@ -154,3 +164,65 @@ def test_status_at_a_close_is_the_tier_of_a_receipt_on_the_next_day(tmp_path):
     probed = {row["customer_id"]: row["tier"] for row in scored if row["receipt_id"].startswith("!probe-")}
     assert len(probed) == len(customers) > 100
     assert {c: tier_names[status[c]] for c in customers} == probed
+
+
+JANUARY = ["J1", "C1", "S1", "2025-01-10T10:00", "grocery", 1, "10.00"]  # 10 + welcome 100
+COMEBACK = ["F1", "C1", "S1", "2026-02-02T10:00", "grocery", 1, "10.00"]  # 10
+
+
+@pytest.mark.parametrize("one_run", [True, False], ids=["catching-up", "month-by-month"])
+def test_inactivity_is_judged_within_the_month_closed_whenever_the_close_runs(chain, one_run):
+    ledger = chain(JANUARY, COMEBACK, extra="\n[expiry]\ninactivity_months = 12\n")
+    ledger.adjust("C1", 50, "goodwill", instant_us=1_770_033_600_000_000)  # 2 February 2026, before the close
+    months = [parse_month("2026-02")] if one_run else range(parse_month("2025-01"), parse_month("2026-02") + 1)
+    for month in months:
+        month_end(ledger, month)
+    # February 2025 … January 2026 without activity: January 2025's 110 expire at January's
+    # close; February 2026's points (the comeback, the goodwill) are not January's to expire
+    assert expired(ledger) == [("C1", -110, "expiry 2026-01")]
+    assert ledger.balance("C1") == 60 and check_ledger(ledger) == []
+    assert replay_close(ledger, parse_month("2026-01")) == []
+
+
+def test_receipts_in_a_closed_month_are_late(chain, tmp_path):
+    ledger = chain(R1, R2)
+    month_end(ledger, parse_month("2025-07"))
+    late = tmp_path / "late.csv"
+    with late.open("w", newline="") as handle:
+        csv.writer(handle).writerows([HEADER, ["N1", "C2", "S1", "2025-07-31T10:00", "grocery", 1, "5.00"],
+                                      ["N2", "C2", "S1", "2025-08-01T10:00", "grocery", 1, "5.00"]])
+    with pytest.raises(InputError, match=r"'N1' .* is in a month already closed \(months up to 2025-07 are\)"):
+        load_files(ledger, [late])
+    summary = load_files(ledger, [late], skip_bad=True)
+    assert (summary.receipts_loaded, summary.late_receipts) == (1, 1)
+
+
+def test_month_end_refuses_months_that_have_not_ended(chain):
+    ledger = chain(R1)
+    with pytest.raises(LedgerError, match="2025-08 has not ended yet"):
+        month_end(ledger, parse_month("2025-08"), today=dt.date(2025, 8, 31))
+    with pytest.raises(LedgerError, match="has not ended yet"):  # today in the chain's time zone
+        lifecycle.month_end(ledger, parse_month("2199-01"))
+    assert ledger.closes() == []
+
+
+def test_a_load_during_month_end_stops_the_close(chain, tmp_path, monkeypatch):
+    ledger = chain(R1, R2)
+    more = tmp_path / "more.csv"
+    with more.open("w", newline="") as handle:
+        csv.writer(handle).writerows([HEADER, SILVER])
+    real = lifecycle.month_end_statuses
+
+    def statuses_then_a_load(*args, **kwargs):
+        found = real(*args, **kwargs)
+        with Ledger(ledger.path) as other:
+            load_files(other, [more])
+        return found
+
+    monkeypatch.setattr(lifecycle, "month_end_statuses", statuses_then_a_load)
+    with pytest.raises(LedgerError, match="receipts were loaded while month-end ran; run it again"):
+        month_end(ledger, parse_month("2025-06"))
+    monkeypatch.setattr(lifecycle, "month_end_statuses", real)
+    assert ledger.closes() == []
+    [june] = month_end(ledger, parse_month("2025-06"))
+    assert june.movements == 1 and replay_close(ledger, june.month) == []
