@@ -296,6 +296,29 @@ def month_end(ledger_file, as_of, replay_month, quiet) -> None:
                    f"{close.movements:,} tier movements")
 
 
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--month", required=True, metavar="YYYY-MM", help="The local month to report.")
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the CSV files and the PNG plot (default: print the summary only).")
+def report(ledger_file, month, output_dir) -> None:
+    """The month-end report: points issued, redeemed, expired; liability; customers; tier moves.
+
+    Example: fidelis report chain.db --month 2025-12 -o reports/
+    """
+    from .ledger import Ledger
+    from .lifecycle import parse_month
+    from .reports import month_report, write_report
+
+    with Ledger(ledger_file) as ledger:
+        figures = month_report(ledger, parse_month(month))
+    click.echo(figures.summary())
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for path in write_report(figures, output_dir):
+            click.echo(f"wrote {path}")
+
+
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def export() -> None:
     """Export tables from a ledger."""

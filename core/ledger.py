@@ -876,6 +876,41 @@ class Ledger:
         connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now') WHERE run_id = ?",
                            (run_id,))
 
+    # ---- report figures ----------------------------------------------------------------
+    def journal_flows(self, start_us: int | None, end_us: int) -> dict[str, int]:
+        """Points of the journal entries dated in [start, end), by kind (from the start when None)."""
+        return dict(self.db.execute(
+            "SELECT kind, SUM(points) FROM journal WHERE instant_us >= ? AND instant_us < ? GROUP BY kind",
+            (-(2**63) if start_us is None else start_us, end_us)).fetchall())
+
+    def outstanding_points(self, end_us: int) -> int:
+        """Every balance summed at an instant: the points the program owes."""
+        return self.db.execute("SELECT COALESCE(SUM(points), 0) FROM journal WHERE instant_us < ?",
+                               (end_us,)).fetchone()[0]
+
+    def customer_activity(self, start_us: int, end_us: int, look_back_us: int, recent_us: int) -> dict[str, int]:
+        """Active (a receipt in [start, end)), new (first receipt in it) and lapsed customers
+        (last receipt before ``end`` in [look_back, recent))."""
+        active = self.db.execute(
+            "SELECT COUNT(DISTINCT customer_index) FROM receipts WHERE customer_index IS NOT NULL "
+            "AND instant_us >= ? AND instant_us < ?", (start_us, end_us)).fetchone()[0]
+        new = self.db.execute(
+            "SELECT COUNT(*) FROM (SELECT MIN(instant_us) AS first FROM receipts WHERE customer_index IS NOT NULL "
+            "GROUP BY customer_index) WHERE first >= ? AND first < ?", (start_us, end_us)).fetchone()[0]
+        lapsed = self.db.execute(
+            "SELECT COUNT(*) FROM (SELECT MAX(instant_us) AS last FROM receipts WHERE customer_index IS NOT NULL "
+            "AND instant_us < ? GROUP BY customer_index) WHERE last >= ? AND last < ?",
+            (end_us, look_back_us, recent_us)).fetchone()[0]
+        return {"active": active, "new": new, "lapsed": lapsed}
+
+    def sales_split(self, start_us: int, end_us: int) -> tuple[int, int]:
+        """(sales on receipts with a customer, all sales) in [start, end), minor units."""
+        identified, total = self.db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN customer_index IS NOT NULL THEN amount_minor END), 0), "
+            "COALESCE(SUM(amount_minor), 0) FROM receipts WHERE instant_us >= ? AND instant_us < ?",
+            (start_us, end_us)).fetchone()
+        return identified, total
+
     # ---- queries -----------------------------------------------------------------------
     def customer_index(self, customer_id: str) -> int:
         row = self.db.execute("SELECT customer_index FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from fidelis.core import lifecycle
+from fidelis.core import lifecycle, reports
 from fidelis.core.errors import InputError
 from fidelis.core.jobs import check_ledger, load_files
 from fidelis.core.ledger import Ledger, LedgerError
@@ -226,3 +227,27 @@ def test_a_load_during_month_end_stops_the_close(chain, tmp_path, monkeypatch):
     assert ledger.closes() == []
     [june] = month_end(ledger, parse_month("2025-06"))
     assert june.movements == 1 and replay_close(ledger, june.month) == []
+
+
+def test_the_month_end_report_by_hand(chain, tmp_path):
+    program = "\n[expiry]\nafter_months = 1\n[redemption]\npoint_value = \"0.01\"\n"
+    anonymous = ["A1", "", "S1", "2025-07-02T10:00", "grocery", 1, "40.00"]
+    ledger = chain(R1, R2, SILVER, R7, anonymous, extra=program)
+    ledger.redeem("C1", 100, "till-1", instant_us=1_751_900_000_000_000)  # 7 July 2025
+    ledger.adjust("C1", 30, "goodwill", instant_us=1_752_000_000_000_000)  # 8 July 2025
+    month_end(ledger, parse_month("2025-07"))
+    report = reports.month_report(ledger, parse_month("2025-07"))
+    # June: 120 + 20 + 500 (Base; Silver from the next receipt) = 640; July: R7 at Silver 125.
+    # The July close expires what is left of June's lot: 640 - 100 redeemed = 540.
+    assert report.points == {"issued": 125, "redeemed": 100, "expired": 540, "reversed": 0, "adjusted": 30}
+    assert report.outstanding_points == 640 + 125 - 100 - 540 + 30 == ledger.balance("C1")
+    assert report.outstanding_value == Decimal("1.55")
+    assert report.breakage_rate == pytest.approx(540 / 765)
+    assert report.customers == {"active": 1, "new": 0, "lapsed": 0}
+    assert report.identified_share == pytest.approx(100 / 140)
+    assert report.moves.tolist() == [[0, 0, 0], [0, 0, 0], [0, 0, 0]]  # the move to Silver was June's
+    assert reports.month_report(ledger, parse_month("2025-06")).moves[0, 1] == 1
+    written = reports.write_report(report, tmp_path)
+    assert [path.name for path in written] == ["report-2025-07.csv", "tier-movements-2025-07.csv", "report-2025-07.png"]
+    assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "outstanding: 155 points (1.55 RON)" in report.summary()

@@ -1,0 +1,170 @@
+"""The month-end report: what the program issued, what it owes, how customers moved.
+
+Finance reads the points figures and the liability; the loyalty team the movements and the
+customer counts. Every figure comes from the ledger's own tables (the journal for points,
+receipts for customers and sales, the month's close for tier movements), so the report
+agrees with balances and with ``fidelis check``. Written as CSV files and PNG plots, with a
+short summary for the terminal.
+
+Definitions:
+
+- *issued*, *redeemed*, *expired*, *reversed*, *adjusted*: the journal entries of each kind
+  dated in the month (points, expiries as positive numbers);
+- *outstanding*: the sum of every balance at the month's end, in points and, with
+  ``[redemption] point_value``, in currency;
+- *breakage rate*: points expired so far ÷ points issued so far (through the month's end);
+- *active*: customers with a receipt in the month; *new*: whose first receipt is in it;
+  *lapsed*: who bought in the twelve months before the last three but not in those three
+  (the month included);
+- *identified share*: the share of the month's sales (all lines, in minor units) on
+  receipts with a customer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .io import write_table
+from .ledger import Ledger, LedgerError
+from .localtime import month_label
+
+#: Months without a purchase after which a customer counts as lapsed, and the look-back before them.
+LAPSED_AFTER_MONTHS = 3
+LOOK_BACK_MONTHS = 12
+
+
+@dataclass
+class MonthReport:
+    month: int
+    currency: str
+    points: dict[str, int]
+    outstanding_points: int
+    #: None when the program gives no point value
+    outstanding_value: Decimal | None
+    breakage_rate: float | None
+    customers: dict[str, int]
+    identified_share: float | None
+    tier_names: list[str]
+    #: moves[from][to] = customers; None when the month is not closed yet
+    moves: np.ndarray | None = field(default=None)
+
+    @property
+    def label(self) -> str:
+        return month_label(self.month)
+
+    def summary(self) -> str:
+        """The report as a person reads it in a terminal."""
+        points = self.points
+        lines = [f"Month-end report {self.label}",
+                 "  points: " + ", ".join(f"{kind} {value:,}" for kind, value in points.items())]
+        value = "" if self.outstanding_value is None else f" ({self.outstanding_value:,} {self.currency})"
+        lines.append(f"  outstanding: {self.outstanding_points:,} points{value}")
+        if self.breakage_rate is not None:
+            lines.append(f"  breakage rate to date: {self.breakage_rate:.1%}")
+        lines.append("  customers: " + ", ".join(f"{kind} {count:,}" for kind, count in self.customers.items()))
+        if self.identified_share is not None:
+            lines.append(f"  sales by identified customers: {self.identified_share:.1%}")
+        if self.moves is None:
+            lines.append("  tier movements: the month is not closed yet (fidelis month-end)")
+        else:
+            moved = int(self.moves.sum())
+            lines.append(f"  tier movements: {moved:,} customers moved")
+            for source, row in enumerate(self.moves):
+                for target, count in enumerate(row):
+                    if count:
+                        lines.append(f"    {self.tier_names[source]} → {self.tier_names[target]}: {int(count):,}")
+        return "\n".join(lines)
+
+
+def month_report(ledger: Ledger, month: int) -> MonthReport:
+    """Every figure of the report for one local month (see the module docstring)."""
+    from .lifecycle import month_start_us
+
+    program = ledger.current_program().program
+    timezone = program.info.timezone
+    start_us, end_us = month_start_us(month, timezone), month_start_us(month + 1, timezone)
+    flows = ledger.journal_flows(start_us, end_us)
+    points = {"issued": flows.get("earn", 0), "redeemed": -flows.get("redeem", 0),
+              "expired": -flows.get("expire", 0), "reversed": -flows.get("reverse", 0),
+              "adjusted": flows.get("adjust", 0)}
+    outstanding = ledger.outstanding_points(end_us)
+    value = None
+    if program.redemption.point_value is not None:
+        value = (outstanding * program.redemption.point_value).quantize(Decimal(1).scaleb(-program.info.minor_units))
+    to_date = ledger.journal_flows(None, end_us)
+    issued_to_date = to_date.get("earn", 0)
+    breakage = -to_date.get("expire", 0) / issued_to_date if issued_to_date else None
+    look_back = month_start_us(month - LAPSED_AFTER_MONTHS - LOOK_BACK_MONTHS + 1, timezone)
+    recent = month_start_us(month - LAPSED_AFTER_MONTHS + 1, timezone)
+    customers = ledger.customer_activity(start_us, end_us, look_back, recent)
+    identified, total = ledger.sales_split(start_us, end_us)
+    tier_names = [tier.name for tier in program.tiers]
+    moves = None
+    if ledger.close_record(month) is not None:
+        moves = np.zeros((len(tier_names), len(tier_names)), dtype=np.int64)
+        for source, target in ledger.movements_of(month).values():
+            moves[source, target] += 1
+    return MonthReport(month, program.info.currency, points, outstanding, value, breakage, customers,
+                       identified / total if total else None, tier_names, moves)
+
+
+def write_report(report: MonthReport, folder: str | Path) -> list[Path]:
+    """The report as CSV files and PNG plots in ``folder``; the paths written."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LedgerError(f"{folder}: the folder does not exist")
+    written = []
+    figures = {**{f"points_{kind}": value for kind, value in report.points.items()},
+               "outstanding_points": report.outstanding_points,
+               "outstanding_value": None if report.outstanding_value is None else str(report.outstanding_value),
+               "breakage_rate": report.breakage_rate,
+               **{f"customers_{kind}": count for kind, count in report.customers.items()},
+               "identified_share": report.identified_share}
+    summary = folder / f"report-{report.label}.csv"
+    write_table(pa.table({"figure": list(figures), "value": [None if v is None else str(v) for v in figures.values()]}),
+                summary)
+    written.append(summary)
+    if report.moves is not None:
+        movements = folder / f"tier-movements-{report.label}.csv"
+        write_table(pa.table({"from": report.tier_names, **{name: report.moves[:, index].tolist()
+                                                            for index, name in enumerate(report.tier_names)}}),
+                    movements)
+        written.append(movements)
+    written.append(_plot(report, folder / f"report-{report.label}.png"))
+    return written
+
+
+def _plot(report: MonthReport, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (flows, people, moves) = plt.subplots(1, 3, figsize=(15, 4.5))
+    kinds = list(report.points)
+    flows.bar(kinds, [report.points[kind] for kind in kinds], color=["#2a9d8f", "#e9c46a", "#e76f51", "#8d99ae",
+                                                                     "#264653"])
+    flows.set_title(f"Points in {report.label}")
+    flows.ticklabel_format(axis="y", style="plain")
+    people.bar(list(report.customers), list(report.customers.values()), color="#457b9d")
+    people.set_title("Customers")
+    if report.moves is not None:
+        shown = moves.imshow(report.moves, cmap="Blues")
+        moves.set_xticks(range(len(report.tier_names)), report.tier_names)
+        moves.set_yticks(range(len(report.tier_names)), report.tier_names)
+        moves.set_xlabel("to")
+        moves.set_ylabel("from")
+        for (source, target), count in np.ndenumerate(report.moves):
+            dark = count > report.moves.max() / 2
+            moves.text(target, source, f"{count:,}", ha="center", va="center", fontsize=8,
+                       color="white" if dark else "black")
+        figure.colorbar(shown, ax=moves)
+    moves.set_title("Tier movements at the close" if report.moves is not None else "Month not closed yet")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
