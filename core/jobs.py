@@ -39,7 +39,7 @@ from .errors import InputError, InputProblem
 from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
-from .localtime import local_calendar, month_first_day, month_label
+from .localtime import local_calendar, month_label
 from .scores import Scores
 from .staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
 from .state import CustomerState
@@ -498,14 +498,12 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
     earn_entries = zip(customer[earning].tolist(), scores.points[earning].tolist(), batch.instant_us[earning].tolist(),
                        batch.receipt_id.filter(pa.array(earning)).to_pylist())
     # lots: points earned per customer and local month, added to what earlier chunks earned
-    lots: list[tuple] = []
-    if earning.any():
-        keys = customer[earning].astype(np.int64) * 4096 + batch.local_month[earning]
-        unique_keys, inverse = np.unique(keys, return_inverse=True)
-        sums = np.bincount(inverse, weights=scores.points[earning]).astype(np.int64)
-        months = unique_keys % 4096
-        expires_on = month_first_day(ledger.current_program().program.expiry.gone_from_month(months))
-        lots = list(zip((unique_keys // 4096).tolist(), months.tolist(), sums.tolist(), expires_on.tolist()))
+    # (summed in int64: a float sum would round points past 2**53)
+    keys = customer[earning].astype(np.int64) * 4096 + batch.local_month[earning]
+    unique_keys, inverse = np.unique(keys, return_inverse=True)
+    sums = np.zeros(len(unique_keys), dtype=np.int64)
+    np.add.at(sums, inverse, scores.points[earning].astype(np.int64))
+    lots = (unique_keys // 4096, unique_keys % 4096, sums)
     ledger.append_scored(connection, receipts, earn_entries, lots, program_version, run_id)
     touched = np.unique(customer[identified])
     ledger.save_state(connection, state, touched)

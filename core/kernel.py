@@ -255,29 +255,27 @@ def status_as_of(compiled: CompiledProgram, state: CustomerState, local_month: i
 def status_of(compiled: CompiledProgram, state: CustomerState, local_month: int, customers: np.ndarray) -> np.ndarray:
     """Status tiers for some customers (indices) only: those must hold no receipt after ``local_month``."""
     customers = np.asarray(customers, dtype=np.int64)
-    records = np.ascontiguousarray(state.records[customers])
-    if len(customers) and int(records["last_visit_month"].max()) > local_month:
-        raise ValueError(f"a customer's state already holds receipts after local month {local_month}")
-    tiers = np.empty(len(customers), dtype=np.int8)
-    totals = np.empty(len(customers), dtype=np.int64)
-    if len(customers):
-        _kernel.standing_as_of(compiled, records, np.ascontiguousarray(state.rolling_totals[customers]),
-                               np.ascontiguousarray(state.tier_reached_month[customers]), local_month, tiers, totals)
-    return tiers
+    return _standing(compiled, state.records[customers], state.rolling_totals[customers],
+                     state.tier_reached_month[customers], local_month)[0]
 
 
 def standing_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> tuple[np.ndarray, np.ndarray]:
     """Status tiers (int8) and qualifying totals (int64, measure units) for ``local_month``."""
-    last_month = state.records["last_visit_month"][: len(state)]
-    if len(state) and int(last_month.max()) > local_month:
+    count = len(state)
+    return _standing(compiled, state.records[:count], state.rolling_totals[:count],
+                     state.tier_reached_month[:count], local_month)
+
+
+def _standing(compiled: CompiledProgram, records: np.ndarray, rolling_totals: np.ndarray,
+              tier_reached_month: np.ndarray, local_month: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(records) and int(records["last_visit_month"].max()) > local_month:
         raise ValueError(
             f"the customer state already holds receipts after local month {local_month}; "
             "status as of an earlier month cannot be computed from it"
         )
-    tiers = np.empty(len(state), dtype=np.int8)
-    totals = np.empty(len(state), dtype=np.int64)
-    if len(state):
-        _kernel.standing_as_of(
-            compiled, state.records, state.rolling_totals, state.tier_reached_month, local_month, tiers, totals
-        )
+    tiers = np.empty(len(records), dtype=np.int8)
+    totals = np.empty(len(records), dtype=np.int64)
+    if len(records):
+        _kernel.standing_as_of(compiled, np.ascontiguousarray(records), np.ascontiguousarray(rolling_totals),
+                               np.ascontiguousarray(tier_reached_month), local_month, tiers, totals)
     return tiers, totals

@@ -581,16 +581,14 @@ class Ledger:
             connection.execute("UPDATE runs SET status = ?, ended_at = datetime('now'), counts = ? WHERE run_id = ?",
                                (status, json.dumps(counts), run_id))
 
-    @staticmethod
-    def append_scored(connection: sqlite3.Connection, receipts, earn_entries, lots, program_version: int,
-                      run_id: int) -> None:
+    def append_scored(self, connection: sqlite3.Connection, receipts, earn_entries,
+                      lots: tuple[np.ndarray, np.ndarray, np.ndarray], program_version: int, run_id: int) -> None:
         """Scored receipts, their earn entries and the points they add to lots.
 
         ``receipts`` rows: receipt id, customer index (-1 anonymous), store id, instant,
         local day, amount, tier (-1 anonymous), rate, basket, visit, welcome and cap points,
         points, content fingerprint, lines. ``earn_entries``: customer index, points, instant,
-        receipt id. ``lots``: customer index, local month, points, the local day they expire
-        on (None: never).
+        receipt id. ``lots``: see :meth:`add_to_lots`.
         """
         connection.executemany(
             "INSERT INTO receipts (receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, "
@@ -604,13 +602,21 @@ class Ledger:
             f"VALUES (?, 'earn', ?, ?, ?, {int(run_id)})",
             earn_entries,
         )
+        self.add_to_lots(connection, *lots)
+
+    def add_to_lots(self, connection: sqlite3.Connection, customers: np.ndarray, months: np.ndarray,
+                    points: np.ndarray) -> None:
+        """Add points to the lots of (customer index, local month earned), setting each new lot's
+        expiry day from the program's ``[expiry]``."""
+        expires_on = month_first_day(self.current_program().program.expiry.gone_from_month(months))
         connection.executemany(
             "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining, expires_on) "
             "VALUES (?1, ?2, ?3, ?3, ?4) "
             "ON CONFLICT(customer_index, earned_month) DO UPDATE SET "
             "points_earned = points_earned + excluded.points_earned, "
             "points_remaining = points_remaining + excluded.points_remaining",
-            lots,
+            zip(np.asarray(customers).tolist(), np.asarray(months).tolist(), np.asarray(points).tolist(),
+                expires_on.tolist()),
         )
 
     def stored_receipts(self, customers: range | np.ndarray | None = None) -> list[tuple]:
@@ -738,12 +744,7 @@ class Ledger:
                 self._take_from_lots(connection, index, -points)
             else:
                 month = _local_month(instant_us, program.info.zone())
-                expires = month_first_day(program.expiry.gone_from_month(np.array([month])))[0]
-                connection.execute(
-                    "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining, expires_on) "
-                    "VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT(customer_index, earned_month) DO UPDATE SET "
-                    "points_earned = points_earned + ?3, points_remaining = points_remaining + ?3",
-                    (index, month, points, expires))
+                self.add_to_lots(connection, np.array([index]), np.array([month]), np.array([points]))
             connection.execute(
                 "INSERT INTO journal (customer_index, kind, points, instant_us, reference, note) "
                 "VALUES (?, 'adjust', ?, ?, ?, ?)", (index, points, instant_us, f"adjust-{instant_us}", reason))

@@ -587,3 +587,17 @@ def test_scratch_left_by_a_killed_load_is_removed_by_the_next(ledger, write_rece
     (stale / "part0-file0.arrow").write_bytes(b"x")
     load_files(ledger, [write_receipts("a.csv", R1)])
     assert not stale.exists()
+
+
+def test_lots_sum_points_exactly_past_two_to_the_53(tmp_path, write_receipts):
+    """Ten receipts of ~10^15 points in one month: a float sum would round the lot."""
+    program = parse_program(
+        '[program]\nname = "Big"\ncurrency = "RON"\nminor_units = 2\ntimezone = "Europe/Bucharest"\n'
+        '[earning]\npoints_per_unit = "100000"\nwelcome_points = 1\n')
+    with Ledger.create(tmp_path / "big.db", program) as ledger:
+        rows = [[f"B{i}", "C1", "S1", f"2025-06-{i + 1:02d}T10:00", "grocery", 1, "9999999999.99"] for i in range(10)]
+        load_files(ledger, [write_receipts("a.csv", *rows)])
+        expected = 10 * 999_999_999_999_000 + 1
+        assert expected > 2**53 and ledger.balance("C1") == expected
+        assert lots_of(ledger) == [(665, expected)]
+        assert check_ledger(ledger) == []
