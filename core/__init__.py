@@ -17,7 +17,15 @@ from .errors import (
     ScoringError,
     UnsupportedFileError,
 )
-from .ledger import Ledger, LedgerError, Standing
+from .ledger import (
+    IdempotencyConflict,
+    InsufficientPoints,
+    Ledger,
+    LedgerError,
+    Redemption,
+    RedemptionError,
+    Standing,
+)
 from .program import Program, load_program, parse_program
 from .scores import Scores
 from .scoring import ENGINES, ScoreResult, score_batch, score_files
@@ -30,6 +38,8 @@ __all__ = [
     "ENGINES",
     "ExtensionNotBuiltError",
     "FidelisError",
+    "IdempotencyConflict",
+    "InsufficientPoints",
     "InputError",
     "InputProblem",
     "Ledger",
@@ -39,6 +49,8 @@ __all__ = [
     "ProgramError",
     "ProgramIssue",
     "ReceiptBatch",
+    "Redemption",
+    "RedemptionError",
     "ScoreResult",
     "Scores",
     "ScoringError",

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import kernel
-from .compiled import compile_program
+from .jobs import ledger_batch
 from .ledger import Ledger, LedgerError
 from .localtime import local_calendar, local_to_instant_us, month_first_day, month_label
 from .state import CustomerState
@@ -123,8 +123,6 @@ def month_end_statuses(ledger: Ledger, months: list[int], *, block_customers: in
         tiers[settled] = kernel.status_of(compiled, stored, month + 1, settled)
         result.append(tiers)
     unsettled = np.flatnonzero(last_instant >= boundaries.min()) if count and len(months) else np.zeros(0, np.int64)
-    from .jobs import ledger_batch  # receipts as a batch, rebuilt from the ledger
-
     for start in range(0, len(unsettled), block_customers):
         block = unsettled[start:start + block_customers]
         replay = CustomerState.for_program(compiled, capacity=max(len(block), 1))

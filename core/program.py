@@ -384,7 +384,7 @@ class Program:
         value = f", 1 point = {redemption.point_value} {info.currency}" if redemption.point_value else ""
         lines.append(f"  redemption: at least {redemption.min_points} points, in multiples of "
                      f"{redemption.multiple_of}{value}")
-        lines.append(f"  returns: balance may go negative" if self.returns.negative_balance == "allow"
+        lines.append("  returns: balance may go negative" if self.returns.negative_balance == "allow"
                      else "  returns: clawbacks stop at a zero balance")
         return "\n".join(lines)
 

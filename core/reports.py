@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from .io import write_table
 from .ledger import Ledger, LedgerError
+from .lifecycle import month_start_us
 from .localtime import month_label
 
 #: Months without a purchase after which a customer counts as lapsed, and the look-back before them.
@@ -82,8 +83,6 @@ class MonthReport:
 
 def month_report(ledger: Ledger, month: int) -> MonthReport:
     """Every figure of the report for one local month (see the module docstring)."""
-    from .lifecycle import month_start_us
-
     program = ledger.current_program().program
     timezone = program.info.timezone
     start_us, end_us = month_start_us(month, timezone), month_start_us(month + 1, timezone)

@@ -92,6 +92,12 @@ def test_summary_names_every_rule():
         ('[[basket_bonuses]]\nmin_amount = -3\npoints = 5', "basket_bonuses[0].min_amount: must not be negative"),
         ('[[basket_bonuses]]\nmin_items = 99999999999\npoints = 5', "basket_bonuses[0].min_items"),
         ('[[promotions]]\nname = "P"\nmultiplier = "2"\nstores = [""]', "promotions[0].stores[0]"),
+        ('[expiry]\nafter_months = 0', "expiry.after_months"),
+        ('[expiry]\npolicy = "end_of_month"', "expiry.policy"),
+        ('[expiry]\ninactivity_months = 18\ngrace = 2', "expiry.grace: unknown key"),
+        ('[redemption]\npoint_value = 0.01', "redemption.point_value: write 0.01 as a string"),
+        ('[redemption]\nmin_points = 0', "redemption.min_points"),
+        ('[returns]\nnegative_balance = "forgive"', "returns.negative_balance"),
     ],
 )
 def test_each_kind_of_error_names_its_path(addition, expected):
@@ -156,3 +162,28 @@ def test_rates_beyond_the_exact_bound_are_rejected():
     text = text.replace('points_per_unit = "0.000007"', 'points_per_unit = "0.000007"\nbirthday_multiplier = "1.000019"')
     issues = errors_of(text)
     assert any("bound 2^62" in issue for issue in issues), issues
+
+
+def test_lifecycle_sections_default_to_never_expiring_and_any_redemption():
+    program = parse_program(MINIMAL)
+    assert (program.expiry.after_months, program.expiry.policy, program.expiry.inactivity_months) == (None, None, None)
+    assert (program.redemption.min_points, program.redemption.multiple_of) == (1, 1)
+    assert program.returns.negative_balance == "allow"
+    assert program.expiry.gone_from_month([5]).tolist() == [-1]
+
+
+@pytest.mark.parametrize("expiry, earned, gone", [
+    ("after_months = 1", "2025-06", "2025-08"),           # end of next month: gone on 1 August
+    ("after_months = 12", "2025-12", "2027-01"),
+    ('policy = "end_of_next_year"', "2025-01", "2027-01"),
+    ('policy = "end_of_next_year"', "2025-12", "2027-01"),
+    ('after_months = 3\npolicy = "end_of_next_year"', "2025-12", "2026-04"),  # the earlier of the two
+    ('after_months = 30\npolicy = "end_of_next_year"', "2025-01", "2027-01"),
+])
+def test_a_lots_expiry_month(expiry, earned, gone):
+    def month(text):
+        year, number = map(int, text.split("-"))
+        return (year - 1970) * 12 + number - 1
+
+    program = parse_program(MINIMAL + "[expiry]\n" + expiry)
+    assert program.expiry.gone_from_month([month(earned)]).tolist() == [month(gone)]
