@@ -252,11 +252,11 @@ def status_as_of(compiled: CompiledProgram, state: CustomerState, local_month: i
     return standing_as_of(compiled, state, local_month)[0]
 
 
-def status_of(compiled: CompiledProgram, state: CustomerState, local_month: int, customers: np.ndarray) -> np.ndarray:
-    """Status tiers for some customers (indices) only: those must hold no receipt after ``local_month``."""
-    customers = np.asarray(customers, dtype=np.int64)
-    return _standing(compiled, state.records[customers], state.rolling_totals[customers],
-                     state.tier_reached_month[customers], local_month)[0]
+def status_of(compiled: CompiledProgram, records: np.ndarray, rolling_totals: np.ndarray,
+              tier_reached_month: np.ndarray, local_month: int) -> np.ndarray:
+    """Status tiers from state arrays (rows of :class:`CustomerState`'s), for customers whose
+    state holds no receipt after ``local_month``; for stored state read without its directory."""
+    return _standing(compiled, records, rolling_totals, tier_reached_month, local_month)[0]
 
 
 def standing_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> tuple[np.ndarray, np.ndarray]:

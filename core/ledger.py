@@ -472,6 +472,28 @@ class Ledger:
         known = birth_months > 0
         state.records["birth_month"][: len(ids)][known] = birth_months[known]
 
+    def stored_state_arrays(self, compiled: "CompiledProgram") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every customer's stored state as arrays by customer index (records, rolling totals,
+        tiers reached), without the id directory: what status at month end needs, and half the
+        cost of :meth:`load_state` on a large ledger."""
+        count = self.db.execute("SELECT COUNT(*) FROM customers").fetchone()[0]
+        state = CustomerState.for_program(compiled, capacity=max(count, 1))
+        rows = self.db.execute(
+            "SELECT customer_index, record, rolling_totals, tier_reached_month FROM customer_state").fetchall()
+        if rows:
+            self._fill_state(state, rows)
+        return state.records[:count], state.rolling_totals[:count], state.tier_reached_month[:count]
+
+    def customer_details(self, indices: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """External ids and birth months (1..12, 0 unknown; int8) of customers, by index."""
+        indices = np.asarray(indices).tolist()
+        rows = {index: (customer_id, birth_date) for index, customer_id, birth_date in self.db.execute(
+            "SELECT customer_index, customer_id, birth_date FROM customers "
+            "WHERE customer_index IN (SELECT value FROM json_each(?))", (json.dumps(indices),))}
+        ids = [rows[index][0] for index in indices]
+        births = [rows[index][1] for index in indices]
+        return ids, np.array([int(birth[5:7]) if birth else 0 for birth in births], dtype=np.int8)
+
     @staticmethod
     def _fill_state(state: CustomerState, rows: list[tuple]) -> None:
         """Copy stored ``customer_state`` rows (index, record, rolling, reached) into ``state``."""

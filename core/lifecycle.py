@@ -110,24 +110,24 @@ def month_end_statuses(ledger: Ledger, months: list[int], *, block_customers: in
     """
     program, compiled = ledger.compiled_program()
     timezone = program.info.timezone
-    stored = CustomerState.for_program(compiled)
-    ledger.load_state(stored)
-    count = len(stored)
+    records, rolling_totals, tier_reached_month = ledger.stored_state_arrays(compiled)
     boundaries = np.array([month_start_us(month + 1, timezone) for month in months], dtype=np.int64)
-    last_instant = stored.records["last_instant_us"][:count]
+    last_instant = records["last_instant_us"]
     result = []
     for month, boundary in zip(months, boundaries):
-        tiers = np.zeros(count, dtype=np.int8)
+        tiers = np.zeros(len(records), dtype=np.int8)
         # the stored state holds no receipt after this month for these customers
         settled = np.flatnonzero(last_instant < boundary)
-        tiers[settled] = kernel.status_of(compiled, stored, month + 1, settled)
+        tiers[settled] = kernel.status_of(compiled, records[settled], rolling_totals[settled],
+                                          tier_reached_month[settled], month + 1)
         result.append(tiers)
-    unsettled = np.flatnonzero(last_instant >= boundaries.min()) if count and len(months) else np.zeros(0, np.int64)
+    unsettled = np.flatnonzero(last_instant >= boundaries.min()) if len(months) else np.zeros(0, np.int64)
     for start in range(0, len(unsettled), block_customers):
         block = unsettled[start:start + block_customers]
+        customer_ids, birth_months = ledger.customer_details(block)
         replay = CustomerState.for_program(compiled, capacity=max(len(block), 1))
-        replay.index_of([stored.customer_ids[index] for index in block])
-        replay.records["birth_month"][:len(block)] = stored.records["birth_month"][block]
+        replay.index_of(customer_ids)
+        replay.records["birth_month"][:len(block)] = birth_months
         batch, _ = ledger_batch(ledger, customers=block)
         cut = 0
         for position, (month, boundary) in enumerate(zip(months, boundaries)):
