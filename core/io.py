@@ -452,7 +452,7 @@ def check_receipts(
         if progress is not None:
             progress(str(path), table.num_rows)
     for segment in segments:
-        file_problems += _table_problems(segment)
+        file_problems += table_problems(segment)
     if file_problems:
         raise InputError(file_problems)
     return check_segments(segments, timezone=timezone, minor_units=minor_units)
@@ -502,19 +502,19 @@ def check_segments(
         raise InputError([InputProblem("<input>", None, None, None, "no receipt files given")])
     start = 0
     parsed: list[_Lines] = []
-    table_problems: list[InputProblem] = []
+    unusable: list[InputProblem] = []
     for segment in segments:
         segment.start = start
         start += segment.table.num_rows
-        found = _table_problems(segment) or _parse_lines(
+        found = table_problems(segment) or _parse_lines(
             segment, timezone=timezone, minor_units=minor_units
         )
         if isinstance(found, list):
-            table_problems += found
+            unusable += found
         else:
             parsed.append(found)
-    if table_problems:
-        raise InputError(table_problems)
+    if unusable:
+        raise InputError(unusable)
     return _assemble(_Lines.concat(parsed), segments, timezone=timezone, minor_units=minor_units)
 
 
@@ -600,10 +600,13 @@ def _amount_column_name(names: list[str]) -> str:
     return "amount_minor" if "amount_minor" in names and "amount" not in names else "amount"
 
 
-def _table_problems(segment: InputSegment) -> list[InputProblem]:
-    """What makes a whole table unusable: missing or repeated columns, no rows."""
+def table_problems(segment: InputSegment, *, row_count: int | None = None) -> list[InputProblem]:
+    """What makes a whole table unusable: missing or repeated columns, no rows.
+
+    ``row_count`` is the whole file's when the segment is only its first rows.
+    """
     problems = column_problems(segment.table.column_names, segment.source)
-    if not problems and segment.table.num_rows == 0:
+    if not problems and (segment.table.num_rows if row_count is None else row_count) == 0:
         problems.append(InputProblem(segment.source, None, None, None, NO_ROWS))
     return problems
 

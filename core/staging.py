@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 from .errors import InputError, InputProblem
 from .fingerprints import text_hashes
 from .io import (
-    NO_ROWS, InputSegment, column_problems, column_type_problems, estimated_rows, file_kind, read_table,
-    read_table_parts,
+    NO_ROWS, InputSegment, column_type_problems, estimated_rows, file_kind, read_table,
+    read_table_parts, table_problems,
 )
 
 #: Input rows validated at once: bounds a load's memory (about 0.5 KB a row while validating).
@@ -198,13 +198,9 @@ def _split(paths: list[Path], part_count: int, folder: Path, *, part_rows: int, 
 
 
 def _file_problems(segment: InputSegment, row_count: int, *, timezone: str, minor_units: int) -> list[InputProblem]:
-    """Column names and types (checked on the file's first rows), and whether it has rows."""
-    found = column_problems(segment.table.column_names, segment.source)
-    if not found and row_count == 0:
-        found.append(InputProblem(segment.source, None, None, None, NO_ROWS))
-    if not found:
-        found = column_type_problems(segment, timezone=timezone, minor_units=minor_units)
-    return found
+    """Column names, whether the file has rows, and column types (checked on its first rows)."""
+    return (table_problems(segment, row_count=row_count)
+            or column_type_problems(segment, timezone=timezone, minor_units=minor_units))
 
 
 def _write_parts(table: pa.Table, first_index: int, part_count: int, folder: Path, file_number: int,
