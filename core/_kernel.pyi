@@ -44,6 +44,11 @@ def score_receipts(
     category_class_of_code: np.ndarray,
     line_qty: np.ndarray,
     line_amount_minor: np.ndarray,
+    return_index: np.ndarray,
+    returns: np.ndarray,
+    return_line_category_code: np.ndarray,
+    return_line_qty: np.ndarray,
+    return_line_amount_minor: np.ndarray,
     states: np.ndarray,
     rolling_totals: np.ndarray,
     tier_reached_month: np.ndarray,
@@ -54,6 +59,9 @@ def score_receipts(
     out_welcome_points: np.ndarray,
     out_cap_points: np.ndarray,
     out_points: np.ndarray,
+    out_visit_rank: np.ndarray,
+    out_earned_before_today: np.ndarray,
+    out_birthday: np.ndarray,
     shard: int = 0,
     shard_count: int = 1,
     receipt_start: int = 0,
@@ -69,4 +77,5 @@ def standing_as_of(
     out_qualifying_total: np.ndarray,
 ) -> None: ...
 def customer_state_layout() -> dict[str, int]: ...
+def return_row_layout() -> dict[str, int]: ...
 def type_sizes() -> dict[str, int]: ...

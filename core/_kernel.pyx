@@ -24,7 +24,7 @@ import numpy
 
 from _types cimport (
     amount_minor_t, points_t, measure_t, instant_us_t, customer_index_t, day_t, month_t, minute_t,
-    tier_index_t, customer_state_t, NEVER, WELCOMED,
+    tier_index_t, customer_state_t, return_row_t, NEVER, WELCOMED,
 )
 
 cdef extern from *:
@@ -121,6 +121,25 @@ ctypedef struct customer_history_t:
     customer_state_t *record
     measure_t *rolling_totals           # 12 slots (month % 12) or NULL
     month_t *tier_reached_month         # [tier] or NULL
+
+
+ctypedef struct rate_rows_t:
+    # per batch: the batch's category codes mapped to rate numerators (see score_receipts)
+    int32_t code_count
+    const int32_t *category_class_of_code
+    const int64_t *base_rows            # [(birthday * T + tier) * code_count + code]
+    const int64_t *eligible_by_code     # 1 unless the code's category is excluded
+    int64_t *promotion_row              # scratch: a receipt's row when promotions apply
+    int32_t *applying                   # scratch: promotions that apply to a receipt
+    int32_t segment                     # the last promotion date segment (a search hint)
+
+
+ctypedef struct receipt_points_t:
+    amount_minor_t eligible_amount
+    int64_t eligible_items
+    points_t rate, basket, visit
+    points_t uncapped                   # rate + basket + visit
+    points_t earned                     # after caps, without welcome points
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,6 +264,28 @@ cdef inline int record_visit(
     return OK
 
 
+cdef inline void record_return(
+    const program_tables_t *tables, customer_history_t *history, month_t original_month, measure_t returned
+) noexcept nogil:
+    """Take a return's measure out of the total its original receipt counted in.
+
+    Only totals the state still holds change: the original's year (calendar) or month slot
+    (rolling), if still within the state's window; older ones no longer count for status.
+    The day's cap usage, visit counts and tiers already reached stand.
+    """
+    cdef customer_state_t *record = history.record
+    cdef month_t last = record.last_visit_month
+    if last == NEVER or returned == 0:
+        return
+    if tables.period == CALENDAR_YEAR:
+        if original_month // 12 == last // 12:
+            record.qualifying_total -= returned
+        elif original_month // 12 == last // 12 - 1:
+            record.previous_year_total -= returned
+    elif last - 12 < original_month <= last:
+        history.rolling_totals[original_month % 12] -= returned
+
+
 # ---------------------------------------------------------------------------------------
 # Points of one receipt (PROGRAM.md §3)
 
@@ -358,6 +399,140 @@ cdef int load_tables(program_tables_t *tables, object compiled) except -1:
     return 0
 
 
+cdef inline int points_in_context(
+    const program_tables_t *tables, rate_rows_t *rows, int32_t store_class, day_t day, minute_t minute,
+    tier_index_t status, bint birthday, int32_t rank, points_t earned_before_today,
+    Py_ssize_t line_start, Py_ssize_t line_end, const int32_t *line_category_code,
+    const int32_t *line_qty, const amount_minor_t *line_amount_minor, receipt_points_t *out,
+) noexcept nogil:
+    """A sale receipt's points (§3 steps 2–4) in an explicitly given context; a KernelStatus.
+
+    Scoring takes the context from the customer's state; re-scoring a receipt for a return
+    passes the context it was first scored in. Welcome points are the caller's.
+    """
+    cdef int32_t T = tables.tier_count, K = tables.category_class_count
+    cdef int32_t P1 = tables.promotion_level_count, S = tables.store_class_count
+    cdef int32_t code_count = rows.code_count
+    cdef int32_t p, i, applying_count, level, category_class, weekday, code
+    cdef Py_ssize_t line
+    cdef int64_t eligible_items = 0, eligible, narrow_sum = 0
+    cdef amount_minor_t eligible_amount = 0, amount
+    cdef wide_t wide_sum = 0
+    cdef const int64_t *numerators
+    cdef const int64_t *row
+    cdef points_t rate_points, basket, visit, earned, uncapped, room
+
+    # The rate row maps each category code to its numerator at this status and birthday;
+    # promotions that apply to the receipt replace it with a row of their own.
+    birthday = birthday and tables.has_birthday
+    row = rows.base_rows + (birthday * T + status) * code_count
+    if tables.promotions_need_basket:
+        # min_basket conditions need the eligible amount before promotions are known
+        for line in range(line_start, line_end):
+            amount = line_amount_minor[line]
+            eligible = rows.eligible_by_code[line_category_code[line]]
+            if amount > tables.amount_bound:
+                return AMOUNT_OUT_OF_RANGE
+            eligible_amount += amount * eligible
+            eligible_items += line_qty[line] * eligible
+            if eligible_amount > tables.amount_bound:
+                return AMOUNT_OUT_OF_RANGE
+
+    # promotions that apply to the receipt, largest multiplier first
+    applying_count = 0
+    if tables.promotion_count:
+        rows.segment = promotion_segment(tables, day, rows.segment)
+        weekday = (day + 3) % 7
+        if weekday < 0:
+            weekday += 7
+        for i in range(tables.segment_offsets[rows.segment], tables.segment_offsets[rows.segment + 1]):
+            p = tables.segment_promotions[i]
+            if (
+                (tables.promotion_weekdays[p] >> weekday) & 1
+                and tables.promotion_minute_start[p] <= minute < tables.promotion_minute_end[p]
+                and (tables.promotion_tiers[p] >> status) & 1
+                and eligible_amount >= tables.promotion_min_basket[p]
+                and (tables.promotion_any_store[p] or tables.promotion_store[p * S + store_class])
+            ):
+                rows.applying[applying_count] = p
+                applying_count += 1
+        if applying_count:
+            numerators = tables.rate_numerator + ((birthday * T + status) * P1) * K
+            for code in range(code_count):
+                category_class = rows.category_class_of_code[code]
+                level = 0
+                for i in range(applying_count):
+                    p = rows.applying[i]
+                    if tables.promotion_category[p * K + category_class]:
+                        level = tables.promotion_level[p]
+                        break
+                rows.promotion_row[code] = numerators[level * K + category_class] * rows.eligible_by_code[code]
+            row = rows.promotion_row
+
+    # rate points: Σ amount × numerator over eligible lines, rounded once (the eligible
+    # amount and items are summed in the same pass unless min_basket needed them earlier)
+    for line in range(line_start, line_end):
+        amount = line_amount_minor[line]
+        code = line_category_code[line]
+        if amount > tables.amount_bound:
+            return AMOUNT_OUT_OF_RANGE
+        if not tables.promotions_need_basket:
+            eligible = rows.eligible_by_code[code]
+            eligible_amount += amount * eligible
+            eligible_items += line_qty[line] * eligible
+            if eligible_amount > tables.amount_bound:
+                return AMOUNT_OUT_OF_RANGE
+        if tables.wide:
+            wide_sum += <wide_t>amount * row[code]
+        else:
+            narrow_sum += amount * row[code]
+    if tables.wide:
+        rate_points = round_wide(wide_sum, tables.denominator, tables.rounding, tables.points_bound)
+    else:
+        rate_points = round_narrow(narrow_sum, tables.denominator, tables.rounding, tables.points_bound)
+    if rate_points < 0:
+        return POINTS_OUT_OF_RANGE
+
+    # bonuses
+    basket = 0
+    for i in range(tables.basket_bonus_count):
+        if eligible_items >= tables.basket_min_items[i] and eligible_amount >= tables.basket_min_amount[i]:
+            basket += tables.basket_points[i]
+    visit = 0
+    for i in range(tables.visit_bonus_count):
+        if tables.visit_nth[i] == rank:
+            visit += tables.visit_points[i]
+
+    # caps
+    uncapped = rate_points + basket + visit
+    earned = uncapped
+    if tables.cap_per_receipt >= 0 and earned > tables.cap_per_receipt:
+        earned = tables.cap_per_receipt
+    if tables.cap_per_customer_day >= 0:
+        room = tables.cap_per_customer_day - earned_before_today
+        if room < 0:
+            room = 0
+        if earned > room:
+            earned = room
+
+    out.eligible_amount = eligible_amount
+    out.eligible_items = eligible_items
+    out.rate = rate_points
+    out.basket = basket
+    out.visit = visit
+    out.uncapped = uncapped
+    out.earned = earned
+    return OK
+
+
+cdef inline measure_t measure_of(const program_tables_t *tables, const receipt_points_t *points) noexcept nogil:
+    if tables.basis == SPEND:
+        return points.eligible_amount
+    if tables.basis == VISITS:
+        return 1
+    return points.earned
+
+
 def score_receipts(
     object compiled,
     const customer_index_t[::1] customer_index,
@@ -372,6 +547,11 @@ def score_receipts(
     const int32_t[::1] category_class_of_code,
     const int32_t[::1] line_qty,
     const amount_minor_t[::1] line_amount_minor,
+    const int32_t[::1] return_index,
+    const return_row_t[::1] returns,
+    const int32_t[::1] return_line_category_code,
+    const int32_t[::1] return_line_qty,
+    const amount_minor_t[::1] return_line_amount_minor,
     customer_state_t[::1] states,
     measure_t[:, ::1] rolling_totals,
     month_t[:, ::1] tier_reached_month,
@@ -382,6 +562,9 @@ def score_receipts(
     points_t[::1] out_welcome_points,
     points_t[::1] out_cap_points,
     points_t[::1] out_points,
+    int32_t[::1] out_visit_rank,
+    points_t[::1] out_earned_before_today,
+    int8_t[::1] out_birthday,
     int shard=0,
     int shard_count=1,
     Py_ssize_t receipt_start=0,
@@ -393,6 +576,9 @@ def score_receipts(
 
     ``status`` is a KernelStatus; on anything but OK, ``receipt`` is the index of the
     receipt the kernel stopped at (state reflects the receipts before it in this shard).
+    ``return_index[r]`` is receipt ``r``'s row in ``returns`` or -1 for a sale (a length-1
+    array of -1 when the batch has no returns); a return's outputs are the points it takes
+    back (≤ 0) rule by rule, and the context columns are its original's.
     """
     cdef program_tables_t tables
     load_tables(&tables, compiled)
@@ -416,61 +602,63 @@ def score_receipts(
             for tier in range(T):
                 base_rows[(birthday * T + tier) * code_count + code] = eligible_by_code[code] * tables.rate_numerator[
                     ((birthday * T + tier) * P1) * K + category_class_of_code[code]]
-    cdef int32_t *applying = <int32_t *> malloc((tables.promotion_count + 1) * sizeof(int32_t))
-    if applying == NULL:
+    cdef rate_rows_t rows
+    rows.code_count = code_count
+    rows.category_class_of_code = &category_class_of_code[0]
+    rows.base_rows = &base_rows[0]
+    rows.eligible_by_code = &eligible_by_code[0]
+    rows.promotion_row = &promotion_row[0]
+    rows.segment = 0
+    rows.applying = <int32_t *> malloc((tables.promotion_count + 1) * sizeof(int32_t))
+    if rows.applying == NULL:
         raise MemoryError()
+    cdef bint has_returns = return_index.shape[0] == receipt_count and returns.shape[0] > 0
     with nogil:
         status = _score_loop(
-            &tables, receipt_start, receipt_stop, &customer_index[0], &store_code[0], &store_class_of_code[0],
+            &tables, &rows, receipt_start, receipt_stop, &customer_index[0], &store_code[0], &store_class_of_code[0],
             &instant_us[0], &local_day[0], &local_minute[0], &local_month[0], &line_offsets[0],
-            &line_category_code[0], &category_class_of_code[0],
-            &line_qty[0], &line_amount_minor[0], &states[0], &rolling_totals[0, 0],
+            &line_category_code[0], &line_qty[0], &line_amount_minor[0],
+            &return_index[0] if has_returns else NULL, &returns[0] if has_returns else NULL,
+            &return_line_category_code[0], &return_line_qty[0], &return_line_amount_minor[0],
+            &states[0], &rolling_totals[0, 0],
             rolling_totals.shape[1] != 0, &tier_reached_month[0, 0], tier_reached_month.shape[1] != 0,
             &out_tier[0], &out_rate_points[0], &out_basket_points[0], &out_visit_points[0],
             &out_welcome_points[0], &out_cap_points[0], &out_points[0],
-            shard, shard_count, applying, &stopped_at,
-            code_count, &base_rows[0], &eligible_by_code[0], &promotion_row[0],
+            &out_visit_rank[0], &out_earned_before_today[0], &out_birthday[0],
+            shard, shard_count, &stopped_at,
         )
-    free(applying)
+    free(rows.applying)
     return status, stopped_at
 
 
 cdef int _score_loop(
-    const program_tables_t *tables, Py_ssize_t receipt_start, Py_ssize_t receipt_stop,
+    const program_tables_t *tables, rate_rows_t *rows, Py_ssize_t receipt_start, Py_ssize_t receipt_stop,
     const customer_index_t *customer_index, const int32_t *store_code, const int32_t *store_class_of_code,
     const instant_us_t *instant_us, const day_t *local_day, const minute_t *local_minute, const month_t *local_month,
-    const int64_t *line_offsets, const int32_t *line_category_code, const int32_t *category_class_of_code,
+    const int64_t *line_offsets, const int32_t *line_category_code,
     const int32_t *line_qty, const amount_minor_t *line_amount_minor,
+    const int32_t *return_index, const return_row_t *returns,
+    const int32_t *return_line_category_code, const int32_t *return_line_qty,
+    const amount_minor_t *return_line_amount_minor,
     customer_state_t *states, measure_t *rolling_totals, bint has_rolling,
     month_t *tier_reached_month, bint has_reached,
     tier_index_t *out_tier, points_t *out_rate_points, points_t *out_basket_points,
     points_t *out_visit_points, points_t *out_welcome_points, points_t *out_cap_points,
-    points_t *out_points, int shard, int shard_count, int32_t *applying, Py_ssize_t *stopped_at,
-    int32_t code_count, const int64_t *base_rows, const int64_t *eligible_by_code, int64_t *promotion_row,
+    points_t *out_points, int32_t *out_visit_rank, points_t *out_earned_before_today, int8_t *out_birthday,
+    int shard, int shard_count, Py_ssize_t *stopped_at,
 ) noexcept nogil:
-    cdef Py_ssize_t r, line, line_end, ahead
+    cdef Py_ssize_t r, ahead, original
     cdef customer_index_t customer, upcoming
     cdef customer_history_t history
     cdef customer_state_t *record
-    cdef int32_t T = tables.tier_count, K = tables.category_class_count
-    cdef int32_t P1 = tables.promotion_level_count, S = tables.store_class_count
-    cdef int32_t segment = 0, p, i, applying_count, level, category_class, weekday, rank
-    cdef int64_t s, eligible_items
-    cdef amount_minor_t eligible_amount, amount
+    cdef const return_row_t *returned
+    cdef int32_t T = tables.tier_count, rank
     cdef day_t day
     cdef month_t month
-    cdef minute_t minute
     cdef tier_index_t status
     cdef bint birthday
-    cdef int64_t narrow_sum
-    cdef wide_t wide_sum
-    cdef const int64_t *numerators
-    cdef const int64_t *row
-    cdef int64_t eligible
-    cdef Py_ssize_t line_start
-    cdef int32_t code
-    cdef points_t rate_points, basket, visit, earned, uncapped, room, welcome, earned_before_today
-    cdef measure_t measure
+    cdef points_t welcome, earned_before_today
+    cdef receipt_points_t points, before, after
     cdef int result
 
     for r in range(receipt_start, receipt_stop):
@@ -498,6 +686,9 @@ cdef int _score_loop(
                 out_welcome_points[r] = 0
                 out_cap_points[r] = 0
                 out_points[r] = 0
+                out_visit_rank[r] = 0
+                out_earned_before_today[r] = 0
+                out_birthday[r] = 0
             continue
         if shard_count > 1 and (customer >> SHARD_BLOCK_BITS) % shard_count != shard:
             continue
@@ -506,141 +697,82 @@ cdef int _score_loop(
         history.record = record
         history.rolling_totals = &rolling_totals[customer * 12] if has_rolling else NULL
         history.tier_reached_month = &tier_reached_month[customer * T] if has_reached else NULL
-        day = local_day[r]
-        month = local_month[r]
-        minute = local_minute[r]
         if instant_us[r] < record.last_instant_us:
             stopped_at[0] = r
             return OUT_OF_ORDER
 
-        status = status_at(tables, &history, month)
-
-        # The rate row maps each category code to its numerator at this receipt's status and
-        # birthday; promotions that apply to the receipt replace it with a row of their own.
-        birthday = tables.has_birthday and record.birth_month == month % 12 + 1
-        row = base_rows + (birthday * T + status) * code_count
-        line_start = line_offsets[r]
-        line_end = line_offsets[r + 1]
-        eligible_amount = 0
-        eligible_items = 0
-        if tables.promotions_need_basket:
-            # min_basket conditions need the eligible amount before promotions are known
-            for line in range(line_start, line_end):
-                amount = line_amount_minor[line]
-                eligible = eligible_by_code[line_category_code[line]]
-                if amount > tables.amount_bound:
-                    stopped_at[0] = r
-                    return AMOUNT_OUT_OF_RANGE
-                eligible_amount += amount * eligible
-                eligible_items += line_qty[line] * eligible
-                if eligible_amount > tables.amount_bound:
-                    stopped_at[0] = r
-                    return AMOUNT_OUT_OF_RANGE
-
-        # promotions that apply to the receipt, largest multiplier first
-        applying_count = 0
-        if tables.promotion_count:
-            segment = promotion_segment(tables, day, segment)
-            weekday = (day + 3) % 7
-            if weekday < 0:
-                weekday += 7
-            for i in range(tables.segment_offsets[segment], tables.segment_offsets[segment + 1]):
-                p = tables.segment_promotions[i]
-                if (
-                    (tables.promotion_weekdays[p] >> weekday) & 1
-                    and tables.promotion_minute_start[p] <= minute < tables.promotion_minute_end[p]
-                    and (tables.promotion_tiers[p] >> status) & 1
-                    and eligible_amount >= tables.promotion_min_basket[p]
-                    and (tables.promotion_any_store[p] or tables.promotion_store[p * S + store_class_of_code[store_code[r]]])
-                ):
-                    applying[applying_count] = p
-                    applying_count += 1
-            if applying_count:
-                numerators = tables.rate_numerator + ((birthday * T + status) * P1) * K
-                for code in range(code_count):
-                    category_class = category_class_of_code[code]
-                    level = 0
-                    for i in range(applying_count):
-                        p = applying[i]
-                        if tables.promotion_category[p * K + category_class]:
-                            level = tables.promotion_level[p]
-                            break
-                    promotion_row[code] = numerators[level * K + category_class] * eligible_by_code[code]
-                row = promotion_row
-
-        # rate points: Σ amount × numerator over eligible lines, rounded once (the eligible
-        # amount and items are summed in the same pass unless min_basket needed them earlier)
-        narrow_sum = 0
-        wide_sum = 0
-        for line in range(line_start, line_end):
-            amount = line_amount_minor[line]
-            code = line_category_code[line]
-            if amount > tables.amount_bound:
-                stopped_at[0] = r
-                return AMOUNT_OUT_OF_RANGE
-            if not tables.promotions_need_basket:
-                eligible = eligible_by_code[code]
-                eligible_amount += amount * eligible
-                eligible_items += line_qty[line] * eligible
-                if eligible_amount > tables.amount_bound:
-                    stopped_at[0] = r
-                    return AMOUNT_OUT_OF_RANGE
-            if tables.wide:
-                wide_sum += <wide_t>amount * row[code]
+        if return_index != NULL and return_index[r] >= 0:
+            # A return: re-score the original with the lines left before and after it, in
+            # the original's context; the difference is taken back, the returned measure
+            # leaves the original's qualifying total.
+            returned = &returns[return_index[r]]
+            original = returned.original_position
+            if original >= 0:
+                status = out_tier[original]
+                rank = out_visit_rank[original]
+                earned_before_today = out_earned_before_today[original]
+                birthday = out_birthday[original]
             else:
-                narrow_sum += amount * row[code]
-        if tables.wide:
-            rate_points = round_wide(wide_sum, tables.denominator, tables.rounding, tables.points_bound)
-        else:
-            rate_points = round_narrow(narrow_sum, tables.denominator, tables.rounding, tables.points_bound)
-        if rate_points < 0:
-            stopped_at[0] = r
-            return POINTS_OUT_OF_RANGE
+                status = returned.context_tier
+                rank = returned.context_visit_rank
+                earned_before_today = returned.context_earned_before_today
+                birthday = returned.context_birthday
+            result = points_in_context(
+                tables, rows, returned.original_store_class, returned.original_day, returned.original_minute,
+                status, birthday, rank, earned_before_today, returned.before_start, returned.after_start,
+                return_line_category_code, return_line_qty, return_line_amount_minor, &before)
+            if result == OK:
+                result = points_in_context(
+                    tables, rows, returned.original_store_class, returned.original_day, returned.original_minute,
+                    status, birthday, rank, earned_before_today, returned.after_start, returned.after_end,
+                    return_line_category_code, return_line_qty, return_line_amount_minor, &after)
+            if result != OK:
+                stopped_at[0] = r
+                return result
+            record_return(tables, &history, returned.original_month,
+                          measure_of(tables, &before) - measure_of(tables, &after))
+            record.last_instant_us = instant_us[r]
+            out_tier[r] = status
+            out_rate_points[r] = after.rate - before.rate
+            out_basket_points[r] = after.basket - before.basket
+            out_visit_points[r] = after.visit - before.visit
+            out_welcome_points[r] = 0
+            out_cap_points[r] = (after.earned - after.uncapped) - (before.earned - before.uncapped)
+            out_points[r] = after.earned - before.earned
+            out_visit_rank[r] = rank
+            out_earned_before_today[r] = earned_before_today
+            out_birthday[r] = birthday
+            continue
 
-        # bonuses
-        basket = 0
-        for i in range(tables.basket_bonus_count):
-            if eligible_items >= tables.basket_min_items[i] and eligible_amount >= tables.basket_min_amount[i]:
-                basket += tables.basket_points[i]
+        day = local_day[r]
+        month = local_month[r]
+        status = status_at(tables, &history, month)
+        birthday = record.birth_month == month % 12 + 1
         rank = record.month_visit_count + 1 if record.last_visit_month == month else 1
-        visit = 0
-        for i in range(tables.visit_bonus_count):
-            if tables.visit_nth[i] == rank:
-                visit += tables.visit_points[i]
-
-        # caps
-        uncapped = rate_points + basket + visit
-        earned = uncapped
-        if tables.cap_per_receipt >= 0 and earned > tables.cap_per_receipt:
-            earned = tables.cap_per_receipt
-        if tables.cap_per_customer_day >= 0:
-            earned_before_today = record.day_earned_points if record.last_visit_day == day else 0
-            room = tables.cap_per_customer_day - earned_before_today
-            if room < 0:
-                room = 0
-            if earned > room:
-                earned = room
-
+        earned_before_today = record.day_earned_points if record.last_visit_day == day else 0
+        result = points_in_context(
+            tables, rows, store_class_of_code[store_code[r]], day, local_minute[r], status, birthday, rank,
+            earned_before_today, line_offsets[r], line_offsets[r + 1], line_category_code, line_qty,
+            line_amount_minor, &points)
+        if result != OK:
+            stopped_at[0] = r
+            return result
         welcome = 0 if record.flags & WELCOMED else tables.welcome_points
-
-        if tables.basis == SPEND:
-            measure = eligible_amount
-        elif tables.basis == VISITS:
-            measure = 1
-        else:
-            measure = earned
-        result = record_visit(tables, &history, instant_us[r], day, month, measure, earned)
+        result = record_visit(tables, &history, instant_us[r], day, month, measure_of(tables, &points), points.earned)
         if result != OK:
             stopped_at[0] = r
             return result
 
         out_tier[r] = status
-        out_rate_points[r] = rate_points
-        out_basket_points[r] = basket
-        out_visit_points[r] = visit
+        out_rate_points[r] = points.rate
+        out_basket_points[r] = points.basket
+        out_visit_points[r] = points.visit
         out_welcome_points[r] = welcome
-        out_cap_points[r] = earned - uncapped
-        out_points[r] = earned + welcome
+        out_cap_points[r] = points.earned - points.uncapped
+        out_points[r] = points.earned + welcome
+        out_visit_rank[r] = rank
+        out_earned_before_today[r] = earned_before_today
+        out_birthday[r] = birthday
     return OK
 
 
@@ -688,6 +820,28 @@ def customer_state_layout():
         "birth_month": <char *> &record.birth_month - base,
         "flags": <char *> &record.flags - base,
         "reserved": <char *> &record.reserved - base,
+    }
+
+
+def return_row_layout():
+    """Size and field offsets of return_row_t as the C compiler laid it out."""
+    cdef return_row_t row
+    cdef char *base = <char *> &row
+    return {
+        "itemsize": sizeof(return_row_t),
+        "original_position": <char *> &row.original_position - base,
+        "before_start": <char *> &row.before_start - base,
+        "after_start": <char *> &row.after_start - base,
+        "after_end": <char *> &row.after_end - base,
+        "context_earned_before_today": <char *> &row.context_earned_before_today - base,
+        "original_store_class": <char *> &row.original_store_class - base,
+        "original_day": <char *> &row.original_day - base,
+        "original_month": <char *> &row.original_month - base,
+        "context_visit_rank": <char *> &row.context_visit_rank - base,
+        "original_minute": <char *> &row.original_minute - base,
+        "context_tier": <char *> &row.context_tier - base,
+        "context_birthday": <char *> &row.context_birthday - base,
+        "reserved": <char *> &row.reserved - base,
     }
 
 

@@ -38,3 +38,21 @@ ctypedef struct customer_state_t:
     int8_t birth_month              # 1..12; 0 = unknown
     uint8_t flags                   # WELCOMED
     int16_t reserved                # always 0: names the padding, so every stored byte is defined
+
+# One return, as the kernel re-scores it (PROGRAM.md §1 returns; fidelis.core.kernel RETURN_ROW_DTYPE).
+# The original receipt is re-scored twice in its original context: with the lines left before
+# this return and with the lines left after it; the difference is what the return claws back.
+ctypedef struct return_row_t:
+    int64_t original_position       # batch index of the original receipt; -1 = context below
+    int64_t before_start            # lines left before this return: [before_start, after_start)
+    int64_t after_start             # lines left after it: [after_start, after_end)
+    int64_t after_end               #   (indices into the return line arrays)
+    points_t context_earned_before_today  # the original's context, when it is not in the batch
+    int32_t original_store_class
+    day_t original_day
+    month_t original_month
+    int32_t context_visit_rank
+    minute_t original_minute
+    tier_index_t context_tier
+    int8_t context_birthday
+    int32_t reserved                # always 0

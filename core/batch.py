@@ -41,6 +41,10 @@ class ReceiptBatch:
     line_amount_minor : int64, shape (L,); line total in minor units, ≥ 0
     store_names, category_names : list[str]; the batch's vocabularies
     line_sku : pa.Array of string, shape (L,), or None
+    original_receipt_id : pa.Array of string, shape (R,), or None; on a return, the receipt it
+        returns goods of (null on sales). A return's lines are its original's lines, one for
+        one and in order, each with the quantity returned (0 for lines kept) and the amount
+        that quantity takes back (:func:`fidelis.core.returns.remaining_amount`). None: no returns.
     metadata : dict; the readers record ``timezone``, ``minor_units``, ``sources`` and
         ``first_input_row`` (int64, shape (R,): each receipt's first line among all input rows)
     """
@@ -59,10 +63,18 @@ class ReceiptBatch:
     store_names: list[str]
     category_names: list[str]
     line_sku: pa.Array | None = None
+    original_receipt_id: pa.Array | None = None
     metadata: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.instant_us)
+
+    @property
+    def is_return(self) -> np.ndarray:
+        """Which receipts are returns (bool, shape (R,))."""
+        if self.original_receipt_id is None:
+            return np.zeros(len(self), dtype=bool)
+        return self.original_receipt_id.is_valid().to_numpy(zero_copy_only=False)
 
     @property
     def line_count(self) -> int:
@@ -97,6 +109,8 @@ class ReceiptBatch:
             store_names=self.store_names,
             category_names=self.category_names,
             line_sku=None if self.line_sku is None else self.line_sku.take(pa.array(line_indices)),
+            original_receipt_id=None if self.original_receipt_id is None
+            else self.original_receipt_id.take(arrow_indices),
             # per-receipt arrays in the metadata (such as first_input_row) follow their receipts
             metadata={
                 key: value[receipt_indices] if isinstance(value, np.ndarray) and len(value) == len(self) else value
@@ -125,6 +139,10 @@ class ReceiptBatch:
         if any(p.line_sku is not None for p in parts):
             skus = _concat_text([p.line_sku if p.line_sku is not None else pa.nulls(p.line_count, pa.string())
                                  for p in parts])
+        originals = None
+        if any(p.original_receipt_id is not None for p in parts):
+            originals = _concat_text([p.original_receipt_id if p.original_receipt_id is not None
+                                      else pa.nulls(len(p), pa.string()) for p in parts])
         joined = cls(
             receipt_id=_concat_text([p.receipt_id for p in parts]),
             customer_id=_concat_text([p.customer_id for p in parts]),
@@ -140,6 +158,7 @@ class ReceiptBatch:
             store_names=store_names,
             category_names=category_names,
             line_sku=skus,
+            original_receipt_id=originals,
             # per-receipt arrays every part has (such as content fingerprints) follow their receipts
             metadata={
                 key: np.concatenate([p.metadata[key] for p in parts]) if isinstance(value, np.ndarray) else value

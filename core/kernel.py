@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from .batch import CustomerTable, ReceiptBatch
 from .compiled import CompiledProgram, padded_table
 from .errors import ExtensionNotBuiltError, ScoringError
 from .program import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR
+from .returns import OriginalReceipt, kernel_returns
 from .scores import Scores
 from .state import CustomerState
 
@@ -144,12 +145,14 @@ def score(
     threads: int = 1,
     chunk_receipts: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    originals: Mapping[str, OriginalReceipt] | None = None,
 ) -> Scores:
     """Score ``batch`` (in processing order) and fold it into ``state``.
 
     ``out`` may be a preallocated :class:`Scores` of at least the batch's length, reused
     across calls. ``on_progress(n)`` is called after every ``chunk_receipts`` receipts (for
-    a progress bar; chunking does not change any result). Raises :class:`ScoringError` naming the receipt if a receipt is beyond the
+    a progress bar; chunking does not change any result). A return whose original is not in
+    the batch is re-scored from ``originals`` (receipt id -> the stored original). Raises :class:`ScoringError` naming the receipt if a receipt is beyond the
     engine's exact bounds or older than its customer's history; the state then holds the
     receipts before it (single thread) and should be discarded or restored.
     """
@@ -163,6 +166,7 @@ def score(
         raise ValueError(f"the output buffers hold {len(out)} receipts, the batch has {count}")
     if count == 0:
         return out[:0]
+    returns = kernel_returns(receipts, originals, compiled.store_classes, prepared.store_class_of_code)
 
     arguments = (
         compiled,
@@ -179,6 +183,11 @@ def score(
         padded_table(_int32(receipts.line_qty), np.int32),
         np.ascontiguousarray(receipts.line_amount_minor, dtype=np.int64)
         if receipts.line_count else np.zeros(1, dtype=np.int64),
+        returns.return_index,
+        returns.rows,
+        returns.line_category_code,
+        returns.line_qty,
+        returns.line_amount_minor,
         state.records,
         state.rolling_totals,
         state.tier_reached_month,
@@ -189,6 +198,9 @@ def score(
         out.welcome_points,
         out.cap_points,
         out.points,
+        out.visit_rank,
+        out.earned_before_today,
+        out.birthday,
     )
     chunk = chunk_receipts or count
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None

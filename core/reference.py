@@ -25,6 +25,11 @@ Decisions where PROGRAM.md is silent, each pinned by a golden case in ``tests/ca
 - A promotion restricted to ``tiers`` looks at the status at the receipt, held status
   included. Its ``min_basket`` is the whole receipt's eligible amount, even when its
   ``categories`` restrict which lines it multiplies.
+- A return (see :mod:`fidelis.core.returns` for the rule) re-scores its original in the
+  original's context with the lines left before and after it; the difference is taken
+  back. Its measure leaves the original's qualifying total; the day's cap usage, visit
+  ranks, welcome and tiers already reached stand. A return is ordered like a receipt: its
+  customer's later receipts (and returns) must come after it.
 - ``hold = "months"`` counts calendar months: a tier reached in local month M − h (with
   h = ``hold_months``) still holds in month M and is gone in month M + 1.
 - Status as of a date D counts the customer's receipts with an instant strictly before the
@@ -38,7 +43,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 
@@ -355,12 +360,35 @@ class ReferenceHistory:
     """
 
     receipts_by_customer: dict[str, list[PastReceipt]] = field(default_factory=dict)
+    #: every scored sale receipt by id, as a return re-scores it
+    sales: dict[str, "ScoredSale"] = field(default_factory=dict)
+    #: the instant of each customer's last return (returns are ordered like receipts)
+    last_return_us: dict[str, int] = field(default_factory=dict)
 
     def receipts_of(self, customer_id: str) -> list[PastReceipt]:
         return self.receipts_by_customer.get(customer_id, [])
 
     def record(self, customer_id: str, receipt: PastReceipt) -> None:
         self.receipts_by_customer.setdefault(customer_id, []).append(receipt)
+
+    def last_instant_us(self, customer_id: str) -> int | None:
+        """The instant of the customer's last receipt or return, None if they have none."""
+        earlier = self.receipts_of(customer_id)
+        instants = [earlier[-1].instant_us] if earlier else []
+        if customer_id in self.last_return_us:
+            instants.append(self.last_return_us[customer_id])
+        return max(instants, default=None)
+
+
+@dataclass
+class ScoredSale:
+    """A scored sale receipt as a later return needs it: what it was scored from, and how
+    many of each line's units earlier returns took back."""
+
+    facts: ReceiptFacts
+    lines: tuple[Line, ...]
+    context: ReceiptContext | None  # None: an anonymous receipt
+    returned: list[int]
 
 
 def tier_for(program: Program, total: int) -> int:
@@ -441,14 +469,10 @@ def score_receipt(
     Anonymous receipts get ``NO_TIER`` and no points, and leave the history untouched.
     """
     if not facts.is_sale:
+        history.sales[facts.receipt_id] = ScoredSale(facts, tuple(lines), None, [0] * len(lines))
         return NO_TIER, NO_POINTS
     earlier = history.receipts_of(facts.customer_id)
-    if earlier and facts.instant_us < earlier[-1].instant_us:
-        raise ScoringError(
-            f"customer {facts.customer_id!r} already has receipt {earlier[-1].receipt_id!r} after "
-            "this one; a customer's receipts must be scored in order",
-            facts.receipt_id,
-        )
+    _check_order(history, facts)
     context = context_for(program, earlier, facts, birth_month)
     points = points_for_receipt(program, lines, facts, context)
     measure = measure_of(program, points)
@@ -464,7 +488,77 @@ def score_receipt(
             reached_tier=reached,
         ),
     )
+    history.sales[facts.receipt_id] = ScoredSale(facts, tuple(lines), context, [0] * len(lines))
     return context.status_tier, points
+
+
+def _check_order(history: ReferenceHistory, facts: ReceiptFacts) -> None:
+    last = history.last_instant_us(facts.customer_id)
+    if last is not None and facts.instant_us < last:
+        raise ScoringError(
+            f"customer {facts.customer_id!r} already has a receipt or return after this one; "
+            "a customer's receipts must be scored in order",
+            facts.receipt_id,
+        )
+
+
+def lines_left(lines: Sequence[Line], returned: Sequence[int]) -> list[Line]:
+    """The lines of a receipt with ``returned`` units of each taken back, amounts pro rata
+    rounded down (the rule in :mod:`fidelis.core.returns`)."""
+    return [
+        Line(line.category, line.qty - gone, line.amount_minor * (line.qty - gone) // line.qty)
+        for line, gone in zip(lines, returned)
+    ]
+
+
+def score_return(
+    program: Program,
+    history: ReferenceHistory,
+    facts: ReceiptFacts,
+    original_receipt_id: str,
+    returned_qty: Sequence[int],
+) -> tuple[int, ReceiptPoints, ReceiptContext | None]:
+    """Take back what a return's goods earned; returns (original status, the points taken
+    back rule by rule as negative numbers, the original's context).
+
+    ``facts`` are the return's own (its customer is the original's); ``returned_qty`` has one
+    entry per line of the original.
+    """
+    sale = history.sales.get(original_receipt_id)
+    if sale is None:
+        raise ScoringError(f"return of unknown receipt {original_receipt_id!r}", facts.receipt_id)
+    if len(returned_qty) != len(sale.lines):
+        raise ScoringError(f"the return has {len(returned_qty)} lines, its original has {len(sale.lines)}",
+                           facts.receipt_id)
+    now_returned = [before + now for before, now in zip(sale.returned, returned_qty)]
+    if any(gone > line.qty for gone, line in zip(now_returned, sale.lines)):
+        raise ScoringError(f"the return takes back more of receipt {original_receipt_id!r} than was bought",
+                           facts.receipt_id)
+    if sale.context is None:  # anonymous: it earned nothing, there is nothing to take back
+        sale.returned = now_returned
+        return NO_TIER, NO_POINTS, None
+    _check_order(history, facts)
+    before = points_for_receipt(program, lines_left(sale.lines, sale.returned), sale.facts, sale.context)
+    after = points_for_receipt(program, lines_left(sale.lines, now_returned), sale.facts, sale.context)
+    sale.returned = now_returned
+    history.last_return_us[facts.customer_id] = facts.instant_us
+    # the returned measure leaves the original's qualifying total
+    returned_measure = measure_of(program, before) - measure_of(program, after)
+    if returned_measure:
+        past = history.receipts_by_customer[sale.facts.customer_id]
+        at = next(i for i, receipt in enumerate(past) if receipt.receipt_id == original_receipt_id)
+        past[at] = replace(past[at], measure=past[at].measure - returned_measure)
+    taken = ReceiptPoints(
+        eligible_amount_minor=after.eligible_amount_minor - before.eligible_amount_minor,
+        eligible_items=after.eligible_items - before.eligible_items,
+        raw_rate_points=after.raw_rate_points - before.raw_rate_points,
+        rate_points=after.rate_points - before.rate_points,
+        basket_points=after.basket_points - before.basket_points,
+        visit_points=after.visit_points - before.visit_points,
+        cap_points=after.cap_points - before.cap_points,
+        welcome_points=0,
+    )
+    return sale.context.status_tier, taken, sale.context
 
 
 def score_batch(
@@ -477,8 +571,19 @@ def score_batch(
     history = ReferenceHistory() if history is None else history
     birth_months = customers.birth_months() if customers is not None else {}
     scores = Scores.empty(len(batch))
+    original_ids = [None] * len(batch) if batch.original_receipt_id is None else batch.original_receipt_id.to_pylist()
     for index, (facts, lines) in enumerate(receipts_in(program, batch)):
-        tier, points = score_receipt(program, history, facts, lines, birth_months.get(facts.customer_id))
+        if original_ids[index] is not None:
+            tier, points, context = score_return(program, history, facts, original_ids[index],
+                                                 [line.qty for line in lines])
+        else:
+            birth_month = birth_months.get(facts.customer_id)
+            tier, points = score_receipt(program, history, facts, lines, birth_month)
+            context = history.sales[facts.receipt_id].context if facts.is_sale else None
+        if context is not None:
+            scores.visit_rank[index] = context.visit_rank_in_month
+            scores.earned_before_today[index] = context.earned_earlier_today_points
+            scores.birthday[index] = context.birthday_month
         scores.tier[index] = tier
         scores.rate_points[index] = points.rate_points
         scores.basket_points[index] = points.basket_points
@@ -502,8 +607,10 @@ __all__ = [
     "qualifying_total",
     "receipts_in",
     "round_points",
+    "lines_left",
     "score_batch",
     "score_receipt",
+    "score_return",
     "status_as_of",
     "status_at",
     "tier_for",

@@ -17,7 +17,12 @@ class Scores:
 
     ``tier`` is the index of the status tier at the receipt (``NO_TIER`` for anonymous
     receipts); every points column is int64 points. ``points = rate + basket + visit +
-    cap + welcome`` with ``cap_points ≤ 0``.
+    cap + welcome`` with ``cap_points ≤ 0``. A return's points are what it takes back (≤ 0).
+
+    The context columns are what a later return needs to re-score the receipt as it was
+    scored: its rank among the customer's sale receipts of its local month, the points the
+    customer earned earlier that local day (after caps, without welcome points), and whether
+    the birthday multiplier applied (on a return: its original's).
     """
 
     tier: np.ndarray
@@ -27,6 +32,9 @@ class Scores:
     welcome_points: np.ndarray
     cap_points: np.ndarray
     points: np.ndarray
+    visit_rank: np.ndarray
+    earned_before_today: np.ndarray
+    birthday: np.ndarray
 
     @classmethod
     def empty(cls, receipt_count: int) -> "Scores":
@@ -34,6 +42,9 @@ class Scores:
         return cls(
             tier=np.full(receipt_count, NO_TIER, dtype=np.int8),
             **{name: np.zeros(receipt_count, dtype=np.int64) for name in POINT_COLUMNS},
+            visit_rank=np.zeros(receipt_count, dtype=np.int32),
+            earned_before_today=np.zeros(receipt_count, dtype=np.int64),
+            birthday=np.zeros(receipt_count, dtype=np.int8),
         )
 
     def __len__(self) -> int:

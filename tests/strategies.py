@@ -184,3 +184,77 @@ def histories(draw) -> History:
         customers=build_customers(draw(birth_dates)),
         batch=build_batch(rows, program.info.timezone, program.info.minor_units),
     )
+
+
+def returns_batch(batch: ReceiptBatch, timezone: str, picks: list[tuple[int, int, list[int]]]) -> ReceiptBatch:
+    """Return receipts for ``batch``: each pick is (sale position, microseconds after the sale,
+    units returned of each of its lines), already within what earlier picks left."""
+    import numpy as np
+    import pyarrow as pa
+
+    from fidelis.core.localtime import local_calendar
+    from fidelis.core.returns import remaining_amount
+
+    offsets = batch.line_offsets
+    returned: dict[int, np.ndarray] = {}
+    ids, customers, originals, instants, counts = [], [], [], [], []
+    categories, quantities, amounts = [], [], []
+    for number, (position, delay_us, units) in enumerate(picks):
+        lines = slice(offsets[position], offsets[position + 1])
+        qty, amount = batch.line_qty[lines], batch.line_amount_minor[lines]
+        before = returned.get(position, np.zeros(len(qty), np.int64))
+        after = before + np.asarray(units, dtype=np.int64)
+        returned[position] = after
+        ids.append(f"X{number:04d}")
+        customers.append(batch.customer_id[position].as_py())
+        originals.append(batch.receipt_id[position].as_py())
+        instants.append(int(batch.instant_us[position]) + delay_us)
+        counts.append(len(qty))
+        categories.append(batch.line_category_code[lines])
+        quantities.append(np.asarray(units, dtype=np.int32))
+        amounts.append(remaining_amount(amount, qty, qty - before) - remaining_amount(amount, qty, qty - after))
+    instant_us = np.array(instants, dtype=np.int64)
+    calendar = local_calendar(instant_us, timezone)
+    line_offsets = np.zeros(len(picks) + 1, dtype=np.int64)
+    np.cumsum(counts, out=line_offsets[1:])
+    return ReceiptBatch(
+        receipt_id=pa.array(ids, pa.string()),
+        customer_id=pa.array(customers, pa.string()),
+        store_code=np.zeros(len(picks), dtype=np.int32),
+        instant_us=instant_us,
+        local_day=calendar.local_day,
+        local_minute=calendar.local_minute,
+        local_month=calendar.local_month,
+        line_offsets=line_offsets,
+        line_category_code=np.concatenate(categories).astype(np.int32),
+        line_qty=np.concatenate(quantities).astype(np.int32),
+        line_amount_minor=np.concatenate(amounts).astype(np.int64),
+        store_names=batch.store_names,
+        category_names=batch.category_names,
+        original_receipt_id=pa.array(originals, pa.string()),
+    )
+
+
+@st.composite
+def histories_with_returns(draw) -> History:
+    """A history in which some receipts have goods returned later, in part or whole, once or
+    in several returns (anonymous receipts too: their returns take nothing back)."""
+    import numpy as np
+
+    history = draw(histories())
+    batch = history.batch
+    left = {position: batch.line_qty[batch.line_offsets[position]:batch.line_offsets[position + 1]].astype(int)
+            for position in range(len(batch))}
+    picks = []
+    for _ in range(draw(st.integers(1, 6))):
+        position = draw(st.integers(0, len(batch) - 1))
+        if not left[position].any():
+            continue
+        units = [draw(st.integers(0, int(n))) for n in left[position]]
+        left[position] = left[position] - np.array(units)
+        delay_us = draw(st.sampled_from([0, 60_000_000, 86_400_000_000, 40 * 86_400_000_000, 400 * 86_400_000_000]))
+        picks.append((position, delay_us, units))
+    if not picks:
+        return history
+    returns = returns_batch(batch, history.program.info.timezone, picks)
+    return history._replace(batch=ReceiptBatch.concat([batch, returns]))

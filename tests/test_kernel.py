@@ -14,7 +14,7 @@ from fidelis.core.scores import Scores
 from fidelis.core.scoring import score_batch
 from fidelis.core.state import CustomerState
 
-from .strategies import histories
+from .strategies import histories, histories_with_returns
 
 equivalence = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -162,3 +162,23 @@ def test_customer_partitions_scored_concurrently_equal_one_pass(data, part_count
         for position, receipt_id in enumerate(part.batch.receipt_id.to_pylist()):
             by_receipt[receipt_id] = scores[position:position + 1]
     assert Scores.concatenate([by_receipt[r] for r in batch.receipt_id.to_pylist()]).equals(whole)
+
+
+@equivalence
+@given(data=st.data())
+def test_kernel_equals_reference_with_returns(data):
+    program, rows, customers, batch = data.draw(histories_with_returns())
+    expected = reference.score_batch(program, batch, customers)
+    compiled = score_batch(program, batch, customers, engine="compiled")
+    assert compiled.equals(expected), describe(program, rows, batch.receipt_id.to_pylist(), compiled, expected)
+    assert (compiled.points[batch.is_return] <= 0).all()
+
+
+@equivalence
+@given(data=st.data())
+def test_returns_with_two_threads_equal_one(data):
+    program, _, _, batch = data.draw(histories_with_returns())
+    compiled = compile_program(program)
+    one = kernel.score(batch, compiled, kernel.new_state(compiled))
+    two = kernel.score(batch, compiled, kernel.new_state(compiled), threads=2)
+    assert two.equals(one)

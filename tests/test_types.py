@@ -48,3 +48,11 @@ def test_compiled_codes_match_kernel_enums(codes, enum):
     assert len(codes) == len(enum)
     for word, code in codes.items():
         assert enum[KERNEL_MEMBER[word]] == code
+
+
+def test_return_row_layout_matches_dtype():
+    from fidelis.core.returns import RETURN_ROW_DTYPE
+
+    layout = _kernel.return_row_layout()
+    assert layout.pop("itemsize") == RETURN_ROW_DTYPE.itemsize
+    assert layout == {name: RETURN_ROW_DTYPE.fields[name][1] for name in RETURN_ROW_DTYPE.names}
