@@ -56,7 +56,10 @@ from .errors import InputError, InputProblem, OutputError, UnsupportedFileError
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".msgpack")
 RECEIPT_COLUMNS = (
     "receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount", "sku",
+    "kind", "original_receipt_id", "line",
 )
+#: ``kind`` values: a row is a sale line unless it says ``return``.
+SALE, RETURN = "sale", "return"
 #: ``amount`` may be given as ``amount_minor`` instead; ``sku`` is optional.
 REQUIRED_RECEIPT_COLUMNS = (
     "receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount",
@@ -399,6 +402,9 @@ class CheckedReceipts:
     problems: list[InputProblem]
     rejected: np.ndarray
     segments: list[InputSegment] = field(default_factory=list)
+    #: valid return rows, in input order; :func:`fidelis.core.returns.resolve_returns` turns
+    #: them into return receipts once their originals are known
+    returns: list["ReturnLine"] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -500,22 +506,64 @@ def check_segments(
         raise ValueError(f"minor_units must be 0..4, got {minor_units}")
     if not segments:
         raise InputError([InputProblem("<input>", None, None, None, "no receipt files given")])
+    unusable = [problem for segment in segments for problem in table_problems(segment)]
+    if unusable:
+        raise InputError(unusable)
+    # sale lines first, then return rows: each kind is validated by its own rules
+    sale_segments, return_segments = _split_by_kind(segments)
     start = 0
     parsed: list[_Lines] = []
-    unusable: list[InputProblem] = []
-    for segment in segments:
+    for segment in sale_segments + return_segments:
         segment.start = start
         start += segment.table.num_rows
-        found = table_problems(segment) or _parse_lines(
-            segment, timezone=timezone, minor_units=minor_units
-        )
+    for segment in sale_segments:
+        found = _parse_lines(segment, timezone=timezone, minor_units=minor_units)
         if isinstance(found, list):
             unusable += found
         else:
             parsed.append(found)
     if unusable:
         raise InputError(unusable)
-    return _assemble(_Lines.concat(parsed), segments, timezone=timezone, minor_units=minor_units)
+    if parsed:
+        checked = _assemble(_Lines.concat(parsed), sale_segments, timezone=timezone, minor_units=minor_units)
+    else:  # return rows only
+        checked = CheckedReceipts(_no_receipts(timezone, minor_units), [], np.zeros(0, dtype=bool))
+    if return_segments:
+        returns, problems, rejected = _check_return_rows(return_segments, timezone)
+        checked.returns = returns
+        checked.problems += problems
+        checked.rejected = np.concatenate([checked.rejected, rejected])
+        checked.segments = sale_segments + return_segments
+    return checked
+
+
+def _no_receipts(timezone: str, minor_units: int) -> ReceiptBatch:
+    empty = np.zeros(0, dtype=np.int32)
+    return ReceiptBatch(
+        receipt_id=pa.array([], pa.string()), customer_id=pa.array([], pa.string()), store_code=empty,
+        instant_us=np.zeros(0, np.int64), local_day=empty, local_minute=np.zeros(0, np.int16), local_month=empty,
+        line_offsets=np.zeros(1, np.int64), line_category_code=empty, line_qty=empty,
+        line_amount_minor=np.zeros(0, np.int64), store_names=[], category_names=[],
+        metadata={"timezone": timezone, "minor_units": minor_units, "sources": [],
+                  "first_input_row": np.zeros(0, np.int64)},
+    )
+
+
+def _split_by_kind(segments: list[InputSegment]) -> tuple[list[InputSegment], list[InputSegment]]:
+    """Each table's sale rows and return rows (``kind = return``) as segments of their own."""
+    sales, returns = [], []
+    for segment in segments:
+        table = segment.table
+        kind = _text_column(table.column("kind"), allow_integers=False) if "kind" in table.column_names else None
+        is_return = np.zeros(table.num_rows, dtype=bool) if kind is None else _mask(pc.equal(kind, RETURN))
+        if not is_return.any():
+            sales.append(segment)
+            continue
+        for rows, into in ((np.flatnonzero(~is_return), sales), (np.flatnonzero(is_return), returns)):
+            if len(rows):
+                into.append(InputSegment(segment.source, table.take(pa.array(rows)),
+                                         row_numbers=segment.source_rows(rows)))
+    return sales, returns
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,6 +744,12 @@ def _parse_lines(
     findings = _Findings(table.num_rows)
     for name in ("receipt_id", "store_id", "category"):
         findings.add(np.flatnonzero(_mask(pc.equal(text[name], ""))), name, _EMPTY)
+    if "kind" in names:  # return rows were taken out already: what is left must be a sale
+        kind = _text_column(table.column("kind"), allow_integers=False)
+        if kind is None:
+            kind = pa.chunked_array([pa.array(["?"] * table.num_rows)])
+        findings.add(np.flatnonzero(~_mask(pc.is_in(kind, value_set=pa.array(["", SALE])))), "kind",
+                     f"must be {SALE!r} or {RETURN!r} (empty is a sale)")
     instant_us, instant_codes = instant
     findings.add_coded(instant_codes, "ts", _TIMESTAMP_REASONS)
     qty_values, qty_codes = qty
@@ -1292,6 +1346,113 @@ def _located_problems(findings: _Findings, segments: list[InputSegment]) -> list
             keyed.append((row, rank.get(column, len(rank)), problem))
     keyed.sort(key=lambda item: (item[0], item[1]))
     return [problem for _, _, problem in keyed]
+
+
+# ---------------------------------------------------------------------------------------------
+# Return rows
+
+
+@dataclass(frozen=True)
+class ReturnLine:
+    """One valid return row: units of one line of the original receipt brought back.
+
+    The line is named by ``line`` (its position on the original, from 1) or by ``sku``.
+    """
+
+    return_id: str
+    customer_id: str | None
+    store_id: str
+    instant_us: int
+    original_receipt_id: str
+    line: int | None
+    sku: str | None
+    qty: int
+    source: str
+    row: int
+    #: the row's index among all input rows of the check
+    input_row: int = 0
+
+
+def _check_return_rows(
+    segments: list[InputSegment], timezone: str
+) -> tuple[list[ReturnLine], list[InputProblem], np.ndarray]:
+    """Validate return rows: (the good ones, every problem, which rows were rejected).
+
+    A return may span rows (one per line brought back); its rows must agree on who, where,
+    when and which receipt, and a return with any bad row is rejected whole. Returns are a
+    small share of rows, so they are checked row by row.
+    """
+    rows: list[dict] = []
+    for segment in segments:
+        table = segment.table
+        count = table.num_rows
+
+        def text(name: str) -> list[str | None]:
+            if name not in table.column_names:
+                return [None] * count
+            column = _text_column(table.column(name), allow_integers=name != "customer_id")
+            values = (column if column is not None else table.column(name).cast(pa.string())).to_pylist()
+            return [value if value not in (None, "") else None for value in values]
+
+        instant = _instant_column(table.column("ts"), timezone)
+        quantity = _qty_column(table.column("qty"))
+        numbers = segment.source_rows(np.arange(count)).tolist()
+        columns = {name: text(name) for name in ("receipt_id", "customer_id", "store_id", "original_receipt_id",
+                                                 "sku", "line")}
+        for i in range(count):
+            reasons = []
+            for name in ("receipt_id", "store_id"):
+                if columns[name][i] is None:
+                    reasons.append((name, _EMPTY))
+            if columns["original_receipt_id"][i] is None:
+                reasons.append(("original_receipt_id", "a return row needs the id of the receipt it returns"))
+            if instant is None or instant[1][i]:
+                reasons.append(("ts", _TIMESTAMP_REASONS[instant[1][i]] if instant else "not a timestamp"))
+            if quantity is None or quantity[1][i]:
+                reasons.append(("qty", _QTY_REASONS[quantity[1][i]] if quantity else "qty must be a whole number"))
+            line = columns["line"][i]
+            if line is not None and not (line.isdigit() and 1 <= int(line) <= MAX_QTY):
+                reasons.append(("line", "the line's position on the original receipt, a whole number from 1"))
+            elif line is None and columns["sku"][i] is None:
+                reasons.append(("line", "a return row names the line returned by its position (line) or its sku"))
+            rows.append({
+                "index": len(rows), "input_row": segment.start + i, "source": segment.source, "row": numbers[i], "reasons": reasons,
+                "values": {name: values[i] for name, values in columns.items()},
+                "instant_us": int(instant[0][i]) if instant is not None else 0,
+                "qty": int(quantity[0][i]) if quantity is not None else 0,
+            })
+    by_return: dict[str, list[dict]] = {}
+    for row in rows:
+        by_return.setdefault(row["values"]["receipt_id"] or "", []).append(row)
+    for return_id, members in by_return.items():
+        if not return_id:
+            continue
+        for name in ("customer_id", "store_id", "ts", "original_receipt_id"):
+            seen = dict.fromkeys(row["instant_us"] if name == "ts" else row["values"][name] for row in members)
+            if len(seen) > 1:
+                shown = ", ".join(repr(value) for value in seen)
+                for row in members:
+                    row["reasons"].append((name, f"the rows of return {return_id!r} disagree on {name}: {shown}"))
+    good, problems = [], []
+    rejected = np.zeros(len(rows), dtype=bool)
+    for return_id, members in by_return.items():
+        bad = any(row["reasons"] for row in members) or not return_id
+        for row in members:
+            if bad:
+                rejected[row["index"]] = True
+                for column, reason in row["reasons"]:
+                    shown = row["values"].get(column) if column != "ts" else None
+                    problems.append(InputProblem(row["source"], row["row"], column, shown, reason))
+                continue
+            values = row["values"]
+            good.append(ReturnLine(
+                return_id=return_id, customer_id=values["customer_id"], store_id=values["store_id"],
+                instant_us=row["instant_us"], original_receipt_id=values["original_receipt_id"],
+                line=int(values["line"]) if values["line"] is not None else None, sku=values["sku"],
+                qty=row["qty"], source=row["source"], row=row["row"], input_row=row["input_row"],
+            ))
+    problems.sort(key=lambda problem: (problem.file, problem.row or 0))
+    return good, problems, rejected
 
 
 # ---------------------------------------------------------------------------------------------

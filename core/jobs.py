@@ -40,6 +40,7 @@ from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
 from .localtime import local_calendar, month_label
+from .returns import original_positions, resolve_returns
 from .scores import Scores
 from .staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
 from .state import CustomerState
@@ -63,6 +64,11 @@ class LoadSummary:
     duplicates_skipped: int = 0
     conflicts: int = 0
     late_receipts: int = 0
+    returns_loaded: int = 0
+    returns_refused: int = 0
+    #: points returns took back, and (``negative_balance = "floor_zero"``) could not
+    points_taken_back: int = 0
+    points_unrecovered: int = 0
     seconds: float = 0.0
     #: where the time went: reading (and splitting) the files, validating, scoring, writing
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
@@ -80,7 +86,9 @@ class LoadSummary:
             "receipts_loaded": self.receipts_loaded, "new_customers": self.new_customers,
             "points": self.points, "rejected_rows": self.rejected_rows, "rejected_files": self.rejected_files,
             "duplicates_skipped": self.duplicates_skipped, "conflicts": self.conflicts,
-            "late_receipts": self.late_receipts,
+            "late_receipts": self.late_receipts, "returns_loaded": self.returns_loaded,
+            "returns_refused": self.returns_refused, "points_taken_back": self.points_taken_back,
+            "points_unrecovered": self.points_unrecovered,
         }
 
 
@@ -196,11 +204,13 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
     batch = checked.batch
     problems = list(checked.problems)
     summary.rejected_rows += int(checked.rejected.sum())
+    refused_receipts: dict[str, str] = {}
+    if checked.returns:
+        batch = _with_returns(ledger, checked, batch, problems, refused_receipts, summary, info.timezone)
 
     fingerprints = batch.metadata["content_fingerprint"] = receipt_fingerprints(batch)
     receipt_ids = batch.receipt_id.to_pylist()
     keep = np.ones(len(batch), dtype=bool)
-    refused_receipts: dict[str, str] = {}
 
     def refuse(position: int, column: str, reason: str) -> None:
         keep[position] = False
@@ -261,10 +271,38 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
                                    "not rescored")
         late |= in_closed
     summary.late_receipts += int(late.sum())
+    # a return whose original this load refuses is refused with it
+    originals = original_positions(batch)
+    for position in np.flatnonzero(keep & (originals >= 0)):
+        if not keep[originals[position]]:
+            summary.returns_refused += 1
+            refuse(position, "original_receipt_id",
+                   f"its original receipt {receipt_ids[originals[position]]!r} was not loaded")
 
     summary.add_problems(problems)
     rejects.write(checked, problems, refused_receipts)
     return batch if keep.all() else batch.take(np.flatnonzero(keep))
+
+
+def _with_returns(ledger: Ledger, checked: CheckedReceipts, batch: ReceiptBatch, problems: list[InputProblem],
+                  refused_receipts: dict[str, str], summary: LoadSummary, timezone: str) -> ReceiptBatch:
+    """The part's sales with its valid return rows resolved into return receipts; returns
+    that cannot be resolved are refused (their rows to the rejects, with the reason)."""
+    return_of_row = {(line.source, line.row): line.return_id for line in checked.returns}
+    return_ids = list(dict.fromkeys(return_of_row.values()))
+    returned, refused = resolve_returns(
+        checked.returns, batch, lambda ids: ledger.stored_originals(ids, excluding=return_ids), timezone)
+    problems += refused
+    summary.rejected_rows += len(refused)
+    for problem in refused:
+        refused_receipts[return_of_row[(problem.file, problem.row)]] = f"{problem.column}: {problem.reason}"
+    summary.returns_refused += len({return_of_row[(problem.file, problem.row)] for problem in refused})
+    if returned is None:
+        return batch
+    metadata = batch.metadata
+    joined = ReceiptBatch.concat([batch, returned])
+    joined.metadata = {**metadata, "first_input_row": joined.metadata["first_input_row"]}
+    return joined
 
 
 class _Shards:
@@ -347,13 +385,27 @@ class _ChunkWriter:
                 category_class_of_code=prepared.category_class_of_code,
             )
             with _timed(self.summary, "scoring"):
-                scores = kernel.score(chunk, self.compiled, self.state, out=self.out)
+                scores = kernel.score(chunk, self.compiled, self.state, out=self.out,
+                                      originals=self._stored_originals(chunk.batch))
             chunk_skus = None if sku_ids is None else sku_ids[batch.line_offsets[start]:batch.line_offsets[stop]]
             with _timed(self.summary, "writing"), self.ledger.write() as connection:
                 self.generation = self.ledger.advance_state_generation(connection, self.generation)
-                _append_chunk(connection, self.ledger, chunk, scores, prints[start:stop], category_ids,
-                              chunk_skus, self.program_version, self.run_id, self.state)
-            yield stop - start, int(scores.points.sum())
+                unrecovered = _append_chunk(connection, self.ledger, chunk, scores, prints[start:stop], category_ids,
+                                            chunk_skus, self.program_version, self.run_id, self.state)
+            returns = chunk.batch.is_return
+            self.summary.returns_loaded += int(returns.sum())
+            self.summary.points_taken_back += -int(scores.points[returns].sum())
+            self.summary.points_unrecovered += unrecovered
+            yield stop - start, int(scores.points[~returns].sum())
+
+    def _stored_originals(self, chunk: ReceiptBatch) -> dict:
+        """Originals of the chunk's returns that are not in the chunk: loaded before, or in an
+        earlier chunk of this load (committed by now)."""
+        missing = chunk.is_return & (original_positions(chunk) < 0)
+        if not missing.any():
+            return {}
+        return self.ledger.stored_originals(
+            list(dict.fromkeys(chunk.original_receipt_id.filter(pa.array(missing)).to_pylist())))
 
 
 class _Rejects:
@@ -467,11 +519,13 @@ def _per_distinct_value(values: pa.Array, per_value: Callable[[list], np.ndarray
 
 def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, scores: Scores, prints: np.ndarray,
                   category_ids: np.ndarray, sku_ids: np.ndarray | None, program_version: int, run_id: int,
-                  state) -> None:
-    """Write one scored chunk: receipts, earn entries, lots and the touched customers' state."""
+                  state) -> int:
+    """Write one scored chunk: receipts, earn entries, lots, returns and the touched customers'
+    state; the points returns could not take back."""
     batch = prepared.batch
     count = len(batch)
     customer = prepared.customer_index
+    is_return = batch.is_return
     lines = np.empty(batch.line_count, dtype=LINE_DTYPE)
     lines["category_id"] = category_ids[batch.line_category_code]
     lines["sku_id"] = 0 if sku_ids is None else sku_ids
@@ -483,8 +537,10 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
     ).to_pylist()
     amount = np.add.reduceat(batch.line_amount_minor, batch.line_offsets[:-1]) if batch.line_count else np.zeros(count)
     amount[np.diff(batch.line_offsets) == 0] = 0
+    amount = np.where(is_return, -amount, amount)  # a return's goods leave the sales
     identified = customer >= 0
     tier = np.where(identified, scores.tier, -1)
+    originals = [None] * count if batch.original_receipt_id is None else batch.original_receipt_id.to_pylist()
     receipts = zip(
         batch.receipt_id.to_pylist(),
         np.where(identified, customer, -1).tolist(),
@@ -492,9 +548,10 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
         batch.instant_us.tolist(), batch.local_day.tolist(), amount.tolist(), tier.tolist(),
         scores.rate_points.tolist(), scores.basket_points.tolist(), scores.visit_points.tolist(),
         scores.welcome_points.tolist(), scores.cap_points.tolist(), scores.points.tolist(),
-        prints.tolist(), blobs,
+        prints.tolist(), blobs, originals, scores.visit_rank.tolist(), scores.earned_before_today.tolist(),
+        scores.birthday.tolist(),
     )
-    earning = identified & (scores.points != 0)
+    earning = identified & ~is_return & (scores.points != 0)
     earn_entries = zip(customer[earning].tolist(), scores.points[earning].tolist(), batch.instant_us[earning].tolist(),
                        batch.receipt_id.filter(pa.array(earning)).to_pylist())
     # lots: points earned per customer and local month, added to what earlier chunks earned
@@ -504,9 +561,13 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
     sums = np.zeros(len(unique_keys), dtype=np.int64)
     np.add.at(sums, inverse, scores.points[earning].astype(np.int64))
     lots = (unique_keys // 4096, unique_keys % 4096, sums)
-    ledger.append_scored(connection, receipts, earn_entries, lots, program_version, run_id)
+    taking = np.flatnonzero(identified & is_return & (scores.points < 0))
+    returns = list(zip(batch.receipt_id.take(pa.array(taking)).to_pylist(), customer[taking].tolist(),
+                       (-scores.points[taking]).tolist(), batch.instant_us[taking].tolist()))
+    unrecovered = ledger.append_scored(connection, receipts, earn_entries, lots, program_version, run_id, returns)
     touched = np.unique(customer[identified])
     ledger.save_state(connection, state, touched)
+    return unrecovered
 
 
 def _file_sha256(path: Path) -> str:
@@ -569,6 +630,8 @@ def ledger_batch(ledger: Ledger, customers: range | None = None) -> tuple[Receip
         line_amount_minor=lines["amount_minor"].astype(np.int64),
         store_names=stores.dictionary.to_pylist(),
         category_names=category_names,
+        original_receipt_id=pa.array([row[6] for row in rows], type=pa.string())
+        if any(row[6] is not None for row in rows) else None,
     )
     return batch, np.array([row[5] for row in rows], dtype=np.int64)
 
@@ -576,9 +639,10 @@ def ledger_batch(ledger: Ledger, customers: range | None = None) -> tuple[Receip
 def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS, progress: bool = False) -> list[str]:
     """Every broken invariant, as a sentence naming what is wrong (empty when all hold).
 
-    - a customer's balance (Σ journal) equals the points left in their lots;
-    - each receipt's points equal its earn entries in the journal, and anonymous receipts
-      earn nothing;
+    - a customer's balance (Σ journal) equals the points left in their lots less their debt,
+      and no one owes points while holding some;
+    - each receipt's points equal its journal entries (a return's: less what it could not
+      take back), and anonymous receipts earn nothing;
     - replaying every stored receipt through the kernel from an empty state gives each
       receipt's stored points and every customer's stored state.
 
@@ -589,7 +653,9 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     for customer_id, journal, lots in ledger.balance_mismatches():
         problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")
     for receipt_id, points, earned in ledger.earn_mismatches():
-        problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal earn entries")
+        problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal entries")
+    for customer_id, debt, held in ledger.debts_with_points_held():
+        problems.append(f"customer {customer_id!r}: owes {debt} points yet holds {held} in lots")
 
     program = ledger.current_program().program
     compiled = compile_program(program)

@@ -28,7 +28,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,7 @@ from .state import CUSTOMER_STATE_DTYPE, CustomerState
 
 if TYPE_CHECKING:
     from .compiled import CompiledProgram
+    from .returns import OriginalReceipt
 
 BUSY_TIMEOUT_MS = 10_000
 #: Page cache per connection: bulk loads insert into large B-trees in key order of receipt ids,
@@ -255,6 +256,44 @@ def m006_lots_due_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX lots_due ON lots(expires_on) WHERE expires_on IS NOT NULL AND points_remaining > 0")
 
 
+@migrations()
+def m007_returns(db: sqlite_utils.Database) -> None:
+    """Returns: receipts that take goods back, the context a return re-scores its original in,
+    and debts (points taken back after they were spent, under ``negative_balance = "allow"``).
+
+    The context of receipts loaded before is rebuilt from their neighbours: the visit rank
+    among the customer's receipts of the local month, the points earned earlier that day,
+    and whether the receipt is in the customer's birth month.
+    """
+    for statement in (
+        "ALTER TABLE receipts ADD COLUMN original_receipt_id TEXT",  # a return: the receipt it returns
+        "ALTER TABLE receipts ADD COLUMN visit_rank INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE receipts ADD COLUMN earned_before_today INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE receipts ADD COLUMN birthday INTEGER NOT NULL DEFAULT 0",
+        # floor_zero: what a return could not take back because it was spent
+        "ALTER TABLE receipts ADD COLUMN unrecovered_points INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX receipts_returns ON receipts(original_receipt_id) WHERE original_receipt_id IS NOT NULL",
+        """CREATE TABLE debts (
+            customer_index INTEGER PRIMARY KEY REFERENCES customers(customer_index),
+            points INTEGER NOT NULL CHECK (points > 0)
+        )""",
+        """WITH context AS (
+            SELECT receipt_id,
+                ROW_NUMBER() OVER (PARTITION BY customer_index, strftime('%Y-%m', local_day * 86400, 'unixepoch')
+                                   ORDER BY instant_us, receipt_id) AS visit_rank,
+                COALESCE(SUM(points - welcome_points) OVER (
+                    PARTITION BY customer_index, local_day ORDER BY instant_us, receipt_id
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS earned_before_today
+            FROM receipts WHERE customer_index IS NOT NULL)
+        UPDATE receipts SET visit_rank = context.visit_rank, earned_before_today = context.earned_before_today
+        FROM context WHERE receipts.receipt_id = context.receipt_id""",
+        """UPDATE receipts SET birthday = 1 WHERE customer_index IS NOT NULL AND strftime('%m', local_day * 86400,
+            'unixepoch') = (SELECT substr(birth_date, 6, 2) FROM customers c
+                            WHERE c.customer_index = receipts.customer_index)""",
+    ):
+        db.execute(statement)
+
+
 def _row_bytes(rows: np.ndarray) -> list[bytes]:
     """Each row of a 1- or 2-D array as its own bytes value, without a Python loop over rows."""
     width = rows.itemsize * (rows.shape[1] if rows.ndim == 2 else 1)
@@ -273,7 +312,7 @@ def _now_us() -> int:
 
 def _local_month(instant_us: int, zone) -> int:
     """The local month of an instant, ``(year - 1970) * 12 + month - 1``."""
-    local = dt.datetime.fromtimestamp(instant_us / 1_000_000, zone)
+    local = dt.datetime.fromtimestamp(instant_us // 1_000_000, zone)
     return (local.year - 1970) * 12 + local.month - 1
 
 
@@ -604,18 +643,24 @@ class Ledger:
                                (status, json.dumps(counts), run_id))
 
     def append_scored(self, connection: sqlite3.Connection, receipts, earn_entries,
-                      lots: tuple[np.ndarray, np.ndarray, np.ndarray], program_version: int, run_id: int) -> None:
-        """Scored receipts, their earn entries and the points they add to lots.
+                      lots: tuple[np.ndarray, np.ndarray, np.ndarray], program_version: int, run_id: int,
+                      returns: list[tuple[str, int, int, int]] = ()) -> int:
+        """Scored receipts, their earn entries, the points they add to lots, and returns.
 
         ``receipts`` rows: receipt id, customer index (-1 anonymous), store id, instant,
         local day, amount, tier (-1 anonymous), rate, basket, visit, welcome and cap points,
-        points, content fingerprint, lines. ``earn_entries``: customer index, points, instant,
-        receipt id. ``lots``: see :meth:`add_to_lots`.
+        points, content fingerprint, lines, original receipt id (None on a sale), visit rank,
+        points earned earlier that day, birthday. ``earn_entries``: customer index, points,
+        instant, receipt id. ``lots``: see :meth:`add_to_lots`. ``returns``: (return id,
+        customer index, points taken back > 0, instant) in processing order, taken back
+        after the chunk's earnings (see :meth:`take_back`). Returns the points returns could
+        not take back.
         """
         connection.executemany(
             "INSERT INTO receipts (receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, "
             "rate_points, basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines, "
-            "program_version, run_id) VALUES (?, NULLIF(?, -1), ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, ?, ?, ?, "
+            "original_receipt_id, visit_rank, earned_before_today, birthday, program_version, run_id) "
+            "VALUES (?, NULLIF(?, -1), ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             f"{int(program_version)}, {int(run_id)})",
             receipts,
         )
@@ -625,12 +670,119 @@ class Ledger:
             earn_entries,
         )
         self.add_to_lots(connection, *lots)
+        return sum(self.take_back(connection, customer, points, instant_us, return_id, run_id)
+                   for return_id, customer, points, instant_us in returns)
+
+    def take_back(self, connection: sqlite3.Connection, customer: int, points: int, instant_us: int,
+                  return_id: str, run_id: int | None) -> int:
+        """A return's points taken back: a journal ``reverse`` entry; the points not recovered.
+
+        Points still held come out of the oldest lots. Points already spent (the balance at
+        the return's instant is short) are, under the program's ``negative_balance``:
+        ``allow``, taken anyway — the balance goes negative and the debt is paid first from
+        later earnings; ``floor_zero``, not taken — recorded on the return as unrecovered.
+        """
+        policy = self.current_program().program.returns.negative_balance
+        held = connection.execute("SELECT COALESCE(SUM(points_remaining), 0) FROM lots WHERE customer_index = ?",
+                                  (customer,)).fetchone()[0]
+        if policy == "floor_zero":
+            at_instant = connection.execute(
+                "SELECT COALESCE(SUM(points), 0) FROM journal WHERE customer_index = ? AND instant_us <= ?",
+                (customer, instant_us)).fetchone()[0]
+            taken = max(0, min(points, at_instant, held))
+        else:
+            taken = points
+        from_lots = min(taken, held)
+        if from_lots:
+            self._take_from_lots(connection, customer, from_lots)
+        if taken > from_lots:
+            connection.execute("INSERT INTO debts (customer_index, points) VALUES (?, ?) ON CONFLICT(customer_index) "
+                               "DO UPDATE SET points = points + excluded.points", (customer, taken - from_lots))
+        if taken:
+            connection.execute(
+                "INSERT INTO journal (customer_index, kind, points, instant_us, reference, run_id) "
+                "VALUES (?, 'reverse', ?, ?, ?, ?)", (customer, -taken, instant_us, return_id, run_id))
+        unrecovered = points - taken
+        if unrecovered:
+            connection.execute("UPDATE receipts SET unrecovered_points = ? WHERE receipt_id = ?",
+                               (unrecovered, return_id))
+        return unrecovered
+
+    def _settle_debts(self, connection: sqlite3.Connection, customers: np.ndarray) -> None:
+        """Pay the debts of ``customers`` from their lots, oldest first, as far as they reach."""
+        if connection.execute("SELECT 1 FROM debts LIMIT 1").fetchone() is None:
+            return
+        owing = connection.execute(
+            "SELECT d.customer_index, d.points, (SELECT COALESCE(SUM(points_remaining), 0) FROM lots l "
+            "WHERE l.customer_index = d.customer_index) FROM debts d "
+            "WHERE d.customer_index IN (SELECT value FROM json_each(?))",
+            (json.dumps(np.unique(np.asarray(customers)).tolist()),)).fetchall()
+        for customer, debt, held in owing:
+            paid = min(debt, held)
+            if not paid:
+                continue
+            self._take_from_lots(connection, customer, paid)
+            if paid == debt:
+                connection.execute("DELETE FROM debts WHERE customer_index = ?", (customer,))
+            else:
+                connection.execute("UPDATE debts SET points = points - ? WHERE customer_index = ?", (paid, customer))
+
+    def stored_originals(self, receipt_ids: list[str], *, excluding: Sequence[str] = ()) -> dict[str, "OriginalReceipt"]:
+        """Stored sale receipts a return may refer to, with what earlier returns took of them.
+
+        ``excluding``: returns not to count (those of the input being checked, so that loading
+        the same returns again finds them as duplicates, not as returning too much).
+        """
+        from .returns import OriginalReceipt
+
+        if not receipt_ids or not self.db.execute("SELECT 1 FROM receipts LIMIT 1").fetchone():
+            return {}
+        zone = self.current_program().program.info.zone()
+        categories = self.category_names()
+        skus = dict(self.db.execute("SELECT sku_id, sku FROM skus").fetchall())
+        skipped = set(excluding)
+        found = {}
+        for start in range(0, len(receipt_ids), 50_000):
+            block = json.dumps(receipt_ids[start:start + 50_000])
+            returned: dict[str, np.ndarray] = {}
+            for return_id, original_id, lines in self.db.execute(
+                    "SELECT receipt_id, original_receipt_id, lines FROM receipts "
+                    "WHERE original_receipt_id IN (SELECT value FROM json_each(?))", (block,)):
+                if return_id not in skipped:
+                    qty = np.frombuffer(lines, dtype=LINE_DTYPE)["qty"].astype(np.int64)
+                    returned[original_id] = returned.get(original_id, 0) + qty
+            for (receipt_id, customer_id, store_id, instant_us, local_day, tier, visit_rank, earned_before_today,
+                 birthday, lines) in self.db.execute(
+                    "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.local_day, r.tier, r.visit_rank, "
+                    "r.earned_before_today, r.birthday, r.lines FROM receipts r "
+                    "LEFT JOIN customers c USING (customer_index) "
+                    "WHERE r.receipt_id IN (SELECT value FROM json_each(?)) AND r.original_receipt_id IS NULL",
+                    (block,)):
+                records = np.frombuffer(lines, dtype=LINE_DTYPE)
+                local = dt.datetime.fromtimestamp(instant_us // 1_000_000, zone)
+                found[receipt_id] = OriginalReceipt(
+                    receipt_id=receipt_id, customer_id=customer_id, store_id=store_id, instant_us=instant_us,
+                    local_day=local_day, local_minute=local.hour * 60 + local.minute,
+                    local_month=_local_month(instant_us, zone),
+                    line_category=[categories[i] for i in records["category_id"].tolist()],
+                    line_sku=[skus.get(i) for i in records["sku_id"].tolist()],
+                    line_qty=records["qty"].astype(np.int64), line_amount_minor=records["amount_minor"].astype(np.int64),
+                    tier=tier if tier is not None else 0, visit_rank=visit_rank,
+                    earned_before_today=earned_before_today, birthday=bool(birthday),
+                    returned_qty=returned.get(receipt_id, np.zeros(len(records), dtype=np.int64)),
+                )
+        return found
 
     def add_to_lots(self, connection: sqlite3.Connection, customers: np.ndarray, months: np.ndarray,
                     points: np.ndarray) -> None:
         """Add points to the lots of (customer index, local month earned), setting each new lot's
         expiry day from the program's ``[expiry]``."""
         expires_on = month_first_day(self.current_program().program.expiry.gone_from_month(months))
+        self._add_lots(connection, customers, months, points, expires_on)
+        self._settle_debts(connection, customers)
+
+    @staticmethod
+    def _add_lots(connection: sqlite3.Connection, customers, months, points, expires_on) -> None:
         connection.executemany(
             "INSERT INTO lots (customer_index, earned_month, points_earned, points_remaining, expires_on) "
             "VALUES (?1, ?2, ?3, ?3, ?4) "
@@ -642,7 +794,8 @@ class Ledger:
         )
 
     def stored_receipts(self, customers: range | np.ndarray | None = None) -> list[tuple]:
-        """(receipt id, customer id, store id, instant, lines, points) in processing order.
+        """(receipt id, customer id, store id, instant, lines, points, original receipt id) in
+        processing order.
 
         ``customers``: only the receipts of those customer indices (a range or an array; no
         anonymous receipts then).
@@ -654,7 +807,7 @@ class Ledger:
             where = "WHERE r.customer_index IN (SELECT value FROM json_each(?)) "
             parameters = (json.dumps(np.asarray(customers).tolist()),)
         return self.db.execute(
-            "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points "
+            "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points, r.original_receipt_id "
             f"FROM receipts r LEFT JOIN customers c USING (customer_index) {where}"
             "ORDER BY r.instant_us, r.receipt_id", parameters
         ).fetchall()
@@ -666,14 +819,22 @@ class Ledger:
 
     # ---- invariants --------------------------------------------------------------------
     def balance_mismatches(self) -> list[tuple[str, int, int]]:
-        """(customer id, Σ journal, Σ points left in lots) wherever the two differ."""
+        """(customer id, Σ journal, Σ points left in lots − debt) wherever the two differ."""
         return self.db.execute(
             "WITH j AS (SELECT customer_index, SUM(points) AS points FROM journal GROUP BY customer_index), "
             "l AS (SELECT customer_index, SUM(points_remaining) AS points FROM lots GROUP BY customer_index) "
-            "SELECT c.customer_id, COALESCE(j.points, 0), COALESCE(l.points, 0) FROM customers c "
-            "LEFT JOIN j USING (customer_index) LEFT JOIN l USING (customer_index) "
-            "WHERE COALESCE(j.points, 0) != COALESCE(l.points, 0)"
+            "SELECT c.customer_id, COALESCE(j.points, 0), COALESCE(l.points, 0) - COALESCE(d.points, 0) "
+            "FROM customers c LEFT JOIN j USING (customer_index) LEFT JOIN l USING (customer_index) "
+            "LEFT JOIN debts d USING (customer_index) "
+            "WHERE COALESCE(j.points, 0) != COALESCE(l.points, 0) - COALESCE(d.points, 0)"
         ).fetchall()
+
+    def debts_with_points_held(self) -> list[tuple[str, int, int]]:
+        """(customer id, debt, points in lots) of customers who owe points yet hold some."""
+        return self.db.execute(
+            "SELECT c.customer_id, d.points, SUM(l.points_remaining) FROM debts d JOIN customers c "
+            "USING (customer_index) JOIN lots l USING (customer_index) GROUP BY d.customer_index "
+            "HAVING SUM(l.points_remaining) > 0").fetchall()
 
     def anonymous_receipts_with_points(self) -> list[tuple[str, int]]:
         """(receipt id, points) of anonymous receipts stored with points, which they never earn."""
@@ -682,12 +843,14 @@ class Ledger:
         ).fetchall()
 
     def earn_mismatches(self) -> list[tuple[str, int, int]]:
-        """(receipt id, its points, its earn entries' points) wherever the two differ."""
+        """(receipt id, its points less what it could not take back, its journal entries' points)
+        wherever the two differ: a sale's ``earn`` entries, a return's ``reverse`` entries."""
         return self.db.execute(
-            "WITH e AS (SELECT reference, SUM(points) AS points FROM journal WHERE kind = 'earn' GROUP BY reference) "
-            "SELECT r.receipt_id, r.points, COALESCE(e.points, 0) FROM receipts r "
+            "WITH e AS (SELECT reference, SUM(points) AS points FROM journal WHERE kind = 'earn' OR kind = 'reverse' "
+            "GROUP BY reference) "
+            "SELECT r.receipt_id, r.points + r.unrecovered_points, COALESCE(e.points, 0) FROM receipts r "
             "LEFT JOIN e ON e.reference = r.receipt_id "
-            "WHERE r.customer_index IS NOT NULL AND r.points != COALESCE(e.points, 0)"
+            "WHERE r.customer_index IS NOT NULL AND r.points + r.unrecovered_points != COALESCE(e.points, 0)"
         ).fetchall()
 
     # ---- reports -----------------------------------------------------------------------

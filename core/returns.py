@@ -19,14 +19,18 @@ the compiled kernel takes; :mod:`fidelis.core.reference` implements the same rul
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .batch import ReceiptBatch
-from .errors import ScoringError
+from .batch import ReceiptBatch, processing_order
+from .errors import InputProblem, ScoringError
+from .localtime import local_calendar
+
+if TYPE_CHECKING:
+    from .io import ReturnLine
 
 #: Mirrors ``return_row_t`` in ``_types.pxd`` field for field (tests check the layout).
 RETURN_ROW_DTYPE = np.dtype(
@@ -196,3 +200,166 @@ def kernel_returns(
 def _at_least_one(array: np.ndarray) -> np.ndarray:
     """The kernel takes the address of element 0: an empty array gets one unused element."""
     return array if len(array) else np.zeros(1, dtype=array.dtype)
+
+
+def resolve_returns(
+    lines: list["ReturnLine"],
+    sales: ReceiptBatch,
+    stored: Callable[[list[str]], Mapping[str, OriginalReceipt]],
+    timezone: str,
+) -> tuple[ReceiptBatch | None, list[InputProblem]]:
+    """Turn valid return rows into return receipts against their originals.
+
+    An original is looked up among ``stored`` receipts first (the ledger), then among
+    ``sales`` (this input). Refused with a reason, every row of the return: an unknown
+    original, a line it does not have, more units than were bought (counting earlier
+    returns), a customer that is not the original's, a return before its original.
+    Returns the return receipts as a batch (None if there are none) and the problems.
+    """
+    by_return: dict[str, list] = {}
+    for line in lines:
+        by_return.setdefault(line.return_id, []).append(line)
+    if not by_return:
+        return None, []
+    wanted = list(dict.fromkeys(line.original_receipt_id for line in lines))
+    originals = dict(stored(wanted))
+    originals.update(_batch_originals(sales, [i for i in wanted if i not in originals]))
+    # returns of one original are taken in processing order: each sees what earlier ones took
+    order = sorted(by_return, key=lambda return_id: (by_return[return_id][0].instant_us, return_id))
+    returned = {receipt_id: original.returned_qty.astype(np.int64) for receipt_id, original in originals.items()}
+    problems: list[InputProblem] = []
+    accepted: list[tuple[str, OriginalReceipt, np.ndarray, list]] = []
+    for return_id in order:
+        members = by_return[return_id]
+        first = members[0]
+        original = originals.get(first.original_receipt_id)
+        reason = None
+        if original is None:
+            reason = ("original_receipt_id", f"return of unknown receipt {first.original_receipt_id!r} (not in the "
+                                             "ledger nor in this input)")
+        elif first.customer_id is not None and first.customer_id != original.customer_id:
+            reason = ("customer_id", f"receipt {original.receipt_id!r} is customer {original.customer_id!r}'s, "
+                                     f"not {first.customer_id!r}'s")
+        elif (first.instant_us, return_id) <= (original.instant_us, original.receipt_id):
+            reason = ("ts", f"the return comes before its original receipt {original.receipt_id!r}")
+        units = np.zeros(0 if original is None else len(original.line_qty), dtype=np.int64)
+        if reason is None:
+            reason = _take_units(members, original, units)
+        if reason is None:
+            left = original.line_qty - returned[original.receipt_id] - units
+            if (left < 0).any():
+                line = int(np.flatnonzero(left < 0)[0])
+                reason = ("qty", f"more than was bought: line {line + 1} of receipt {original.receipt_id!r} had "
+                                 f"{int(original.line_qty[line])} units, {int(returned[original.receipt_id][line])} "
+                                 f"returned before, {int(units[line])} now")
+        if reason is not None:
+            column, text = reason
+            problems += [InputProblem(member.source, member.row, column, None, text) for member in members]
+            continue
+        before = returned[original.receipt_id]
+        returned[original.receipt_id] = before + units
+        accepted.append((return_id, original, units, members))
+    if not accepted:
+        return None, problems
+    return _return_batch(accepted, timezone), problems
+
+
+def _take_units(members: list, original: OriginalReceipt, units: np.ndarray) -> tuple[str, str] | None:
+    """Add each row's units to the line it names (a sku fills its lines in order); a reason if
+    a row names a line the original does not have."""
+    for member in members:
+        if member.line is not None:
+            if member.line > len(units):
+                return ("line", f"receipt {original.receipt_id!r} has {len(units)} lines; there is no line "
+                                f"{member.line}")
+            units[member.line - 1] += member.qty
+            continue
+        matching = [i for i, sku in enumerate(original.line_sku) if sku == member.sku]
+        if not matching:
+            return ("sku", f"receipt {original.receipt_id!r} has no line with sku {member.sku!r}")
+        wanted = member.qty
+        for i in matching:  # the sku's lines in order, each up to what it has left
+            room = int(original.line_qty[i] - original.returned_qty[i] - units[i])
+            take = min(max(room, 0), wanted) if i != matching[-1] else wanted
+            units[i] += take
+            wanted -= take
+    return None
+
+
+def _batch_originals(sales: ReceiptBatch, receipt_ids: list[str]) -> dict[str, OriginalReceipt]:
+    """Sale receipts of ``sales`` as originals (not yet scored: no context, nothing returned)."""
+    if not receipt_ids or not len(sales):
+        return {}
+    found = pc.index_in(pa.array(receipt_ids, pa.string()), value_set=sales.receipt_id)
+    originals = {}
+    offsets = sales.line_offsets
+    for receipt_id, position in zip(receipt_ids, found.to_pylist()):
+        if position is None:
+            continue
+        lines = slice(offsets[position], offsets[position + 1])
+        originals[receipt_id] = OriginalReceipt(
+            receipt_id=receipt_id,
+            customer_id=sales.customer_id[position].as_py(),
+            store_id=sales.store_names[sales.store_code[position]],
+            instant_us=int(sales.instant_us[position]),
+            local_day=int(sales.local_day[position]),
+            local_minute=int(sales.local_minute[position]),
+            local_month=int(sales.local_month[position]),
+            line_category=[sales.category_names[code] for code in sales.line_category_code[lines]],
+            line_sku=[None] * (lines.stop - lines.start) if sales.line_sku is None
+            else sales.line_sku[lines.start:lines.stop].to_pylist(),
+            line_qty=sales.line_qty[lines].astype(np.int64),
+            line_amount_minor=sales.line_amount_minor[lines].astype(np.int64),
+            tier=0, visit_rank=0, earned_before_today=0, birthday=False,
+            returned_qty=np.zeros(lines.stop - lines.start, dtype=np.int64),
+        )
+    return originals
+
+
+def _return_batch(accepted: list, timezone: str) -> ReceiptBatch:
+    """Return receipts as a batch: each with its original's lines, the units it brings back,
+    and the amount those units take back (pro rata)."""
+    taken: dict[str, np.ndarray] = {}
+    store_names: dict[str, int] = {}
+    category_names: dict[str, int] = {}
+    ids, customers, originals, stores, instants, counts = [], [], [], [], [], []
+    categories, quantities, amounts, skus = [], [], [], []
+    for return_id, original, units, members in accepted:
+        before = taken.get(original.receipt_id, original.returned_qty.astype(np.int64))
+        after = before + units
+        taken[original.receipt_id] = after
+        qty, amount = original.line_qty, original.line_amount_minor
+        ids.append(return_id)
+        customers.append(original.customer_id)
+        originals.append(original.receipt_id)
+        stores.append(store_names.setdefault(members[0].store_id, len(store_names)))
+        instants.append(members[0].instant_us)
+        counts.append(len(qty))
+        categories += [category_names.setdefault(name, len(category_names)) for name in original.line_category]
+        quantities.append(units)
+        amounts.append(remaining_amount(amount, qty, qty - before) - remaining_amount(amount, qty, qty - after))
+        skus += original.line_sku
+    instant_us = np.array(instants, dtype=np.int64)
+    calendar = local_calendar(instant_us, timezone)
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    batch = ReceiptBatch(
+        receipt_id=pa.array(ids, pa.string()),
+        customer_id=pa.array(customers, pa.string()),
+        store_code=np.array(stores, dtype=np.int32),
+        instant_us=instant_us,
+        local_day=calendar.local_day,
+        local_minute=calendar.local_minute,
+        local_month=calendar.local_month,
+        line_offsets=offsets,
+        line_category_code=np.array(categories, dtype=np.int32),
+        line_qty=np.concatenate(quantities).astype(np.int32),
+        line_amount_minor=np.concatenate(amounts).astype(np.int64),
+        store_names=list(store_names),
+        category_names=list(category_names),
+        line_sku=pa.array(skus, pa.string()),
+        original_receipt_id=pa.array(originals, pa.string()),
+        metadata={"first_input_row": np.array([members[0].input_row for *_, members in accepted], dtype=np.int64)},
+    )
+    order = processing_order(batch.instant_us, batch.receipt_id)
+    return batch if order is None else batch.take(order)

@@ -6,6 +6,9 @@ anything is written. Holding all input at once would make a load's memory grow w
 files. Instead the files are read once, in pieces, and every row goes to the part its
 receipt id hashes to (:func:`~fidelis.core.fingerprints.text_hashes`): each part then holds
 whole receipts and is validated on its own, with every message the same as for one table.
+Return rows go to the part of the receipt they return (their ``original_receipt_id``), so a
+return is resolved against an original in the same input, and returns of one receipt are
+counted against each other, within one part.
 
 Input that fits in one part stays in memory, exactly as read; larger input is written to
 Arrow IPC files in a scratch folder, with each row's number in its file so that problems
@@ -205,11 +208,8 @@ def _file_problems(segment: InputSegment, row_count: int, *, timezone: str, mino
 
 def _write_parts(table: pa.Table, first_index: int, part_count: int, folder: Path, file_number: int,
                  writers: dict) -> None:
-    """Append each row of ``table`` to its receipt id's part, with its 1-based row number."""
-    receipt_id = table.column("receipt_id")
-    if not (pa.types.is_string(receipt_id.type) or pa.types.is_large_string(receipt_id.type)):
-        receipt_id = pc.cast(receipt_id, pa.string())  # numeric ids are read as text
-    part = (text_hashes(receipt_id) % np.uint64(part_count)).astype(np.int64)
+    """Append each row of ``table`` to its part, with its 1-based row number."""
+    part = (text_hashes(_part_key(table)) % np.uint64(part_count)).astype(np.int64)
     order = np.argsort(part, kind="stable")
     counts = np.bincount(part, minlength=part_count)
     rows = table.append_column(_ROW_COLUMN, pa.array(np.arange(1, table.num_rows + 1) + first_index))
@@ -223,6 +223,22 @@ def _write_parts(table: pa.Table, first_index: int, part_count: int, folder: Pat
             writer = writers[number] = pa.ipc.new_stream(str(folder / f"part{number}-file{file_number}.arrow"),
                                                          piece.schema)
         writer.write_table(piece)
+
+
+def _part_key(table: pa.Table) -> pa.ChunkedArray:
+    """What a row's part is chosen by: its receipt id, or on a return row the original's."""
+    def text(name: str) -> pa.ChunkedArray:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            return column
+        return pc.cast(column, pa.string())  # numeric ids are read as text
+
+    key = text("receipt_id")
+    if "kind" in table.column_names and "original_receipt_id" in table.column_names:
+        is_return = pc.fill_null(pc.equal(text("kind"), "return"), False)
+        original = pc.fill_null(text("original_receipt_id"), "")
+        key = pc.if_else(is_return, original.cast(key.type), key)
+    return key
 
 
 def _column_names(segments: list[InputSegment]) -> list[str]:

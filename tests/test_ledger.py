@@ -217,7 +217,7 @@ def test_the_customers_file_is_kept(loaded_chain):
     [
         ("UPDATE journal SET points = points + 1 WHERE entry_id = 7", "balance (Σ journal)"),
         ("UPDATE receipts SET points = points + 5 WHERE receipt_id = "
-         "(SELECT receipt_id FROM receipts WHERE customer_index IS NOT NULL LIMIT 1)", "in its journal earn entries"),
+         "(SELECT receipt_id FROM receipts WHERE customer_index IS NOT NULL LIMIT 1)", "in its journal entries"),
         ("UPDATE lots SET points_remaining = points_remaining + 3 WHERE (customer_index, earned_month) = "
          "(SELECT customer_index, earned_month FROM lots LIMIT 1)", "points in lots"),
         ("UPDATE customer_state SET record = (SELECT record FROM customer_state WHERE customer_index = 1) "

@@ -1,0 +1,225 @@
+"""Returns: the pro-rata rule, return rows in files, and what a return takes back in the ledger.
+
+Stories use Verde Club (PROGRAM.md §2). Its worked example's R1 (Saturday 7 June 2025, summer
+weekend ×2) earns 131 rate points (10.00 own brand ×2 ×2 + 45.99 grocery ×2 = 131.98), a
+50-point basket bonus for 5 eligible items (2 own brand + 3 grocery; tobacco is excluded) and
+100 welcome points: 281.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from fidelis.core.errors import InputError
+from fidelis.core.jobs import check_ledger, load_files
+from fidelis.core.ledger import Ledger
+from fidelis.core.program import parse_program
+from fidelis.core.returns import remaining_amount
+
+HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount", "sku", "kind",
+          "original_receipt_id", "line"]
+R1 = [
+    ["R1", "C1", "S1", "2025-06-07T10:00", "own_brand", 2, "10.00", "OB-1", "", "", ""],
+    ["R1", "C1", "S1", "2025-06-07T10:00", "tobacco", 1, "30.00", "TB-1", "", "", ""],
+    ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 3, "45.99", "GR-1", "", "", ""],
+]
+
+
+def return_row(return_id: str, ts: str, *, line: int | None = None, sku: str | None = None, qty: int = 1,
+               original: str = "R1", customer: str = "") -> list:
+    return [return_id, customer, "S2", ts, "", qty, "", sku or "", "return", original, line or ""]
+
+
+@pytest.fixture
+def chain(tmp_path, verde_club):
+    """``chain(extra="")`` a Verde Club ledger; ``chain.load(*rows)`` loads rows as one file."""
+    class Chain:
+        files = 0
+
+        def __init__(self, extra: str = ""):
+            self.ledger = Ledger.create(tmp_path / "chain.db", parse_program(verde_club.text + extra))
+
+        def write(self, *rows) -> str:
+            Chain.files += 1
+            path = tmp_path / f"receipts{Chain.files}.csv"
+            with path.open("w", newline="") as handle:
+                csv.writer(handle).writerows([HEADER, *rows])
+            return str(path)
+
+        def load(self, *rows, **options):
+            return load_files(self.ledger, [self.write(*rows)], **options)
+
+        def points(self, receipt_id: str) -> tuple[int, int]:
+            return self.ledger.db.execute("SELECT points, unrecovered_points FROM receipts WHERE receipt_id = ?",
+                                          (receipt_id,)).fetchone()
+
+    def make(extra: str = "") -> Chain:
+        return Chain(extra)
+
+    return make
+
+
+# --- the pro-rata rule ---------------------------------------------------------------------------
+
+
+def test_remaining_amount_is_pro_rata_rounded_down():
+    # 45.99 for 3 units: keeping 2 keeps floor(4599 × 2 / 3) = 3066, so 1533 goes back
+    assert remaining_amount([4599], [3], [2]).tolist() == [3066]
+    assert remaining_amount([4599], [3], [0]).tolist() == [0]
+    assert remaining_amount([4599], [3], [3]).tolist() == [4599]
+
+
+def test_returning_units_one_at_a_time_takes_back_what_returning_them_at_once_does():
+    amount, qty = np.array([1000]), np.array([3])
+    one_by_one = sum(int(remaining_amount(amount, qty, [left])[0] - remaining_amount(amount, qty, [left - 1])[0])
+                     for left in (3, 2, 1))
+    assert one_by_one == 1000
+
+
+def test_remaining_amount_is_exact_at_the_engine_bounds():
+    amount, qty = 10**12, 999_999_999
+    assert remaining_amount([amount], [qty], [qty - 1]).tolist() == [amount * (qty - 1) // qty]
+
+
+# --- what a return takes back --------------------------------------------------------------------
+
+
+def test_partial_return_that_drops_the_basket_bonus(chain):
+    shop = chain()
+    shop.load(*R1, return_row("X1", "2025-06-08T12:00", line=3))
+    # 2 grocery units left keep floor(45.99 × 2/3) = 30.66: 40 + 61.32 = 101.32 -> 101 rate points;
+    # 4 eligible items miss the basket bonus: 181 earned before, 101 after, 80 taken back
+    assert shop.points("X1") == (-80, 0)
+    assert shop.ledger.balance("C1") == 281 - 80
+    assert check_ledger(shop.ledger) == []
+
+
+def test_partial_return_that_keeps_the_basket_bonus(chain):
+    shop = chain()
+    shop.load(*R1, return_row("X1", "2025-06-08T12:00", line=2))  # tobacco: excluded, nothing to take
+    assert shop.points("X1") == (0, 0)
+    assert shop.ledger.balance("C1") == 281
+
+
+def test_a_return_in_a_later_load_is_rescored_in_the_original_context(chain):
+    shop = chain()
+    shop.load(*R1)
+    shop.load(return_row("X1", "2025-09-01T12:00", sku="GR-1"))  # no promotion on that day
+    assert shop.points("X1") == (-80, 0)  # re-scored as on the summer weekend it was bought
+    assert check_ledger(shop.ledger) == []
+
+
+def test_two_returns_of_one_receipt_count_against_each_other(chain):
+    shop = chain()
+    shop.load(*R1, return_row("X1", "2025-06-08T12:00", line=3, qty=2))
+    # 1 grocery unit left: floor(4599/3) = 1533 -> 40 + 30.66 = 70.66 -> 70; 181 - 70 = 111
+    assert shop.points("X1") == (-111, 0)
+    summary = shop.load(return_row("X2", "2025-06-09T12:00", line=3, qty=2), skip_bad=True,
+                        rejects_file=str(shop.write()) + ".rejects.csv")
+    assert summary.returns_refused == 1
+    assert "more than was bought: line 3 of receipt 'R1' had 3 units, 2 returned before, 2 now" in str(
+        summary.problems[0])
+    shop.load(return_row("X3", "2025-06-09T12:00", line=3, qty=1))
+    assert shop.points("X3") == (-30, 0)  # 70 - 40: together, all the grocery line and the bonus earned
+    assert shop.ledger.balance("C1") == 281 - 141
+
+
+def test_the_same_return_twice_takes_back_once(chain):
+    shop = chain()
+    rows = [*R1, return_row("X1", "2025-06-08T12:00", line=3)]
+    shop.load(*rows)
+    again = shop.load(*rows)
+    assert again.duplicates_skipped == 2 and again.returns_loaded == 0
+    assert shop.ledger.balance("C1") == 201
+    assert shop.ledger.db.execute("SELECT COUNT(*) FROM journal WHERE kind = 'reverse'").fetchone()[0] == 1
+
+
+def test_the_same_return_id_with_other_goods_is_a_conflict(chain):
+    shop = chain()
+    shop.load(*R1, return_row("X1", "2025-06-08T12:00", line=3))
+    with pytest.raises(InputError, match="a different receipt with this id is already in the ledger"):
+        shop.load(return_row("X1", "2025-06-08T12:00", line=1))
+
+
+@pytest.mark.parametrize("row, column, reason", [
+    (return_row("X1", "2025-06-08T12:00", line=3, original="R9"), "original_receipt_id",
+     "return of unknown receipt 'R9'"),
+    (return_row("X1", "2025-06-08T12:00", line=4), "line", "receipt 'R1' has 3 lines; there is no line 4"),
+    (return_row("X1", "2025-06-08T12:00", sku="NOPE"), "sku", "receipt 'R1' has no line with sku 'NOPE'"),
+    (return_row("X1", "2025-06-08T12:00", line=3, qty=4), "qty", "more than was bought"),
+    (return_row("X1", "2025-06-08T12:00", line=3, customer="C2"), "customer_id", "not 'C2'"),
+    (return_row("X1", "2025-06-07T09:00", line=3), "ts", "before its original receipt"),
+    (return_row("X1", "2025-06-08T12:00"), "line", "names the line returned by its position (line) or its sku"),
+    (return_row("X1", "2025-06-08T12:00", line=3, original=""), "original_receipt_id", "needs the id"),
+])
+def test_a_return_that_cannot_be_taken_is_refused_with_its_reason(chain, tmp_path, row, column, reason):
+    shop = chain()
+    with pytest.raises(InputError) as raised:
+        shop.load(*R1, row)
+    problem = raised.value.problems[0]
+    assert (problem.row, problem.column) == (4, column) and reason in problem.reason
+    rejects = tmp_path / "rejects.csv"
+    summary = shop.load(*R1, row, skip_bad=True, rejects_file=str(rejects))
+    assert summary.receipts_loaded == 1 and summary.rejected_rows == 1
+    with rejects.open() as handle:
+        (rejected,) = list(csv.DictReader(handle))
+    assert rejected["receipt_id"] == "X1" and reason in rejected["reason"]
+
+
+def test_a_row_of_unknown_kind_is_a_bad_row(chain):
+    shop = chain()
+    row = list(R1[0])
+    row[8] = "refund"
+    with pytest.raises(InputError, match="column 'kind': must be 'sale' or 'return'"):
+        shop.load(row)
+
+
+def test_returned_spend_leaves_the_qualifying_total(chain):
+    shop = chain()
+    big = ["R3", "C1", "S1", "2025-06-10T10:00", "grocery", 1, "600.00", "", "", "", ""]
+    after = ["R4", "C1", "S1", "2025-06-12T10:00", "grocery", 1, "100.00", "", "", "", ""]
+    shop.load(big, return_row("X1", "2025-06-11T10:00", line=1, original="R3"), after)
+    tier = shop.ledger.db.execute("SELECT tier FROM receipts WHERE receipt_id = 'R4'").fetchone()[0]
+    assert tier == 0  # 600.00 bought and returned: R4 is scored at Base, not Silver
+    assert shop.points("R4")[0] == 100
+    assert shop.ledger.standing("C1", dt.date(2025, 6, 30)).qualifying_total == 10_000
+
+
+@pytest.mark.parametrize("policy, taken, balance, unrecovered, debt", [
+    ("allow", 141, -110, 0, 110),
+    ("floor_zero", 31, 0, 110, None),
+])
+def test_return_after_the_points_were_spent(chain, policy, taken, balance, unrecovered, debt):
+    shop = chain(f'\n[returns]\nnegative_balance = "{policy}"\n')
+    shop.load(*R1)
+    shop.ledger.redeem("C1", 250, "gift-1", instant_us=1749456000000000)  # 2025-06-09
+    # all 3 grocery units back: 40 rate points left, no basket bonus; 181 - 40 = 141 to take back
+    summary = shop.load(return_row("X1", "2025-06-10T12:00", line=3, qty=3))
+    assert (summary.points_taken_back, summary.points_unrecovered) == (141, unrecovered)
+    assert shop.points("X1") == (-141, unrecovered)
+    assert shop.ledger.balance("C1") == balance
+    assert shop.ledger.db.execute("SELECT points FROM journal WHERE kind = 'reverse'").fetchone()[0] == -taken
+    owed = shop.ledger.db.execute("SELECT points FROM debts").fetchone()
+    assert (owed[0] if owed else None) == debt
+    assert check_ledger(shop.ledger) == []
+    # later earnings pay the debt first
+    shop.load(["R5", "C1", "S1", "2025-06-16T10:00", "grocery", 1, "20.00", "", "", "", ""])
+    assert shop.ledger.balance("C1") == balance + 20
+    assert check_ledger(shop.ledger) == []
+
+
+def test_returns_in_one_load_or_split_into_parts_give_the_same_ledger(chain, tmp_path):
+    rows = [*R1, ["R2", "C2", "S1", "2025-06-07T11:00", "grocery", 5, "50.00", "", "", "", ""],
+            return_row("X1", "2025-06-08T12:00", line=3), return_row("X2", "2025-06-09T12:00", line=1, original="R2",
+                                                                      qty=2)]
+    whole = chain()
+    whole.load(*rows)
+    split_path = tmp_path / "split.db"
+    split = Ledger.create(split_path, whole.ledger.current_program().program)
+    load_files(split, [whole.write(*rows)], part_rows=1)
+    query = "SELECT receipt_id, points, unrecovered_points FROM receipts ORDER BY receipt_id"
+    assert split.db.execute(query).fetchall() == whole.ledger.db.execute(query).fetchall()
+    assert check_ledger(split) == []
