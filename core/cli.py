@@ -173,6 +173,11 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
         f"{summary.rejected_files:,} unusable files, {summary.conflicts:,} conflicting and "
         f"{summary.late_receipts:,} late receipts."
     )
+    if summary.returns_loaded or summary.returns_refused:
+        unrecovered = (f", {summary.points_unrecovered:,} of them already spent and not recovered"
+                       if summary.points_unrecovered else "")
+        click.echo(f"Returns: {summary.returns_loaded:,} of the receipts loaded, taking back "
+                   f"{summary.points_taken_back:,} points{unrecovered}; {summary.returns_refused:,} refused.")
     click.echo("Time: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.stage_seconds.items()))
     if summary.problem_count:
         click.echo(f"Rejected rows and their reasons: {rejects_file}")
@@ -294,6 +299,49 @@ def month_end(ledger_file, as_of, replay_month, quiet) -> None:
     for close in closes:
         click.echo(f"{close.label}: {close.expired_points:,} points expired ({close.customers_expired:,} customers), "
                    f"{close.movements:,} tier movements")
+
+
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Expire what is due in the months that ended before this local date (default: today).")
+@click.option("--upcoming", "upcoming_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the customers whose points the next close will expire (CSV or Parquet).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def expire(ledger_file, as_of, upcoming_file, quiet) -> None:
+    """Expire points that are due, and list the points the next close will expire.
+
+    Points expire at the close of a month, together with its status recalculation, so this
+    closes every month that has ended and was not closed (as month-end does); closed months
+    are never expired twice.
+
+    Example: fidelis expire chain.db --upcoming expiring-next.csv
+    """
+    import pyarrow as pa
+
+    from .io import TableWriter
+    from .ledger import Ledger
+    from .lifecycle import last_completed_month, month_end as close_months, upcoming_expiry
+    from .localtime import month_label
+
+    if upcoming_file is not None:
+        TableWriter.check(upcoming_file)
+    with Ledger(ledger_file) as ledger:
+        timezone = ledger.current_program().program.info.timezone
+        closes = close_months(ledger, last_completed_month(timezone, as_of.date() if as_of else None),
+                              progress=not quiet)
+        month, expiring = upcoming_expiry(ledger)
+    expired = sum(close.expired_points for close in closes)
+    click.echo(f"Expired {expired:,} points in {len(closes):,} month closes"
+               + (f" ({closes[0].label} to {closes[-1].label})." if closes else "."))
+    if month:
+        click.echo(f"At the close of {month_label(month)}: {sum(p for _, p in expiring):,} points of "
+                   f"{len(expiring):,} customers will expire unless they earn or redeem.")
+    if upcoming_file is not None:
+        with TableWriter(upcoming_file, pa.schema([("customer_id", pa.string()), ("points", pa.int64())])) as writer:
+            writer.write(pa.table({"customer_id": pa.array([c for c, _ in expiring], pa.string()),
+                                   "points": pa.array([p for _, p in expiring], pa.int64())}))
+        click.echo(f"wrote {upcoming_file}")
 
 
 @cli.command()

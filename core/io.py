@@ -422,10 +422,24 @@ def read_receipts(
     minor_units: int,
     progress: Progress | None = None,
 ) -> ReceiptBatch:
-    """Read receipt files into one batch in processing order; any bad row raises InputError."""
+    """Read receipt files into one batch in processing order; any bad row raises InputError.
+
+    Return rows become return receipts of the originals in the same files (without a ledger
+    there is nowhere else to find them).
+    """
+    from .returns import resolve_returns
+
     checked = check_receipts(paths, timezone=timezone, minor_units=minor_units, progress=progress)
     checked.raise_for_problems()
-    return checked.batch
+    if not checked.returns:
+        return checked.batch
+    returned, problems = resolve_returns(checked.returns, checked.batch, lambda ids: {}, timezone)
+    if problems:
+        raise InputError(problems)
+    metadata = checked.batch.metadata
+    batch = ReceiptBatch.concat([checked.batch, returned])
+    batch.metadata = {**metadata, "first_input_row": batch.metadata["first_input_row"]}
+    return batch
 
 
 def check_receipts(

@@ -256,6 +256,26 @@ def m006_lots_due_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX lots_due ON lots(expires_on) WHERE expires_on IS NOT NULL AND points_remaining > 0")
 
 
+#: Rebuilds the scoring context of stored sale receipts (m007): the visit rank among the
+#: customer's receipts of the local month, the points earned earlier that local day (after
+#: caps, without welcome points), and whether the receipt is in the customer's birth month.
+CONTEXT_BACKFILL = (
+    """WITH context AS (
+        SELECT receipt_id,
+            ROW_NUMBER() OVER (PARTITION BY customer_index, strftime('%Y-%m', local_day * 86400, 'unixepoch')
+                               ORDER BY instant_us, receipt_id) AS visit_rank,
+            COALESCE(SUM(points - welcome_points) OVER (
+                PARTITION BY customer_index, local_day ORDER BY instant_us, receipt_id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS earned_before_today
+        FROM receipts WHERE customer_index IS NOT NULL)
+    UPDATE receipts SET visit_rank = context.visit_rank, earned_before_today = context.earned_before_today
+    FROM context WHERE receipts.receipt_id = context.receipt_id""",
+    """UPDATE receipts SET birthday = 1 WHERE customer_index IS NOT NULL AND strftime('%m', local_day * 86400,
+        'unixepoch') = (SELECT substr(birth_date, 6, 2) FROM customers c
+                        WHERE c.customer_index = receipts.customer_index)""",
+)
+
+
 @migrations()
 def m007_returns(db: sqlite_utils.Database) -> None:
     """Returns: receipts that take goods back, the context a return re-scores its original in,
@@ -277,19 +297,7 @@ def m007_returns(db: sqlite_utils.Database) -> None:
             customer_index INTEGER PRIMARY KEY REFERENCES customers(customer_index),
             points INTEGER NOT NULL CHECK (points > 0)
         )""",
-        """WITH context AS (
-            SELECT receipt_id,
-                ROW_NUMBER() OVER (PARTITION BY customer_index, strftime('%Y-%m', local_day * 86400, 'unixepoch')
-                                   ORDER BY instant_us, receipt_id) AS visit_rank,
-                COALESCE(SUM(points - welcome_points) OVER (
-                    PARTITION BY customer_index, local_day ORDER BY instant_us, receipt_id
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS earned_before_today
-            FROM receipts WHERE customer_index IS NOT NULL)
-        UPDATE receipts SET visit_rank = context.visit_rank, earned_before_today = context.earned_before_today
-        FROM context WHERE receipts.receipt_id = context.receipt_id""",
-        """UPDATE receipts SET birthday = 1 WHERE customer_index IS NOT NULL AND strftime('%m', local_day * 86400,
-            'unixepoch') = (SELECT substr(birth_date, 6, 2) FROM customers c
-                            WHERE c.customer_index = receipts.customer_index)""",
+        *CONTEXT_BACKFILL,
     ):
         db.execute(statement)
 
@@ -1000,15 +1008,10 @@ class Ledger:
                                "ORDER BY month").fetchall()
 
     @staticmethod
-    def expire_lots(connection: sqlite3.Connection, month: int, gone_day: int, inactive_before_us: int | None,
-                    at_us: int, reference: str, run_id: int) -> dict[int, int]:
-        """Expire, at the close of ``month``, due lots and all lots of inactive customers.
-
-        Due: the lot's expiry day is ``gone_day`` or earlier. Inactive: no earn or redemption
-        from ``inactive_before_us`` to the month's end ``at_us``. Only lots earned by the end
-        of ``month`` count, whenever the close runs. One ``expire`` entry per customer, at
-        ``at_us``; returns the points taken per customer.
-        """
+    def due_lots(connection: sqlite3.Connection, month: int, gone_day: int, inactive_before_us: int | None,
+                 at_us: int) -> list[tuple[int, int, int]]:
+        """(customer index, earned month, points) of the lots the close of ``month`` expires
+        (see :meth:`expire_lots`)."""
         due = connection.execute(
             "SELECT customer_index, earned_month, points_remaining FROM lots WHERE expires_on IS NOT NULL "
             "AND expires_on <= ? AND points_remaining > 0 AND earned_month <= ?", (gone_day, month)).fetchall()
@@ -1019,6 +1022,26 @@ class Ledger:
                 "AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.customer_index = l.customer_index "
                 "AND (j.kind = 'earn' OR j.kind = 'redeem') AND j.instant_us >= ? AND j.instant_us <= ?)",
                 (month, gone_day, inactive_before_us, at_us)).fetchall()
+        return due
+
+    def customer_ids(self, indices: list[int]) -> list[str]:
+        """External ids of customer indices, in the same order."""
+        found = dict(self.db.execute(
+            "SELECT customer_index, customer_id FROM customers WHERE customer_index IN (SELECT value FROM json_each(?))",
+            (json.dumps(indices),)).fetchall())
+        return [found[index] for index in indices]
+
+    @staticmethod
+    def expire_lots(connection: sqlite3.Connection, month: int, gone_day: int, inactive_before_us: int | None,
+                    at_us: int, reference: str, run_id: int) -> dict[int, int]:
+        """Expire, at the close of ``month``, due lots and all lots of inactive customers.
+
+        Due: the lot's expiry day is ``gone_day`` or earlier. Inactive: no earn or redemption
+        from ``inactive_before_us`` to the month's end ``at_us``. Only lots earned by the end
+        of ``month`` count, whenever the close runs. One ``expire`` entry per customer, at
+        ``at_us``; returns the points taken per customer.
+        """
+        due = Ledger.due_lots(connection, month, gone_day, inactive_before_us, at_us)
         connection.executemany("UPDATE lots SET points_remaining = 0 WHERE customer_index = ? AND earned_month = ?",
                                [(customer, month) for customer, month, _ in due])
         expired: dict[int, int] = {}
@@ -1069,28 +1092,39 @@ class Ledger:
             "SELECT kind, SUM(points) FROM journal WHERE instant_us >= ? AND instant_us < ? GROUP BY kind",
             (-(2**63) if start_us is None else start_us, end_us)).fetchall())
 
-    def outstanding_points(self, end_us: int) -> int:
-        """Every balance summed at an instant: the points the program owes."""
-        return self.db.execute("SELECT COALESCE(SUM(points), 0) FROM journal WHERE instant_us < ?",
-                               (end_us,)).fetchone()[0]
+    def outstanding_points(self, end_us: int) -> tuple[int, int]:
+        """(points the program owes, points customers owe) at an instant: the positive balances
+        summed, and the negative ones (returns of spent points, ``negative_balance = "allow"``)."""
+        owed, owing = self.db.execute(
+            "SELECT COALESCE(SUM(MAX(balance, 0)), 0), COALESCE(-SUM(MIN(balance, 0)), 0) FROM "
+            "(SELECT SUM(points) AS balance FROM journal WHERE instant_us < ? GROUP BY customer_index)",
+            (end_us,)).fetchone()
+        return owed, owing
+
+    def unrecovered_points(self, start_us: int, end_us: int) -> int:
+        """Points returns dated in [start, end) could not take back (``negative_balance = "floor_zero"``)."""
+        return self.db.execute("SELECT COALESCE(SUM(unrecovered_points), 0) FROM receipts WHERE instant_us >= ? "
+                               "AND instant_us < ?", (start_us, end_us)).fetchone()[0]
 
     def customer_activity(self, start_us: int, end_us: int, look_back_us: int, recent_us: int) -> dict[str, int]:
-        """Active (a receipt in [start, end)), new (first receipt in it) and lapsed customers
-        (last receipt before ``end`` in [look_back, recent))."""
+        """Active (a purchase in [start, end)), new (first purchase in it) and lapsed customers
+        (last purchase before ``end`` in [look_back, recent)); returns are not purchases."""
+        purchases = "FROM receipts WHERE customer_index IS NOT NULL AND original_receipt_id IS NULL"
         active = self.db.execute(
-            "SELECT COUNT(DISTINCT customer_index) FROM receipts WHERE customer_index IS NOT NULL "
-            "AND instant_us >= ? AND instant_us < ?", (start_us, end_us)).fetchone()[0]
+            f"SELECT COUNT(DISTINCT customer_index) {purchases} AND instant_us >= ? AND instant_us < ?",
+            (start_us, end_us)).fetchone()[0]
         new = self.db.execute(
-            "SELECT COUNT(*) FROM (SELECT MIN(instant_us) AS first FROM receipts WHERE customer_index IS NOT NULL "
-            "GROUP BY customer_index) WHERE first >= ? AND first < ?", (start_us, end_us)).fetchone()[0]
+            f"SELECT COUNT(*) FROM (SELECT MIN(instant_us) AS first {purchases} GROUP BY customer_index) "
+            "WHERE first >= ? AND first < ?", (start_us, end_us)).fetchone()[0]
         lapsed = self.db.execute(
-            "SELECT COUNT(*) FROM (SELECT MAX(instant_us) AS last FROM receipts WHERE customer_index IS NOT NULL "
-            "AND instant_us < ? GROUP BY customer_index) WHERE last >= ? AND last < ?",
+            f"SELECT COUNT(*) FROM (SELECT MAX(instant_us) AS last {purchases} AND instant_us < ? "
+            "GROUP BY customer_index) WHERE last >= ? AND last < ?",
             (end_us, look_back_us, recent_us)).fetchone()[0]
         return {"active": active, "new": new, "lapsed": lapsed}
 
     def sales_split(self, start_us: int, end_us: int) -> tuple[int, int]:
-        """(sales on receipts with a customer, all sales) in [start, end), minor units."""
+        """(sales on receipts with a customer, all sales) in [start, end), minor units; returns
+        count against them (their amounts are negative)."""
         identified, total = self.db.execute(
             "SELECT COALESCE(SUM(CASE WHEN customer_index IS NOT NULL THEN amount_minor END), 0), "
             "COALESCE(SUM(amount_minor), 0) FROM receipts WHERE instant_us >= ? AND instant_us < ?",

@@ -23,12 +23,14 @@ import zoneinfo
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from tqdm import tqdm
 
 from . import kernel
 from .jobs import ledger_batch
 from .ledger import Ledger, LedgerError
 from .localtime import local_calendar, local_to_instant_us, month_first_day, month_label
+from .returns import original_positions
 from .state import CustomerState
 
 #: Customers replayed at once when their status must be recomputed from their receipts.
@@ -133,12 +135,25 @@ def month_end_statuses(ledger: Ledger, months: list[int], *, block_customers: in
         for position, (month, boundary) in enumerate(zip(months, boundaries)):
             upto = int(np.searchsorted(batch.instant_us, boundary, side="left"))
             if upto > cut:
-                kernel.score(batch.slice(cut, upto), compiled, replay)
+                _replay(ledger, batch, cut, upto, compiled, replay)
                 cut = upto
             mine = last_instant[block] >= boundary
             if mine.any():
                 result[position][block[mine]] = kernel.status_as_of(compiled, replay, month + 1)[mine]
     return result
+
+
+def _replay(ledger: Ledger, batch, start: int, stop: int, compiled, state: CustomerState) -> None:
+    """Score stored receipts ``start:stop`` of ``batch`` into ``state``; returns of receipts
+    before ``start`` are re-scored from the ledger's record of their originals."""
+    part = batch.slice(start, stop)
+    originals = {}
+    missing = part.is_return & (original_positions(part) < 0)
+    if missing.any():
+        not_yet = batch.receipt_id.slice(start).filter(pa.array(batch.is_return[start:])).to_pylist()
+        originals = ledger.stored_originals(
+            list(dict.fromkeys(part.original_receipt_id.filter(pa.array(missing)).to_pylist())), excluding=not_yet)
+    kernel.score(part, compiled, state, originals=originals)
 
 
 def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict, generation: int) -> MonthClose:
@@ -164,6 +179,27 @@ def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict, g
     return close
 
 
+def upcoming_expiry(ledger: Ledger) -> tuple[int, list[tuple[str, int]]]:
+    """The next month to close and what its close would expire as things stand: (customer id,
+    points) by customer, largest first — the list a chain sends "your points expire" notices to.
+
+    Activity (an earn or a redemption) before the month ends still saves points from the
+    inactivity rule, so the list shrinks as the month goes on.
+    """
+    month = ledger.next_month_to_close()
+    if month is None:
+        return 0, []
+    program = ledger.current_program().program
+    gone_day, inactive_before = _expiry_rule(program, month)
+    end_us = month_start_us(month + 1, program.info.timezone) - 1
+    due: dict[int, int] = {}
+    for customer, _, points in Ledger.due_lots(ledger.db.conn, month, gone_day, inactive_before, end_us):
+        due[customer] = due.get(customer, 0) + points
+    ranked = sorted(due.items(), key=lambda item: (-item[1], item[0]))
+    return month, list(zip(ledger.customer_ids([customer for customer, _ in ranked]),
+                           [points for _, points in ranked]))
+
+
 def _expiry_rule(program, month: int) -> tuple[int, int | None]:
     """(the day lots due by this close are gone on, the instant activity must reach to keep points)."""
     timezone = program.info.timezone
@@ -178,7 +214,8 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
     """Recompute a closed month from the journal and the receipts; what differs from the record.
 
     The lots as they stood at the close are rebuilt from the journal entries before it
-    (earnings into the lot of their local month, everything taken oldest first), the expiry
+    (earnings into the lot of their local month, everything taken oldest first, a return's
+    points taken beyond the lots owed and paid from the next earnings), the expiry
     rules applied to them, and every customer's status at the close and at the one before
     recomputed from their receipts. An empty list: the close is reproduced exactly.
     """
@@ -198,15 +235,13 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
         starts = np.flatnonzero(np.r_[True, customers[1:] != customers[:-1]])
         for first, stop in zip(starts, np.r_[starts[1:], len(customers)]):
             lots: dict[int, int] = {}
+            debt = 0
             for amount, lot_month in zip(points[first:stop].tolist(), months[first:stop].tolist()):
-                if amount > 0:  # earned or added: the lot of its local month
+                if amount > 0:  # earned or added: the lot of its local month, then any debt paid
                     lots[lot_month] = lots.get(lot_month, 0) + amount
-                    continue
-                left = -amount  # redeemed, taken or expired: the oldest lots first
-                for key in sorted(lots):
-                    taken = min(left, lots[key])
-                    lots[key] -= taken
-                    left -= taken
+                    debt = _take_oldest_first(lots, debt)
+                else:  # redeemed, taken back or expired: the oldest lots first; beyond them, a debt
+                    debt += _take_oldest_first(lots, -amount)
             inactive = inactive_before is not None and not any(
                 kind in ("earn", "redeem") and inactive_before <= instant <= end_us
                 for kind, instant in zip(kinds[first:stop], instants[first:stop]))
@@ -229,6 +264,15 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
             problems.append(f"customer #{customer}: the close recorded the move {recorded_moves.get(customer)}, "
                             f"the replay gives {expected_moves.get(customer)}")
     return problems
+
+
+def _take_oldest_first(lots: dict[int, int], points: int) -> int:
+    """Take up to ``points`` from lots, oldest first; what they could not give."""
+    for key in sorted(lots):
+        taken = min(points, lots[key])
+        lots[key] -= taken
+        points -= taken
+    return points
 
 
 def local_months(instant_us: np.ndarray, timezone: str) -> np.ndarray:

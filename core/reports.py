@@ -9,9 +9,11 @@ short summary for the terminal.
 Definitions:
 
 - *issued*, *redeemed*, *expired*, *reversed*, *adjusted*: the journal entries of each kind
-  dated in the month (points, expiries as positive numbers);
-- *outstanding*: the sum of every balance at the month's end, in points and, with
-  ``[redemption] point_value``, in currency;
+  dated in the month (points, expiries as positive numbers); *unrecovered*: what the month's
+  returns could not take back because it was spent (``negative_balance = "floor_zero"``);
+- *outstanding*: the sum of every positive balance at the month's end, in points and, with
+  ``[redemption] point_value``, in currency; *owed by customers*: the negative balances
+  (returns of spent points under ``negative_balance = "allow"``), which later earnings pay;
 - *breakage rate*: points expired so far ÷ points issued so far (through the month's end);
 - *active*: customers with a receipt in the month; *new*: whose first receipt is in it;
   *lapsed*: who bought in the twelve months before the last three but not in those three
@@ -44,6 +46,7 @@ class MonthReport:
     currency: str
     points: dict[str, int]
     outstanding_points: int
+    owed_by_customers: int
     #: None when the program gives no point value
     outstanding_value: Decimal | None
     breakage_rate: float | None
@@ -64,6 +67,8 @@ class MonthReport:
                  "  points: " + ", ".join(f"{kind} {value:,}" for kind, value in points.items())]
         value = "" if self.outstanding_value is None else f" ({self.outstanding_value:,} {self.currency})"
         lines.append(f"  outstanding: {self.outstanding_points:,} points{value}")
+        if self.owed_by_customers:
+            lines.append(f"  owed by customers (returns of spent points): {self.owed_by_customers:,} points")
         if self.breakage_rate is not None:
             lines.append(f"  breakage rate to date: {self.breakage_rate:.1%}")
         lines.append("  customers: " + ", ".join(f"{kind} {count:,}" for kind, count in self.customers.items()))
@@ -89,8 +94,8 @@ def month_report(ledger: Ledger, month: int) -> MonthReport:
     flows = ledger.journal_flows(start_us, end_us)
     points = {"issued": flows.get("earn", 0), "redeemed": -flows.get("redeem", 0),
               "expired": -flows.get("expire", 0), "reversed": -flows.get("reverse", 0),
-              "adjusted": flows.get("adjust", 0)}
-    outstanding = ledger.outstanding_points(end_us)
+              "adjusted": flows.get("adjust", 0), "unrecovered": ledger.unrecovered_points(start_us, end_us)}
+    outstanding, owed_by_customers = ledger.outstanding_points(end_us)
     value = None
     if program.redemption.point_value is not None:
         value = (outstanding * program.redemption.point_value).quantize(Decimal(1).scaleb(-program.info.minor_units))
@@ -107,7 +112,7 @@ def month_report(ledger: Ledger, month: int) -> MonthReport:
         moves = np.zeros((len(tier_names), len(tier_names)), dtype=np.int64)
         for source, target in ledger.movements_of(month).values():
             moves[source, target] += 1
-    return MonthReport(month, program.info.currency, points, outstanding, value, breakage, customers,
+    return MonthReport(month, program.info.currency, points, outstanding, owed_by_customers, value, breakage, customers,
                        identified / total if total else None, tier_names, moves)
 
 
@@ -119,6 +124,7 @@ def write_report(report: MonthReport, folder: str | Path) -> list[Path]:
     written = []
     figures = {**{f"points_{kind}": value for kind, value in report.points.items()},
                "outstanding_points": report.outstanding_points,
+               "owed_by_customers": report.owed_by_customers,
                "outstanding_value": None if report.outstanding_value is None else str(report.outstanding_value),
                "breakage_rate": report.breakage_rate,
                **{f"customers_{kind}": count for kind, count in report.customers.items()},

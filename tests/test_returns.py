@@ -223,3 +223,74 @@ def test_returns_in_one_load_or_split_into_parts_give_the_same_ledger(chain, tmp
     query = "SELECT receipt_id, points, unrecovered_points FROM receipts ORDER BY receipt_id"
     assert split.db.execute(query).fetchall() == whole.ledger.db.execute(query).fetchall()
     assert check_ledger(split) == []
+
+
+def test_month_end_replays_exactly_with_returns_and_debts(chain):
+    from fidelis.core import lifecycle, reports
+    from fidelis.core.lifecycle import parse_month, replay_close
+
+    shop = chain("\n[expiry]\nafter_months = 1\n")
+    shop.load(*R1)
+    shop.ledger.redeem("C1", 250, "gift-1", instant_us=1749456000000000)  # 2025-06-09
+    shop.load(return_row("X1", "2025-07-02T12:00", line=3, qty=3))  # 141 back, 31 held: owes 110
+    shop.load(["R5", "C1", "S1", "2025-07-10T10:00", "grocery", 1, "100.00", "", "", "", ""])  # pays 100 of it
+    lifecycle.month_end(shop.ledger, parse_month("2025-08"), today=dt.date(2030, 1, 1))
+    for month in ("2025-06", "2025-07", "2025-08"):
+        assert replay_close(shop.ledger, parse_month(month)) == []
+    july = reports.month_report(shop.ledger, parse_month("2025-07"))
+    assert (july.points["reversed"], july.owed_by_customers, july.outstanding_points) == (141, 10, 0)
+    assert shop.ledger.balance("C1") == 281 - 250 - 141 + 100
+    assert check_ledger(shop.ledger) == []
+
+
+def test_a_floor_zero_report_shows_what_returns_could_not_take_back(chain):
+    from fidelis.core import reports
+    from fidelis.core.lifecycle import parse_month
+
+    shop = chain('\n[returns]\nnegative_balance = "floor_zero"\n')
+    shop.load(*R1)
+    shop.ledger.redeem("C1", 250, "gift-1", instant_us=1749456000000000)
+    shop.load(return_row("X1", "2025-06-10T12:00", line=3, qty=3))
+    june = reports.month_report(shop.ledger, parse_month("2025-06"))
+    assert (june.points["reversed"], june.points["unrecovered"]) == (31, 110)
+    assert "unrecovered 110" in june.summary()
+
+
+def test_context_rebuilt_for_receipts_loaded_before_returns_existed(chain):
+    """The m007 migration rebuilds the context of receipts stored before it, as the kernel gives it."""
+    from fidelis.core.ledger import CONTEXT_BACKFILL
+
+    shop = chain()
+    shop.load(*R1, ["R2", "C1", "S1", "2025-06-07T11:00", "grocery", 1, "5.00", "", "", "", ""],
+              ["R3", "C1", "S1", "2025-06-20T11:00", "grocery", 1, "5.00", "", "", "", ""])
+    query = "SELECT receipt_id, visit_rank, earned_before_today, birthday FROM receipts ORDER BY receipt_id"
+    scored = shop.ledger.db.execute(query).fetchall()
+    assert [row[1:3] for row in scored] == [(1, 0), (2, 181), (3, 0)]
+    shop.ledger.db.execute("UPDATE receipts SET visit_rank = 0, earned_before_today = 0, birthday = 0")
+    for statement in CONTEXT_BACKFILL:
+        shop.ledger.db.execute(statement)
+    assert shop.ledger.db.execute(query).fetchall() == scored
+
+
+def test_scoring_files_with_returns_gives_what_they_take_back(chain, engine, tmp_path):
+    from fidelis.core.scoring import score_files
+
+    shop = chain()
+    path = shop.write(*R1, return_row("X1", "2025-06-08T12:00", line=3), return_row("X2", "2025-06-09T12:00", line=3))
+    program = tmp_path / "program.toml"
+    program.write_text(shop.ledger.current_program().program.text)
+    result = score_files(program, [path], engine=engine)
+    # X1 as above; X2 the second grocery unit: 1 left, 40 + 30.66 -> 70, from 101: 31 more
+    assert result.table.column("points").to_pylist() == [281, -80, -31]
+    assert result.table.column("receipt_id").to_pylist() == ["R1", "X1", "X2"]
+
+
+def test_scoring_a_return_of_a_receipt_not_in_the_files_is_an_input_error(chain, tmp_path):
+    from fidelis.core.scoring import score_files
+
+    shop = chain()
+    path = shop.write(*R1, return_row("X1", "2025-06-08T12:00", line=1, original="R0"))
+    program = tmp_path / "program.toml"
+    program.write_text(shop.ledger.current_program().program.text)
+    with pytest.raises(InputError, match="return of unknown receipt 'R0'"):
+        score_files(program, [path])
