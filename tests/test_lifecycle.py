@@ -239,7 +239,8 @@ def test_the_month_end_report_by_hand(chain, tmp_path):
     report = reports.month_report(ledger, parse_month("2025-07"))
     # June: 120 + 20 + 500 (Base; Silver from the next receipt) = 640; July: R7 at Silver 125.
     # The July close expires what is left of June's lot: 640 - 100 redeemed = 540.
-    assert report.points == {"issued": 125, "redeemed": 100, "expired": 540, "reversed": 0, "adjusted": 30}
+    assert report.points == {"issued": 125, "redeemed": 100, "expired": 540, "reversed": 0, "adjusted": 30,
+                             "unrecovered": 0}
     assert report.outstanding_points == 640 + 125 - 100 - 540 + 30 == ledger.balance("C1")
     assert report.outstanding_value == Decimal("1.55")
     assert report.breakage_rate == pytest.approx(540 / 765)
