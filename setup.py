@@ -27,7 +27,9 @@ extensions = [
         ["core/_kernel.pyx"],
         include_dirs=[numpy.get_include(), "core"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+        # the per-receipt points function is called from the scoring loop and for returns: inline
+        # it into the loop (GCC would keep it out of line for its size, a 20 % slower kernel)
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3", "-finline-limit=100000", "--param", "large-function-growth=10000", "--param", "inline-unit-growth=10000"],
     )
 ]
 
