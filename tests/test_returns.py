@@ -294,3 +294,57 @@ def test_scoring_a_return_of_a_receipt_not_in_the_files_is_an_input_error(chain,
     program.write_text(shop.ledger.current_program().program.text)
     with pytest.raises(InputError, match="return of unknown receipt 'R0'"):
         score_files(program, [path])
+
+
+# --- end to end: random histories with returns, through files and the ledger ---------------------
+
+
+def _file_rows(history) -> list[list]:
+    """A drawn history with returns as the rows of one receipts file (instants written in UTC)."""
+    batch = history.batch
+    rows = [[*row[:7], "", "", "", ""] for row in history.rows]
+    offsets = batch.line_offsets
+    for position in np.flatnonzero(batch.is_return):
+        moment = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(
+            microseconds=int(batch.instant_us[position]))
+        for line, units in enumerate(batch.line_qty[offsets[position]:offsets[position + 1]].tolist(), start=1):
+            if units:
+                rows.append([batch.receipt_id[position].as_py(), "", "S1", moment.isoformat().replace("+00:00", "Z"),
+                             "", units, "", "", "return", batch.original_receipt_id[position].as_py(), line])
+    return rows
+
+
+@pytest.mark.parametrize("part_rows", [None, 3], ids=["in-one-part", "split-into-parts"])
+def test_loading_random_histories_with_returns_equals_the_reference(tmp_path, part_rows):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from fidelis.core import reference
+
+    from .strategies import histories_with_returns
+
+    @settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def check(data):
+        history = data.draw(histories_with_returns())
+        batch = history.batch
+        # returns that bring nothing back cannot be written as rows; the rest go to the file
+        units = np.add.reduceat(batch.line_qty, batch.line_offsets[:-1]) if len(batch) else np.zeros(0)
+        kept = np.flatnonzero(~batch.is_return | (units > 0))
+        batch = batch.take(kept)
+        expected = reference.score_batch(history.program, batch)
+        folder = tmp_path / f"case{check.calls}"
+        check.calls += 1
+        folder.mkdir()
+        path = folder / "receipts.csv"
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([HEADER, *_file_rows(history._replace(batch=batch))])
+        with Ledger.create(folder / "chain.db", history.program) as ledger:
+            load_files(ledger, [path], part_rows=part_rows or 1_000_000)
+            stored = dict(ledger.db.execute("SELECT receipt_id, points FROM receipts").fetchall())
+            assert stored == dict(zip(batch.receipt_id.to_pylist(), expected.points.tolist()))
+            assert check_ledger(ledger) == []
+
+    check.calls = 0
+    check()
