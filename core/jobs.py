@@ -375,7 +375,7 @@ class _ChunkWriter:
         prepared = kernel.prepare(batch, self.compiled, self.state)
         with self.ledger.write() as connection:
             category_ids = self.ledger.vocabulary_ids(connection, "categories", batch.category_names)
-            sku_ids = _sku_ids(self.ledger, connection, batch)
+            sku_ids = sku_ids_of(self.ledger, connection, batch)
         for start in range(0, len(batch), self.chunk_receipts):
             stop = min(start + self.chunk_receipts, len(batch))
             chunk = kernel.PreparedBatch(
@@ -390,7 +390,7 @@ class _ChunkWriter:
             chunk_skus = None if sku_ids is None else sku_ids[batch.line_offsets[start]:batch.line_offsets[stop]]
             with _timed(self.summary, "writing"), self.ledger.write() as connection:
                 self.generation = self.ledger.advance_state_generation(connection, self.generation)
-                unrecovered = _append_chunk(connection, self.ledger, chunk, scores, prints[start:stop], category_ids,
+                unrecovered = append_chunk(connection, self.ledger, chunk, scores, prints[start:stop], category_ids,
                                             chunk_skus, self.program_version, self.run_id, self.state)
             returns = chunk.batch.is_return
             self.summary.returns_loaded += int(returns.sum())
@@ -503,7 +503,7 @@ def _utc(instant_us: int) -> str:
     return str(np.datetime64(int(instant_us) // 1_000_000, "s")) + "Z"
 
 
-def _sku_ids(ledger: Ledger, connection, batch: ReceiptBatch) -> np.ndarray | None:
+def sku_ids_of(ledger: Ledger, connection, batch: ReceiptBatch) -> np.ndarray | None:
     if batch.line_sku is None:
         return None
     return _per_distinct_value(batch.line_sku, lambda skus: ledger.vocabulary_ids(connection, "skus", skus),
@@ -517,14 +517,19 @@ def _per_distinct_value(values: pa.Array, per_value: Callable[[list], np.ndarray
     return table[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
 
 
-def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, scores: Scores, prints: np.ndarray,
+def append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, scores: Scores, prints: np.ndarray,
                   category_ids: np.ndarray, sku_ids: np.ndarray | None, program_version: int, run_id: int,
-                  state) -> int:
+                  state, stored_index: np.ndarray | None = None) -> int:
     """Write one scored chunk: receipts, earn entries, lots, returns and the touched customers'
-    state; the points returns could not take back."""
+    state; the points returns could not take back.
+
+    ``stored_index`` maps the state's customer indices to the ledger's, for a state that
+    holds only some customers (real-time accrual); None when they are the same.
+    """
     batch = prepared.batch
     count = len(batch)
-    customer = prepared.customer_index
+    local = prepared.customer_index
+    customer = local if stored_index is None else np.append(stored_index, -1)[local]  # -1 stays -1
     is_return = batch.is_return
     lines = np.empty(batch.line_count, dtype=LINE_DTYPE)
     lines["category_id"] = category_ids[batch.line_category_code]
@@ -565,8 +570,8 @@ def _append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sc
     returns = list(zip(batch.receipt_id.take(pa.array(taking)).to_pylist(), customer[taking].tolist(),
                        (-scores.points[taking]).tolist(), batch.instant_us[taking].tolist()))
     unrecovered = ledger.append_scored(connection, receipts, earn_entries, lots, program_version, run_id, returns)
-    touched = np.unique(customer[identified])
-    ledger.save_state(connection, state, touched)
+    touched = np.unique(local[identified])
+    ledger.save_state(connection, state, touched, None if stored_index is None else stored_index[touched])
     return unrecovered
 
 

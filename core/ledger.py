@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -553,14 +554,46 @@ class Ledger:
             state.tier_reached_month[index] = np.frombuffer(
                 b"".join(row[3] for row in rows), dtype=np.int32).reshape(len(rows), state.tier_count)
 
-    def save_state(self, connection: sqlite3.Connection, state: CustomerState, customers: np.ndarray) -> None:
-        """Upsert the state of ``customers`` (indices) inside the caller's transaction."""
+    def customer_states(self, compiled: "CompiledProgram", customer_ids: list[str]) -> tuple[CustomerState, np.ndarray]:
+        """The stored state of some customers, for scoring a few receipts without the whole
+        directory: a state holding the known ones (in the order given, unknown ids left out)
+        and the stored index of each of its customers."""
+        rows = self.db.execute(
+            "SELECT customer_index, customer_id, birth_date FROM customers "
+            "WHERE customer_id IN (SELECT value FROM json_each(?))", (json.dumps(list(dict.fromkeys(customer_ids))),)
+        ).fetchall()
+        state = CustomerState.for_program(compiled, capacity=max(len(rows), 1))
+        stored_index = np.array([row[0] for row in rows], dtype=np.int64)
+        if rows:
+            state.index_of([row[1] for row in rows])
+            local = {index: position for position, index in enumerate(stored_index.tolist())}
+            stored = self.db.execute(
+                "SELECT customer_index, record, rolling_totals, tier_reached_month FROM customer_state "
+                "WHERE customer_index IN (SELECT value FROM json_each(?))", (json.dumps(stored_index.tolist()),)
+            ).fetchall()
+            if stored:
+                self._fill_state(state, [(local[row[0]], *row[1:]) for row in stored])
+            births = np.array([int(row[2][5:7]) if row[2] else 0 for row in rows], dtype=np.int8)
+            state.records["birth_month"][:len(rows)][births > 0] = births[births > 0]
+        return state, stored_index
+
+    def insert_customers(self, connection: sqlite3.Connection, customer_ids: list[str]) -> np.ndarray:
+        """Add new customers (no details) at the next indices, inside the caller's transaction."""
+        first = connection.execute("SELECT COALESCE(MAX(customer_index), -1) + 1 FROM customers").fetchone()[0]
+        connection.executemany("INSERT INTO customers (customer_index, customer_id) VALUES (?, ?)",
+                               enumerate(customer_ids, start=first))
+        return np.arange(first, first + len(customer_ids), dtype=np.int64)
+
+    def save_state(self, connection: sqlite3.Connection, state: CustomerState, customers: np.ndarray,
+                   stored_as: np.ndarray | None = None) -> None:
+        """Upsert the state of ``customers`` (indices into ``state``) inside the caller's
+        transaction, as the stored customers ``stored_as`` (default: the same indices)."""
         connection.executemany(
             "INSERT INTO customer_state (customer_index, record, rolling_totals, tier_reached_month) "
             "VALUES (?, ?, ?, ?) ON CONFLICT(customer_index) DO UPDATE SET record = excluded.record, "
             "rolling_totals = excluded.rolling_totals, tier_reached_month = excluded.tier_reached_month",
             zip(
-                customers.tolist(),
+                (customers if stored_as is None else stored_as).tolist(),
                 _row_bytes(state.records[customers]),
                 _row_bytes(state.rolling_totals[customers]) if state.rolling_months else [None] * len(customers),
                 _row_bytes(state.tier_reached_month[customers]) if state.reached_tiers else [None] * len(customers),
@@ -621,6 +654,39 @@ class Ledger:
             (customer_index, instant_us),
         ).fetchone()
         return row[0]
+
+    def last_receipt_at_id(self, customer_id: str | None, instant_us: int) -> str | None:
+        """Like :meth:`last_receipt_at`, by the customer's external id."""
+        if customer_id is None:
+            return None
+        row = self.db.execute(
+            "SELECT MAX(r.receipt_id) FROM receipts r JOIN customers c USING (customer_index) "
+            "WHERE c.customer_id = ? AND r.instant_us = ?", (customer_id, instant_us)).fetchone()
+        return row[0]
+
+    def receipt_results(self, connection: sqlite3.Connection, receipt_ids: list[str]) -> dict[str, tuple]:
+        """Receipt id -> (customer id, tier, (rate, basket, visit, welcome, cap points, points),
+        unrecovered points, original receipt id, the customer's balance now)."""
+        rows = connection.execute(
+            "SELECT r.receipt_id, c.customer_id, r.tier, r.rate_points, r.basket_points, r.visit_points, "
+            "r.welcome_points, r.cap_points, r.points, r.unrecovered_points, r.original_receipt_id, "
+            "(SELECT COALESCE(SUM(points), 0) FROM journal j WHERE j.customer_index = r.customer_index) "
+            "FROM receipts r LEFT JOIN customers c USING (customer_index) "
+            "WHERE r.receipt_id IN (SELECT value FROM json_each(?))", (json.dumps(receipt_ids),)).fetchall()
+        return {row[0]: (row[1], row[2], tuple(row[3:9]), row[9], row[10], row[11] if row[1] is not None else None)
+                for row in rows}
+
+    def realtime_run(self, connection: sqlite3.Connection) -> int:
+        """The run real-time accruals through this handle are recorded under (one per handle)."""
+        run_id = getattr(self, "_realtime_run_id", None)
+        # (a run started in a transaction that was rolled back is gone: start another)
+        if run_id is None or connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+            run_id = self._realtime_run_id = self.start_run(connection, "realtime", {"process": os.getpid()}, {})
+        return run_id
+
+    @staticmethod
+    def current_state_generation(connection: sqlite3.Connection) -> int:
+        return connection.execute("SELECT value FROM ledger_meta WHERE key = 'state_generation'").fetchone()[0]
 
     def existing_receipts(self, receipt_ids: list[str]) -> dict[str, int]:
         """Receipt id -> stored content fingerprint, for the ids already in the ledger."""

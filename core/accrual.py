@@ -1,0 +1,147 @@
+"""Real-time accrual: a receipt (or a small batch) scored and committed as it happens.
+
+The point of sale sends a receipt; it must earn exactly what a bulk load of the same receipt
+gives. So it goes through the same readers (validation), the same kernel and the same ledger
+writes as a load, with two differences that make it fast and safe for one receipt at a time:
+
+- only the state of the receipt's customers is read, inside the write transaction
+  (``BEGIN IMMEDIATE``), so concurrent accruals and redemptions queue and each scores from
+  the history the one before it committed;
+- it is all or nothing per call: any receipt that cannot be taken (late, in a closed month,
+  an id already used for other content) refuses the whole call with an error naming it.
+
+Receipt ids stay idempotency keys: a receipt already in the ledger with the same content
+gives its stored result again, marked ``existing``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from . import kernel
+from .batch import ReceiptBatch
+from .errors import InputError
+from .fingerprints import receipt_fingerprints
+from .io import CheckedReceipts
+from .jobs import append_chunk, sku_ids_of
+from .ledger import Ledger, LedgerError
+from .localtime import month_label
+from .returns import original_positions, resolve_returns
+from .scores import POINT_COLUMNS
+
+
+class ReceiptConflict(LedgerError):
+    """A receipt id already in the ledger for a receipt with other content."""
+
+
+class LateReceipt(LedgerError):
+    """A receipt before its customer's last one, or in a closed month: history is not rescored."""
+
+
+@dataclass(frozen=True)
+class Accrued:
+    """What one receipt (or return) earned (took back), and the customer's balance after it."""
+
+    receipt_id: str
+    customer_id: str | None
+    tier: str | None
+    #: rate, basket, visit, welcome and cap points, and their total (≤ 0 on a return)
+    points: dict[str, int]
+    #: on a return under ``negative_balance = "floor_zero"``: points it could not take back
+    unrecovered_points: int
+    balance: int | None
+    existing: bool
+    is_return: bool
+
+
+def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
+    """Score and commit validated receipts (and return rows) in one transaction.
+
+    Raises :class:`InputError` (bad rows, returns that cannot be taken),
+    :class:`ReceiptConflict` or :class:`LateReceipt`; nothing is written then.
+    """
+    if checked.problems:
+        raise InputError(checked.problems)
+    program, compiled = ledger.compiled_program()
+    version = ledger.current_program().version
+    with ledger.write() as connection:
+        batch = checked.batch
+        if checked.returns:
+            returned, problems = resolve_returns(checked.returns, batch, ledger.stored_originals,
+                                                 program.info.timezone)
+            if problems:
+                raise InputError(problems)
+            metadata = batch.metadata
+            batch = ReceiptBatch.concat([batch, returned])
+            batch.metadata = {**metadata, "first_input_row": batch.metadata["first_input_row"]}
+        receipt_ids = batch.receipt_id.to_pylist()
+        prints = receipt_fingerprints(batch)
+        stored = ledger.existing_receipts(receipt_ids)
+        for receipt_id, fingerprint in zip(receipt_ids, prints.tolist()):
+            if receipt_id in stored and stored[receipt_id] != fingerprint:
+                raise ReceiptConflict(f"receipt {receipt_id!r} is already in the ledger with other content; "
+                                      "a receipt id is used once")
+        new = np.array([receipt_id not in stored for receipt_id in receipt_ids], dtype=bool)
+        if new.any():
+            fresh = batch if new.all() else batch.take(np.flatnonzero(new))
+            _commit(ledger, connection, compiled, version, fresh, prints[new])
+        return _results(ledger, connection, program, receipt_ids, existing=~new)
+
+
+def _commit(ledger: Ledger, connection, compiled, version: int, batch: ReceiptBatch, prints: np.ndarray) -> None:
+    """Score ``batch`` from its customers' stored state and write it (inside the transaction)."""
+    state, stored_index = ledger.customer_states(compiled, batch.customer_id.drop_null().to_pylist())
+    known = len(state)
+    _refuse_late(ledger, batch, state)
+    prepared = kernel.prepare(batch, compiled, state)
+    missing = batch.is_return & (original_positions(batch) < 0)
+    originals = ledger.stored_originals(
+        list(dict.fromkeys(batch.original_receipt_id.filter(pa.array(missing)).to_pylist()))) if missing.any() else {}
+    scores = kernel.score(prepared, compiled, state, originals=originals)
+    if len(state) > known:  # customers seen for the first time
+        stored_index = np.concatenate([stored_index, ledger.insert_customers(connection, state.customer_ids[known:])])
+    category_ids = ledger.vocabulary_ids(connection, "categories", batch.category_names)
+    append_chunk(connection, ledger, prepared, scores, prints, category_ids, sku_ids_of(ledger, connection, batch),
+                 version, ledger.realtime_run(connection), state, stored_index)
+    ledger.advance_state_generation(connection, ledger.current_state_generation(connection))
+
+
+def _refuse_late(ledger: Ledger, batch: ReceiptBatch, state) -> None:
+    """History is never rescored: refuse receipts before their customer's last one (at the
+    same instant, by receipt id) and receipts in a closed month."""
+    local = state.known_indices(batch.customer_id)
+    known = local >= 0
+    last = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
+    last[known] = state.records["last_instant_us"][local[known]]
+    closed = ledger.last_closed_month()
+    for position in range(len(batch)):
+        receipt_id = batch.receipt_id[position].as_py()
+        instant = int(batch.instant_us[position])
+        if instant < last[position] or (instant == last[position] and receipt_id < (
+                ledger.last_receipt_at_id(batch.customer_id[position].as_py(), instant) or "")):
+            raise LateReceipt(f"receipt {receipt_id!r} ({_utc(instant)}) comes before its customer's last receipt "
+                              f"({_utc(int(last[position]))}); history is not rescored")
+        if closed is not None and int(batch.local_month[position]) <= closed:
+            raise LateReceipt(f"receipt {receipt_id!r} ({_utc(instant)}) is in a month already closed (months up "
+                              f"to {month_label(closed)} are); history is not rescored")
+
+
+def _results(ledger: Ledger, connection, program, receipt_ids: list[str], existing: np.ndarray) -> list[Accrued]:
+    tiers = [tier.name for tier in program.tiers]
+    rows = ledger.receipt_results(connection, receipt_ids)
+    results = []
+    for receipt_id, was_there in zip(receipt_ids, existing.tolist()):
+        customer_id, tier, points, unrecovered, original, balance = rows[receipt_id]
+        results.append(Accrued(
+            receipt_id=receipt_id, customer_id=customer_id, tier=None if tier is None else tiers[tier],
+            points=dict(zip(POINT_COLUMNS, points)), unrecovered_points=unrecovered, balance=balance,
+            existing=was_there, is_return=original is not None,
+        ))
+    return results
+
+
+def _utc(instant_us: int) -> str:
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=instant_us)).isoformat()

@@ -1,0 +1,126 @@
+"""Real-time accrual: receipts one at a time give exactly what a bulk load gives."""
+from __future__ import annotations
+
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pytest
+
+from fidelis.core.accrual import LateReceipt, ReceiptConflict, accrue
+from fidelis.core.errors import InputError
+from fidelis.core.io import check_receipt_table
+from fidelis.core.jobs import check_ledger, load_files
+from fidelis.core.ledger import LINE_DTYPE, Ledger
+from fidelis.core.program import load_program
+from fidelis.core.synthetic import generate_chain, write_chain
+
+
+def ledger_rows(ledger: Ledger) -> dict[str, list]:
+    """What a load writes, with names for the ledger's own ids (which follow the order names arrive in)."""
+    categories = ledger.category_names()
+    skus = dict(ledger.db.execute("SELECT sku_id, sku FROM skus").fetchall())
+
+    def lines(blob: bytes) -> list[tuple]:
+        return [(categories[line["category_id"]], skus.get(int(line["sku_id"])), int(line["qty"]),
+                 int(line["amount_minor"])) for line in np.frombuffer(blob, dtype=LINE_DTYPE)]
+
+    receipts = ledger.db.execute(
+        "SELECT r.receipt_id, c.customer_id, r.tier, r.points, r.visit_rank, r.earned_before_today, "
+        "r.unrecovered_points, r.lines FROM receipts r LEFT JOIN customers c USING (customer_index) "
+        "ORDER BY r.receipt_id").fetchall()
+    return {
+        "receipts": [(*row[:-1], lines(row[-1])) for row in receipts],
+        "journal": ledger.db.execute(
+            "SELECT c.customer_id, j.kind, j.points, j.instant_us, j.reference FROM journal j "
+            "JOIN customers c USING (customer_index) ORDER BY j.reference, j.kind").fetchall(),
+        "lots": ledger.db.execute(
+            "SELECT c.customer_id, l.earned_month, l.points_earned, l.points_remaining FROM lots l "
+            "JOIN customers c USING (customer_index) ORDER BY c.customer_id, l.earned_month").fetchall(),
+        "state": ledger.db.execute(
+            "SELECT c.customer_id, s.record, s.rolling_totals, s.tier_reached_month FROM customer_state s "
+            "JOIN customers c USING (customer_index) ORDER BY c.customer_id").fetchall(),
+    }
+
+
+def receipt_tables(path) -> list[pa.Table]:
+    """Each receipt of a file as its own table, in processing order (as tills would send them)."""
+    table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
+        column_types={name: pa.string() for name in ("receipt_id", "customer_id", "store_id", "ts", "amount")}))
+    ids = table.column("receipt_id").to_pylist()
+    first = {}
+    for row, receipt_id in enumerate(ids):
+        first.setdefault(receipt_id, row)
+    ts = table.column("ts").to_pylist()
+    order = sorted(first, key=lambda receipt_id: (ts[first[receipt_id]], receipt_id))
+    return [table.filter(pc.equal(table.column("receipt_id"), receipt_id)) for receipt_id in order]
+
+
+def accrue_table(ledger: Ledger, table: pa.Table):
+    info = ledger.current_program().program.info
+    return accrue(ledger, check_receipt_table(table, timezone=info.timezone, minor_units=info.minor_units,
+                                              source="request"))
+
+
+@pytest.fixture
+def small_chain(tmp_path):
+    return write_chain(generate_chain(400, seed=3), tmp_path / "chain")
+
+
+def test_receipts_accrued_one_by_one_equal_a_bulk_load(tmp_path, small_chain):
+    program = load_program(small_chain["program"])
+    with Ledger.create(tmp_path / "bulk.db", program) as bulk, Ledger.create(tmp_path / "live.db", program) as live:
+        load_files(bulk, [small_chain["receipts"]])
+        for table in receipt_tables(small_chain["receipts"]):
+            (result,) = accrue_table(live, table)
+            assert not result.existing
+        assert ledger_rows(live) == ledger_rows(bulk)
+        assert check_ledger(live) == []
+
+
+def test_the_same_receipt_again_gives_the_first_result(tmp_path, small_chain):
+    program = load_program(small_chain["program"])
+    with Ledger.create(tmp_path / "live.db", program) as live:
+        table = receipt_tables(small_chain["receipts"])[0]
+        (first,) = accrue_table(live, table)
+        (again,) = accrue_table(live, table)
+        assert again.existing and not first.existing
+        assert (again.points, again.balance) == (first.points, first.balance)
+        assert live.db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 1
+        changed = table.set_column(table.schema.get_field_index("qty"), "qty", pa.array([9] * table.num_rows))
+        with pytest.raises(ReceiptConflict, match="already in the ledger with other content"):
+            accrue_table(live, changed)
+
+
+def test_a_late_receipt_is_refused_and_nothing_is_written(tmp_path, small_chain):
+    program = load_program(small_chain["program"])
+    tables = [t for t in receipt_tables(small_chain["receipts"]) if t.column("customer_id")[0].as_py()]
+    customer = tables[0].column("customer_id")[0].as_py()
+    mine = [t for t in tables if t.column("customer_id")[0].as_py() == customer]
+    with Ledger.create(tmp_path / "live.db", program) as live:
+        accrue_table(live, mine[1])
+        before = ledger_rows(live)
+        with pytest.raises(LateReceipt, match="comes before its customer's last receipt"):
+            accrue_table(live, mine[0])
+        assert ledger_rows(live) == before
+
+
+def test_a_return_accrued_in_real_time(tmp_path, verde_club):
+    with Ledger.create(tmp_path / "live.db", verde_club) as live:
+        sale = pa.table({"receipt_id": ["R1", "R1"], "customer_id": ["C1", "C1"], "store_id": ["S1", "S1"],
+                         "ts": ["2025-06-07T10:00", "2025-06-07T10:00"], "category": ["own_brand", "grocery"],
+                         "qty": [2, 3], "amount": ["10.00", "45.99"]})
+        (earned,) = accrue_table(live, sale)
+        assert earned.points["points"] == 281
+        back = pa.table({"receipt_id": ["X1"], "customer_id": [None], "store_id": ["S2"],
+                         "ts": ["2025-06-08T12:00"], "category": [None], "qty": [1], "amount": [None],
+                         "kind": ["return"], "original_receipt_id": ["R1"], "line": ["2"]},
+                        schema=pa.schema([(name, pa.int64() if name == "qty" else pa.string()) for name in (
+                            "receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount", "kind",
+                            "original_receipt_id", "line")]))
+        (taken,) = accrue_table(live, back)
+        assert taken.is_return and taken.points["points"] == -80 and taken.balance == 201
+        with pytest.raises(InputError, match="more than was bought"):
+            accrue_table(live, back.set_column(0, "receipt_id", pa.array(["X2"])).set_column(
+                5, "qty", pa.array([3])))
