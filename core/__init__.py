@@ -22,9 +22,11 @@ from .ledger import (
     InsufficientPoints,
     Ledger,
     LedgerError,
+    LedgerBusy,
     Redemption,
     RedemptionError,
     Standing,
+    UnknownCustomer,
 )
 from .program import Program, load_program, parse_program
 from .scores import Scores
@@ -43,7 +45,9 @@ __all__ = [
     "InputError",
     "InputProblem",
     "Ledger",
+    "LedgerBusy",
     "LedgerError",
+    "UnknownCustomer",
     "OutputError",
     "Program",
     "ProgramError",

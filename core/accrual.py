@@ -70,8 +70,11 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
     with ledger.write() as connection:
         batch = checked.batch
         if checked.returns:
-            returned, problems = resolve_returns(checked.returns, batch, ledger.stored_originals,
-                                                 program.info.timezone)
+            return_ids = list(dict.fromkeys(line.return_id for line in checked.returns))
+            # (returns of this call already in the ledger are not counted: they are repeats)
+            returned, problems = resolve_returns(
+                checked.returns, batch, lambda ids: ledger.stored_originals(ids, excluding=return_ids),
+                program.info.timezone)
             if problems:
                 raise InputError(problems)
             metadata = batch.metadata

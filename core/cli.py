@@ -367,6 +367,80 @@ def report(ledger_file, month, output_dir) -> None:
             click.echo(f"wrote {path}")
 
 
+@cli.command()
+@click.argument("ledger_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes (about one per core).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+@click.option("--access-log", is_flag=True, help="Log each request line and status to stdout (never headers).")
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+def serve(ledger_file, bind, workers, threads, access_log, dev) -> None:
+    """Serve the HTTP API (balance, history, accrual, redemption, returns) for a ledger.
+
+    Every route but /v1/health and /openapi.json needs a key from `fidelis api-key create`.
+
+    Example: fidelis serve chain.db --bind 0.0.0.0:8000 --workers 2
+    """
+    from fidelis.server.serve import serve as run
+
+    run(str(ledger_file), bind=bind, workers=workers, threads=threads, access_log=access_log, dev=dev)
+
+
+@cli.group("api-key", context_settings=CONTEXT_SETTINGS)
+def api_key() -> None:
+    """API keys of the HTTP server: create, list, revoke."""
+
+
+@api_key.command("create")
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--role", required=True, type=click.Choice(["read", "write"]),
+              help="read: balances and history; write: also accrual, redemption, returns.")
+@click.option("--name", default=None, help="Who or what the key is for (shown by list).")
+def api_key_create(ledger_file, role, name) -> None:
+    """Create a key and print it once; only a hash of it is kept.
+
+    Example: fidelis api-key create chain.db --role write --name "tills, store 12"
+    """
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        key = ledger.create_api_key(role, name)
+    click.echo(key)
+    click.echo(f"A {role} key. Store it now: it is not shown again (revoke with `fidelis api-key revoke "
+               f"{ledger_file} {key.split('_')[1]}`).", err=True)
+
+
+@api_key.command("list")
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+def api_key_list(ledger_file) -> None:
+    """Every key's id, role, name and dates (never a secret).
+
+    Example: fidelis api-key list chain.db
+    """
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        for key_id, role, name, created, revoked in ledger.api_keys():
+            state = f"revoked {revoked}" if revoked else "active"
+            click.echo(f"{key_id}  {role:<5}  {state:<28}  created {created}  {name or ''}")
+
+
+@api_key.command("revoke")
+@click.argument("ledger_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("key_id")
+def api_key_revoke(ledger_file, key_id) -> None:
+    """Revoke a key by its id (the part after ``fid_``); requests with it get 401 at once.
+
+    Example: fidelis api-key revoke chain.db 3f2a9c01d4e7
+    """
+    from .ledger import Ledger
+
+    with Ledger(ledger_file) as ledger:
+        ledger.revoke_api_key(key_id)
+    click.echo(f"revoked {key_id}")
+
+
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def export() -> None:
     """Export tables from a ledger."""

@@ -22,8 +22,11 @@ readers never block writers (WAL).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -75,6 +78,19 @@ class InsufficientPoints(RedemptionError):
 
 class IdempotencyConflict(LedgerError):
     """A request reuses an idempotency key with different content."""
+
+
+class UnknownCustomer(LedgerError):
+    """No customer with this id in the ledger."""
+
+
+class LedgerBusy(LedgerError):
+    """Another process holds the ledger's write lock for longer than the busy timeout."""
+
+
+#: API keys read ``fid_<key id>_<secret>``; roles, each allowing what the ones before it do.
+API_KEY_PREFIX = "fid"
+API_ROLES = ("read", "write")
 
 
 @dataclass(frozen=True)
@@ -303,6 +319,20 @@ def m007_returns(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m008_api_keys(db: sqlite_utils.Database) -> None:
+    """API keys of the HTTP server: only a SHA-256 of each key's secret is kept."""
+    db.execute("""
+        CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,            -- the key's public part, to find it and to revoke it
+            secret_sha256 TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role = 'read' OR role = 'write'),
+            name TEXT,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""")
+
+
 def _row_bytes(rows: np.ndarray) -> list[bytes]:
     """Each row of a 1- or 2-D array as its own bytes value, without a Python loop over rows."""
     width = rows.itemsize * (rows.shape[1] if rows.ndim == 2 else 1)
@@ -415,8 +445,8 @@ class Ledger:
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
-            raise LedgerError(f"{self.path}: another process is writing to the ledger ({error}); "
-                              "try again when it has finished") from None
+            raise LedgerBusy(f"{self.path}: another process is writing to the ledger ({error}); "
+                             "try again when it has finished") from None
         try:
             yield connection
         except BaseException:
@@ -1075,16 +1105,18 @@ class Ledger:
 
     @staticmethod
     def due_lots(connection: sqlite3.Connection, month: int, gone_day: int, inactive_before_us: int | None,
-                 at_us: int) -> list[tuple[int, int, int]]:
+                 at_us: int, customer: int | None = None) -> list[tuple[int, int, int]]:
         """(customer index, earned month, points) of the lots the close of ``month`` expires
-        (see :meth:`expire_lots`)."""
+        (see :meth:`expire_lots`); only one customer's with ``customer``."""
+        one = "" if customer is None else f"AND customer_index = {int(customer)} "
         due = connection.execute(
             "SELECT customer_index, earned_month, points_remaining FROM lots WHERE expires_on IS NOT NULL "
-            "AND expires_on <= ? AND points_remaining > 0 AND earned_month <= ?", (gone_day, month)).fetchall()
+            f"AND expires_on <= ? AND points_remaining > 0 AND earned_month <= ? {one}", (gone_day, month)).fetchall()
         if inactive_before_us is not None:
             due += connection.execute(
                 "SELECT l.customer_index, l.earned_month, l.points_remaining FROM lots l "
                 "WHERE l.points_remaining > 0 AND l.earned_month <= ? AND (l.expires_on IS NULL OR l.expires_on > ?) "
+                f"{one.replace('customer_index', 'l.customer_index')}"
                 "AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.customer_index = l.customer_index "
                 "AND (j.kind = 'earn' OR j.kind = 'redeem') AND j.instant_us >= ? AND j.instant_us <= ?)",
                 (month, gone_day, inactive_before_us, at_us)).fetchall()
@@ -1201,7 +1233,7 @@ class Ledger:
     def customer_index(self, customer_id: str) -> int:
         row = self.db.execute("SELECT customer_index FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
         if row is None:
-            raise LedgerError(f"unknown customer {customer_id!r}")
+            raise UnknownCustomer(f"unknown customer {customer_id!r}")
         return row[0]
 
     def balance(self, customer_id: str) -> int:
@@ -1276,6 +1308,40 @@ class Ledger:
             "SELECT c.customer_id, COALESCE(SUM(j.points), 0) FROM customers c "
             "LEFT JOIN journal j USING (customer_index) GROUP BY c.customer_index ORDER BY c.customer_index"
         )
+
+    # ---- API keys ----------------------------------------------------------------------
+    def create_api_key(self, role: str, name: str | None = None) -> str:
+        """A new API key; the whole key is returned once and only a hash of its secret is kept."""
+        if role not in API_ROLES:
+            raise LedgerError(f"role must be one of {', '.join(API_ROLES)}, not {role!r}")
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        with self.write() as connection:
+            connection.execute(
+                "INSERT INTO api_keys (key_id, secret_sha256, role, name, created_at) VALUES (?, ?, ?, ?, ?)",
+                (key_id, hashlib.sha256(secret.encode()).hexdigest(), role, name, _now()))
+        return f"{API_KEY_PREFIX}_{key_id}_{secret}"
+
+    def api_key_role(self, key: str) -> str | None:
+        """The role of a valid, unrevoked key; None otherwise. The secret's hash is compared in
+        constant time, and an unknown key id costs the same comparison."""
+        prefix, _, rest = key.partition("_")
+        key_id, _, secret = rest.partition("_")
+        row = self.db.execute("SELECT secret_sha256, role FROM api_keys WHERE key_id = ? AND revoked_at IS NULL",
+                              (key_id,)).fetchone() if prefix == API_KEY_PREFIX else None
+        presented = hashlib.sha256(secret.encode()).hexdigest()
+        matches = hmac.compare_digest(presented, row[0] if row else "0" * 64)
+        return row[1] if row and matches else None
+
+    def revoke_api_key(self, key_id: str) -> None:
+        with self.write() as connection:
+            if not connection.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                                      (_now(), key_id)).rowcount:
+                raise LedgerError(f"no active API key {key_id!r}")
+
+    def api_keys(self) -> list[tuple]:
+        """(key id, role, name, created at, revoked at) of every key; never a secret."""
+        return self.db.execute("SELECT key_id, role, name, created_at, revoked_at FROM api_keys "
+                               "ORDER BY created_at").fetchall()
 
     def counts(self) -> dict[str, int]:
         return {

@@ -200,6 +200,19 @@ def upcoming_expiry(ledger: Ledger) -> tuple[int, list[tuple[str, int]]]:
                            [points for _, points in ranked]))
 
 
+def expiring_at_next_close(ledger: Ledger, customer_id: str) -> tuple[str | None, int]:
+    """(the next month to close, the points of one customer its close would expire as things stand)."""
+    index = ledger.customer_index(customer_id)
+    month = ledger.next_month_to_close()
+    if month is None:
+        return None, 0
+    program = ledger.current_program().program
+    gone_day, inactive_before = _expiry_rule(program, month)
+    end_us = month_start_us(month + 1, program.info.timezone) - 1
+    due = Ledger.due_lots(ledger.db.conn, month, gone_day, inactive_before, end_us, customer=index)
+    return month_label(month), sum(points for _, _, points in due)
+
+
 def _expiry_rule(program, month: int) -> tuple[int, int | None]:
     """(the day lots due by this close are gone on, the instant activity must reach to keep points)."""
     timezone = program.info.timezone

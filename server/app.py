@@ -1,0 +1,51 @@
+"""The application factory."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask, request
+from werkzeug.exceptions import BadRequest
+
+from fidelis.core.ledger import Ledger
+
+from . import customers, errors, meta, receipts
+from .config import settings
+from .errors import ApiError
+from .spec import spec
+
+#: Endpoints whose bodies may be as large as a batch; every other body is bounded by MAX_JSON_BYTES.
+_BATCH_ENDPOINTS = {"receipts.accrue_batch"}
+
+
+def create_app(config: Mapping[str, object] | None = None) -> Flask:
+    """The Fidelis API for one ledger. Settings: :data:`.config.DEFAULTS`, then ``FIDELIS_*``
+    environment variables, then ``config``. The ledger is opened (and migrated) once here, so
+    a wrong path fails at start, not on the first request."""
+    effective = settings(config, os.environ)
+    # (no instance folder is used; naming one spares Flask a package search that editable
+    # installs with mapped package folders cannot answer)
+    app = Flask(__name__, instance_path=os.path.abspath(os.path.dirname(str(effective["LEDGER"])) or "."))
+    app.config.update(effective)
+    app.json.sort_keys = False
+    Ledger(app.config["LEDGER"]).close()
+
+    @app.before_request
+    def bound_the_body():
+        batch = request.endpoint in _BATCH_ENDPOINTS
+        limit = app.config["MAX_BATCH_BYTES" if batch else "MAX_JSON_BYTES"]
+        request.max_content_length = limit
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "request_entity_too_large",
+                           f"the request body is {request.content_length} bytes; this endpoint takes at most {limit}")
+        if not batch and request.mimetype == "application/json" and request.content_length:
+            try:
+                request.get_json()  # parsed once here, cached for the view
+            except BadRequest:
+                raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
+
+    errors.init_app(app)
+    for module in (meta, customers, receipts):
+        app.register_blueprint(module.blueprint)
+    spec.register(app)
+    return app

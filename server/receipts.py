@@ -1,0 +1,117 @@
+"""Receipts: real-time accrual, one receipt as JSON or a columnar msgpack batch; returns."""
+from __future__ import annotations
+
+import pyarrow as pa
+from flask import Blueprint, current_app, request
+from spectree import Response
+
+from fidelis.core.accrual import Accrued, accrue
+from fidelis.core.columnar import decode
+from fidelis.core.errors import InputError
+from fidelis.core.io import RETURN, check_receipt_table
+
+from .auth import require
+from .errors import ApiError, problem_details
+from .handles import ledger
+from .models import AccrualOut, BatchOut, ErrorOut, ReceiptIn, ReturnIn
+from .spec import spec
+
+blueprint = Blueprint("receipts", __name__, url_prefix="/v1")
+_ERRORS = {"HTTP_401": ErrorOut, "HTTP_403": ErrorOut, "HTTP_409": ErrorOut, "HTTP_413": ErrorOut,
+           "HTTP_422": ErrorOut}
+_TEXT = pa.string()
+
+
+@blueprint.post("/receipts")
+@require("write")
+@spec.validate(json=ReceiptIn, resp=Response(HTTP_200=AccrualOut, HTTP_201=AccrualOut, **_ERRORS),
+               tags=["receipts"])
+def accrue_receipt():
+    """Score one receipt now, with the kernel and state bulk loads use, and commit it.
+
+    ``receipt_id`` is the idempotency key: the same receipt again answers 200 with its first
+    result (``existing``); another receipt under the same id is 409.
+    """
+    body: ReceiptIn = request.context.json
+    lines = body.lines
+    table = pa.table({
+        "receipt_id": pa.array([body.receipt_id] * len(lines), _TEXT),
+        "customer_id": pa.array([body.customer_id] * len(lines), _TEXT),
+        "store_id": pa.array([body.store_id] * len(lines), _TEXT),
+        "ts": pa.array([body.ts] * len(lines), _TEXT),
+        "category": pa.array([line.category for line in lines], _TEXT),
+        "qty": pa.array([line.qty for line in lines], pa.int64()),
+        "amount": pa.array([line.amount for line in lines], _TEXT),
+        "sku": pa.array([line.sku for line in lines], _TEXT),
+    })
+    return _accrued(_accrue_table(table, ("receipt_id", "customer_id", "store_id", "ts"))[0])
+
+
+@blueprint.post("/returns")
+@require("write")
+@spec.validate(json=ReturnIn, resp=Response(HTTP_200=AccrualOut, HTTP_201=AccrualOut, **_ERRORS),
+               tags=["receipts"])
+def take_return():
+    """Goods brought back: take back what they earned, re-scored in the original's context.
+
+    ``return_id`` is the idempotency key. A return of an unknown receipt, of a line it does
+    not have, or of more than was bought (counting earlier returns) is 422, naming why.
+    """
+    body: ReturnIn = request.context.json
+    lines = body.lines
+    count = len(lines)
+    table = pa.table({
+        "receipt_id": pa.array([body.return_id] * count, _TEXT),
+        "customer_id": pa.array([body.customer_id] * count, _TEXT),
+        "store_id": pa.array([body.store_id] * count, _TEXT),
+        "ts": pa.array([body.ts] * count, _TEXT),
+        "category": pa.nulls(count, _TEXT),
+        "qty": pa.array([line.qty for line in lines], pa.int64()),
+        "amount": pa.nulls(count, _TEXT),
+        "sku": pa.array([line.sku for line in lines], _TEXT),
+        "kind": pa.array([RETURN] * count, _TEXT),
+        "original_receipt_id": pa.array([body.original_receipt_id] * count, _TEXT),
+        "line": pa.array([None if line.line is None else str(line.line) for line in lines], _TEXT),
+    })
+    header = ("receipt_id", "customer_id", "store_id", "ts", "original_receipt_id")
+    return _accrued(_accrue_table(table, header)[0])
+
+
+@blueprint.post("/receipts/batch")
+@require("write")
+@spec.validate(resp=Response(HTTP_200=BatchOut, HTTP_415=ErrorOut, **_ERRORS), tags=["receipts"])
+def accrue_batch():
+    """A columnar msgpack batch (``Content-Type: application/msgpack``; the layout `fidelis
+    load` reads), scored and committed all or nothing. Receipts already loaded are skipped."""
+    if request.mimetype != "application/msgpack":
+        raise ApiError(415, "unsupported_media_type", "send the batch as application/msgpack")
+    table = decode(request.get_data(cache=False), source="request body")
+    if table.num_rows > current_app.config["MAX_BATCH_LINES"]:
+        raise ApiError(413, "request_entity_too_large",
+                       f"the batch has {table.num_rows} lines; at most {current_app.config['MAX_BATCH_LINES']} "
+                       "are taken at once")
+    results = _accrue_table(table, None)
+    new = [result for result in results if not result.existing]
+    return BatchOut(receipts=len(results), new=len(new), existing=len(results) - len(new),
+                    points=sum(result.points["points"] for result in new))
+
+
+def _accrue_table(table: pa.Table, header_fields: tuple[str, ...] | None) -> list[Accrued]:
+    """Validate with the file readers' rules and accrue; problems name body fields (JSON) or
+    rows (a batch)."""
+    handle = ledger()
+    info = handle.current_program().program.info
+    checked = check_receipt_table(table, timezone=info.timezone, minor_units=info.minor_units, source="request body")
+    try:
+        return accrue(handle, checked)
+    except InputError as error:
+        if header_fields is None:
+            details = [{"field": f"row {problem.row}.{problem.column}" if problem.row else (problem.column or "body"),
+                        "message": problem.reason} for problem in error.problems[:50]]
+        else:
+            details = problem_details(error.problems, header_fields)
+        raise ApiError(422, "invalid_input", "the request has values that cannot be taken", details) from None
+
+
+def _accrued(result: Accrued):
+    return AccrualOut(**vars(result)), 200 if result.existing else 201
