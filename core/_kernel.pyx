@@ -778,9 +778,9 @@ cdef int _score_loop(
 
 def standing_as_of(
     object compiled,
-    customer_state_t[::1] states,
-    measure_t[:, ::1] rolling_totals,
-    month_t[:, ::1] tier_reached_month,
+    const customer_state_t[::1] states,
+    const measure_t[:, ::1] rolling_totals,
+    const month_t[:, ::1] tier_reached_month,
     month_t month,
     tier_index_t[::1] out_tier,
     measure_t[::1] out_qualifying_total,
@@ -797,9 +797,10 @@ def standing_as_of(
     cdef bint has_rolling = rolling_totals.shape[1] != 0, has_reached = tier_reached_month.shape[1] != 0
     with nogil:
         for customer in range(customer_count):
-            history.record = &states[customer]
-            history.rolling_totals = &rolling_totals[customer, 0] if has_rolling else NULL
-            history.tier_reached_month = &tier_reached_month[customer, 0] if has_reached else NULL
+            # (read only: status_at takes the history as const)
+            history.record = <customer_state_t *> &states[customer]
+            history.rolling_totals = <measure_t *> &rolling_totals[customer, 0] if has_rolling else NULL
+            history.tier_reached_month = <month_t *> &tier_reached_month[customer, 0] if has_reached else NULL
             out_tier[customer] = status_at(&tables, &history, month)
             out_qualifying_total[customer] = qualifying_total_at(&tables, &history, month)
 

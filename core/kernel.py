@@ -271,6 +271,12 @@ def status_of(compiled: CompiledProgram, records: np.ndarray, rolling_totals: np
     return _standing(compiled, records, rolling_totals, tier_reached_month, local_month)[0]
 
 
+def standing_of(compiled: CompiledProgram, records: np.ndarray, rolling_totals: np.ndarray,
+                tier_reached_month: np.ndarray, local_month: int) -> tuple[np.ndarray, np.ndarray]:
+    """Status tiers and qualifying totals from state arrays (see :func:`status_of`)."""
+    return _standing(compiled, records, rolling_totals, tier_reached_month, local_month)
+
+
 def standing_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> tuple[np.ndarray, np.ndarray]:
     """Status tiers (int8) and qualifying totals (int64, measure units) for ``local_month``."""
     count = len(state)

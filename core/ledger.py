@@ -371,6 +371,8 @@ class Standing:
     next_tier: str | None
     #: How much more of the measure reaches ``next_tier`` (None at the top tier).
     to_next_tier: int | None
+    #: The ledger's index of the customer.
+    customer_index: int = -1
 
 
 @dataclass(frozen=True)
@@ -397,6 +399,9 @@ class Ledger:
             if not is_ledger:
                 raise LedgerError(f"{self.path}: this SQLite file is not a Fidelis ledger; it was left untouched")
             self.db = self._connect(self.path)
+            self._memo: dict[str, object] = {}
+            self._memo_version = None
+            self._reading = False
             if migrations.pending(self.db):
                 migrations.apply(self.db)
         except sqlite3.DatabaseError as error:
@@ -447,17 +452,59 @@ class Ledger:
         except sqlite3.OperationalError as error:
             raise LedgerBusy(f"{self.path}: another process is writing to the ledger ({error}); "
                              "try again when it has finished") from None
+        self._memo.clear()
         try:
             yield connection
         except BaseException:
             connection.execute("ROLLBACK")
+            self._memo.clear()
             raise
         connection.execute("COMMIT")
+        self._memo.clear()
+
+    def _remembered(self, name: str, compute):
+        """``compute()``, remembered until the ledger changes.
+
+        SQLite's ``data_version`` moves whenever another connection commits; this handle's
+        own writes clear the memory themselves (:meth:`write`). A lookup then asks the
+        program, the last close and the like once per change instead of once per request.
+        """
+        if not self._reading:
+            if self.db.conn.in_transaction:  # this handle's own write: nothing is remembered
+                return compute()
+            self._check_memo()
+        if name not in self._memo:
+            self._memo[name] = compute()
+        return self._memo[name]
+
+    def _check_memo(self) -> None:
+        version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._memo_version:
+            self._memo.clear()
+            self._memo_version = version
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One read transaction around several lookups: they see one consistent snapshot, and
+        take SQLite's read lock once instead of once per statement (a lookup's main cost)."""
+        connection = self.db.conn
+        if connection.in_transaction:
+            yield
+            return
+        connection.execute("BEGIN")
+        try:
+            self._check_memo()
+            self._reading = True
+            yield
+        finally:
+            self._reading = False
+            connection.execute("COMMIT")
 
     # ---- program -----------------------------------------------------------------------
     def current_program(self) -> ProgramVersion:
         """The program receipts are scored with; parsed once per version per handle."""
-        row = self.db.execute("SELECT version, sha256 FROM program_versions ORDER BY version DESC LIMIT 1").fetchone()
+        row = self._remembered("program", lambda: self.db.execute(
+            "SELECT version, sha256 FROM program_versions ORDER BY version DESC LIMIT 1").fetchone())
         if row is None:
             raise LedgerError(f"{self.path}: the ledger has no program")
         cached = getattr(self, "_program", None)
@@ -1065,13 +1112,16 @@ class Ledger:
         last = self.last_closed_month()
         if last is not None:
             return last + 1
-        first = self.db.execute("SELECT MIN(instant_us) FROM receipts").fetchone()[0]
-        if first is None:
-            return None
-        return _local_month(first, self.current_program().program.info.zone())
+
+        def first_month() -> int | None:  # reads every receipt: remembered until the ledger changes
+            first = self.db.execute("SELECT MIN(instant_us) FROM receipts").fetchone()[0]
+            return None if first is None else _local_month(first, self.current_program().program.info.zone())
+
+        return self._remembered("first_month", first_month)
 
     def last_closed_month(self) -> int | None:
-        return self.db.execute("SELECT MAX(month) FROM month_closes").fetchone()[0]
+        return self._remembered("last_closed", lambda: self.db.execute(
+            "SELECT MAX(month) FROM month_closes").fetchone()[0])
 
     @staticmethod
     def month_closed(connection: sqlite3.Connection, month: int) -> bool:
@@ -1108,18 +1158,23 @@ class Ledger:
                  at_us: int, customer: int | None = None) -> list[tuple[int, int, int]]:
         """(customer index, earned month, points) of the lots the close of ``month`` expires
         (see :meth:`expire_lots`); only one customer's with ``customer``."""
-        one = "" if customer is None else f"AND customer_index = {int(customer)} "
-        due = connection.execute(
-            "SELECT customer_index, earned_month, points_remaining FROM lots WHERE expires_on IS NOT NULL "
-            f"AND expires_on <= ? AND points_remaining > 0 AND earned_month <= ? {one}", (gone_day, month)).fetchall()
+        if customer is None:
+            due = connection.execute(
+                "SELECT customer_index, earned_month, points_remaining FROM lots WHERE expires_on IS NOT NULL "
+                "AND expires_on <= ? AND points_remaining > 0 AND earned_month <= ?", (gone_day, month)).fetchall()
+        else:
+            due = connection.execute(
+                "SELECT customer_index, earned_month, points_remaining FROM lots WHERE customer_index = ? "
+                "AND earned_month <= ? AND points_remaining > 0 AND expires_on <= ?",
+                (customer, month, gone_day)).fetchall()
         if inactive_before_us is not None:
+            only = "" if customer is None else "AND l.customer_index = ? "
             due += connection.execute(
                 "SELECT l.customer_index, l.earned_month, l.points_remaining FROM lots l "
                 "WHERE l.points_remaining > 0 AND l.earned_month <= ? AND (l.expires_on IS NULL OR l.expires_on > ?) "
-                f"{one.replace('customer_index', 'l.customer_index')}"
-                "AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.customer_index = l.customer_index "
+                f"{only}AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.customer_index = l.customer_index "
                 "AND (j.kind = 'earn' OR j.kind = 'redeem') AND j.instant_us >= ? AND j.instant_us <= ?)",
-                (month, gone_day, inactive_before_us, at_us)).fetchall()
+                (month, gone_day, *(() if customer is None else (customer,)), inactive_before_us, at_us)).fetchall()
         return due
 
     def customer_ids(self, indices: list[int]) -> list[str]:
@@ -1251,17 +1306,26 @@ class Ledger:
         """
         from . import kernel  # the scoring engine's status function, the one receipts are scored with
 
-        index = self.customer_index(customer_id)
         program, compiled = self.compiled_program()
-        state = CustomerState.for_program(compiled, capacity=1)
-        state.index_of([customer_id])
-        row = self.db.execute(
-            "SELECT 0, record, rolling_totals, tier_reached_month FROM customer_state WHERE customer_index = ?",
-            (index,),
-        ).fetchone()
+        # the customer, their state and their balance in one query, the state as 1-row arrays
+        # straight from the stored bytes (a balance lookup's hot path)
+        found = self.db.conn.execute(
+            "SELECT c.customer_index, s.record, s.rolling_totals, s.tier_reached_month, "
+            "(SELECT COALESCE(SUM(j.points), 0) FROM journal j WHERE j.customer_index = c.customer_index) "
+            "FROM customers c LEFT JOIN customer_state s USING (customer_index) WHERE c.customer_id = ?",
+            (customer_id,)).fetchone()
+        if found is None:
+            raise UnknownCustomer(f"unknown customer {customer_id!r}")
+        index, balance, row = found[0], found[4], found[1:4] if found[1] is not None else None
+        empty = CustomerState.for_program(compiled, capacity=1)
+        records, rolling, reached = empty.records[:1], empty.rolling_totals[:1], empty.tier_reached_month[:1]
         if row is not None:
-            self._fill_state(state, [row])
-        last_month = int(state.records["last_visit_month"][0])
+            records = np.frombuffer(row[0], dtype=CUSTOMER_STATE_DTYPE)
+            if empty.rolling_months:
+                rolling = np.frombuffer(row[1], dtype=np.int64).reshape(1, 12)
+            if empty.reached_tiers:
+                reached = np.frombuffer(row[2], dtype=np.int32).reshape(1, empty.tier_count)
+        last_month = int(records["last_visit_month"][0])
         if as_of is None:
             today = dt.datetime.now(program.info.zone()).date()
             month = max((today.year - 1970) * 12 + today.month - 1, last_month)
@@ -1270,17 +1334,18 @@ class Ledger:
             if month < max(last_month, 0):
                 raise LedgerError(f"customer {customer_id!r} has receipts after {as_of}; status can be asked for "
                                   "the month of their last receipt or later")
-        tiers, totals = kernel.standing_as_of(compiled, state, month)
+        tiers, totals = kernel.standing_of(compiled, records, rolling, reached, month)
         tier, total = int(tiers[0]), int(totals[0])
         following = tier + 1 if tier + 1 < len(program.tiers) else None
         return Standing(
             customer_id=customer_id,
-            points=self.balance(customer_id),
+            points=balance,
             tier=program.tiers[tier].name,
             qualifying_total=total,
             next_tier=None if following is None else program.tiers[following].name,
             to_next_tier=None if following is None
             else max(0, int(compiled.tier_threshold[following]) - total),
+            customer_index=index,
         )
 
     def history(self, customer_id: str, limit: int = 20, before_entry: int | None = None) -> list[dict]:
@@ -1324,13 +1389,19 @@ class Ledger:
     def api_key_role(self, key: str) -> str | None:
         """The role of a valid, unrevoked key; None otherwise. The secret's hash is compared in
         constant time, and an unknown key id costs the same comparison."""
+        known = self._memo.get("api_keys")
+        if known is not None and key in known and self._remembered("api_keys", dict) is known:
+            return known[key]  # verified before, and nothing changed in the ledger since
         prefix, _, rest = key.partition("_")
         key_id, _, secret = rest.partition("_")
         row = self.db.execute("SELECT secret_sha256, role FROM api_keys WHERE key_id = ? AND revoked_at IS NULL",
                               (key_id,)).fetchone() if prefix == API_KEY_PREFIX else None
         presented = hashlib.sha256(secret.encode()).hexdigest()
         matches = hmac.compare_digest(presented, row[0] if row else "0" * 64)
-        return row[1] if row and matches else None
+        if not (row and matches):
+            return None
+        self._remembered("api_keys", dict)[key] = row[1]
+        return row[1]
 
     def revoke_api_key(self, key_id: str) -> None:
         with self.write() as connection:

@@ -19,6 +19,7 @@ are read from the stored state directly.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from dataclasses import dataclass
 
@@ -67,6 +68,9 @@ def month_start_us(month: int, timezone: str) -> int:
     """The first local instant of a month (local midnight of its first day)."""
     day = int(month_first_day(np.array([month]))[0])
     return int(local_to_instant_us(np.array([day * _US_PER_DAY]), timezone)[0])
+
+
+_month_start_us = functools.lru_cache(maxsize=256)(month_start_us)
 
 
 def last_completed_month(timezone: str, today: dt.date | None = None) -> int:
@@ -200,26 +204,31 @@ def upcoming_expiry(ledger: Ledger) -> tuple[int, list[tuple[str, int]]]:
                            [points for _, points in ranked]))
 
 
-def expiring_at_next_close(ledger: Ledger, customer_id: str) -> tuple[str | None, int]:
+def expiring_at_next_close(ledger: Ledger, customer_id: str, *, index: int | None = None) -> tuple[str | None, int]:
     """(the next month to close, the points of one customer its close would expire as things stand)."""
-    index = ledger.customer_index(customer_id)
+    index = ledger.customer_index(customer_id) if index is None else index
     month = ledger.next_month_to_close()
     if month is None:
         return None, 0
     program = ledger.current_program().program
     gone_day, inactive_before = _expiry_rule(program, month)
-    end_us = month_start_us(month + 1, program.info.timezone) - 1
+    end_us = _month_start_us(month + 1, program.info.timezone) - 1
     due = Ledger.due_lots(ledger.db.conn, month, gone_day, inactive_before, end_us, customer=index)
     return month_label(month), sum(points for _, _, points in due)
 
 
 def _expiry_rule(program, month: int) -> tuple[int, int | None]:
     """(the day lots due by this close are gone on, the instant activity must reach to keep points)."""
-    timezone = program.info.timezone
+    return _close_bounds(program.info.timezone, program.expiry.inactivity_months, month)
+
+
+@functools.lru_cache(maxsize=256)
+def _close_bounds(timezone: str, inactivity_months: int | None, month: int) -> tuple[int, int | None]:
+    # (remembered: balance lookups ask for the next close's bounds on every request)
     gone_day = int(month_first_day(np.array([month + 1]))[0])
     inactive_before = None
-    if program.expiry.inactivity_months is not None:
-        inactive_before = month_start_us(month - program.expiry.inactivity_months + 1, timezone)
+    if inactivity_months is not None:
+        inactive_before = month_start_us(month - inactivity_months + 1, timezone)
     return gone_day, inactive_before
 
 

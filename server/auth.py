@@ -33,6 +33,12 @@ def require(role: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def checked(*args, **kwargs):
+            if role == "read":  # lookups: the key check and the view in one read snapshot
+                with ledger().reading():
+                    return authorized(*args, **kwargs)
+            return authorized(*args, **kwargs)
+
+        def authorized(*args, **kwargs):
             key = presented_key()
             if key is None:
                 raise ApiError(401, "unauthenticated", "an API key is required (X-API-Key header)",

@@ -18,12 +18,12 @@ _ERRORS = {"HTTP_401": ErrorOut, "HTTP_403": ErrorOut, "HTTP_404": ErrorOut}
 
 @blueprint.get("/<customer_id>/balance")
 @require("read")
-@spec.validate(resp=Response(HTTP_200=BalanceOut, **_ERRORS), tags=["customers"])
+@spec.validate(resp=Response(HTTP_200=BalanceOut, **_ERRORS), tags=["customers"], skip_validation=True)
 def balance(customer_id: str):
     """Points, tier, progress to the next tier, and the points the next close would expire."""
     handle = ledger()
     standing = handle.standing(customer_id)
-    close, expiring = expiring_at_next_close(handle, customer_id)
+    close, expiring = expiring_at_next_close(handle, customer_id, index=standing.customer_index)
     return BalanceOut(customer_id=customer_id, points=standing.points, tier=standing.tier,
                       next_tier=standing.next_tier, to_next_tier=standing.to_next_tier,
                       expiring_points=expiring, expiring_at_close_of=close)

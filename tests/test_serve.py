@@ -1,0 +1,54 @@
+"""The API under a real gunicorn on loopback: concurrent redemptions never overdraw."""
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import threading
+
+import pytest
+
+from benchmarks.loadgen import served
+from fidelis.core.jobs import check_ledger, load_files
+from fidelis.core.ledger import Ledger
+
+
+@pytest.mark.slow
+def test_fifty_parallel_redemptions_through_gunicorn_never_overdraw(tmp_path, verde_club):
+    receipts = tmp_path / "receipts.csv"
+    with receipts.open("w", newline="") as handle:
+        csv.writer(handle).writerows([
+            ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"],
+            ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "10.00"],   # 20 + 100 welcome
+            ["R2", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "20.00"],   # 20
+        ])
+    with Ledger.create(tmp_path / "chain.db", verde_club) as ledger:
+        load_files(ledger, [receipts])
+        key = ledger.create_api_key("write")
+    start = threading.Barrier(50)
+    outcomes: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+
+    def redeem(port: int, number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        start.wait()
+        connection.request("POST", "/v1/customers/C1/redemptions", body=json.dumps({"points": 30}),
+                           headers={"X-API-Key": key, "Idempotency-Key": f"till-{number}",
+                                    "Content-Type": "application/json"})
+        response = connection.getresponse()
+        with lock:
+            outcomes.append((response.status, json.loads(response.read())))
+
+    with served(tmp_path / "chain.db", workers=2, threads=8) as port:
+        threads = [threading.Thread(target=redeem, args=(port, number)) for number in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    statuses = sorted(status for status, _ in outcomes)
+    # 140 points: four redemptions of 30 fit, every other one is refused, none fails
+    assert statuses == [201] * 4 + [409] * 46
+    assert {body["error"]["code"] for status, body in outcomes if status == 409} == {"insufficient_points"}
+    with Ledger(tmp_path / "chain.db") as ledger:
+        assert ledger.balance("C1") == 140 - 4 * 30
+        assert check_ledger(ledger) == []
