@@ -715,8 +715,14 @@ class Ledger:
     def vocabulary_ids(self, connection: sqlite3.Connection, table: str, names: list[str]) -> np.ndarray:
         """Ledger-wide ids of category or sku names (int32, by position), adding new names."""
         column = {"categories": ("category_id", "name"), "skus": ("sku_id", "sku")}[table]
-        known = dict(connection.execute(f"SELECT {column[1]}, {column[0]} FROM {table}").fetchall())
-        new = [name for name in dict.fromkeys(names) if name not in known]
+        wanted = list(dict.fromkeys(names))
+        if len(wanted) < 1000:  # a few names (a receipt): look them up rather than read the table
+            known = dict(connection.execute(
+                f"SELECT {column[1]}, {column[0]} FROM {table} WHERE {column[1]} IN (SELECT value FROM json_each(?))",
+                (json.dumps(wanted),)).fetchall())
+        else:
+            known = dict(connection.execute(f"SELECT {column[1]}, {column[0]} FROM {table}").fetchall())
+        new = [name for name in wanted if name not in known]
         if new:
             start = (connection.execute(f"SELECT COALESCE(MAX({column[0]}), 0) FROM {table}").fetchone()[0]) + 1
             connection.executemany(f"INSERT INTO {table} ({column[0]}, {column[1]}) VALUES (?, ?)",
