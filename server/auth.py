@@ -26,6 +26,16 @@ def presented_key() -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def _check_key(granted: str | None, key: str | None, role: str, needed: int) -> None:
+    if key is None:
+        raise ApiError(401, "unauthenticated", "an API key is required (X-API-Key header)",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if granted is None:
+        raise ApiError(401, "unauthenticated", "the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
+    if API_ROLES.index(granted) < needed:
+        raise ApiError(403, "forbidden", f"this route needs a {role} key; the key given is {granted}")
+
+
 def require(role: str) -> Callable:
     """A view decorator: the request must carry a key whose role allows ``role``."""
     needed = API_ROLES.index(role)
@@ -33,22 +43,11 @@ def require(role: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def checked(*args, **kwargs):
-            if role == "read":  # lookups: the key check and the view in one read snapshot
-                with ledger().reading():
-                    return authorized(*args, **kwargs)
-            return authorized(*args, **kwargs)
-
-        def authorized(*args, **kwargs):
-            key = presented_key()
-            if key is None:
-                raise ApiError(401, "unauthenticated", "an API key is required (X-API-Key header)",
-                               headers={"WWW-Authenticate": "Bearer"})
-            granted = ledger().api_key_role(key)
-            if granted is None:
-                raise ApiError(401, "unauthenticated", "the API key is not valid",
-                               headers={"WWW-Authenticate": "Bearer"})
-            if API_ROLES.index(granted) < needed:
-                raise ApiError(403, "forbidden", f"this route needs a {role} key; the key given is {granted}")
+            handle = ledger()
+            with handle.reading():  # one read snapshot: the key check and, for lookups, the view
+                _check_key(handle.api_key_role(key) if (key := presented_key()) else None, key, role, needed)
+                if role == "read":
+                    return view(*args, **kwargs)
             return view(*args, **kwargs)
 
         return checked

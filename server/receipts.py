@@ -1,11 +1,13 @@
 """Receipts: real-time accrual, one receipt as JSON or a columnar msgpack batch; returns."""
 from __future__ import annotations
 
+import threading
+
 import pyarrow as pa
 from flask import Blueprint, current_app, request
 from spectree import Response
 
-from fidelis.core.accrual import Accrued, accrue
+from fidelis.core.accrual import Accrued, GroupCommit, accrue
 from fidelis.core.columnar import decode
 from fidelis.core.errors import InputError
 from fidelis.core.io import RETURN, check_receipt_table
@@ -20,6 +22,7 @@ blueprint = Blueprint("receipts", __name__, url_prefix="/v1")
 _ERRORS = {"HTTP_401": ErrorOut, "HTTP_403": ErrorOut, "HTTP_409": ErrorOut, "HTTP_413": ErrorOut,
            "HTTP_422": ErrorOut}
 _TEXT = pa.string()
+_GROUP_LOCK = threading.Lock()
 
 
 @blueprint.post("/receipts")
@@ -101,9 +104,11 @@ def _accrue_table(table: pa.Table, header_fields: tuple[str, ...] | None) -> lis
     rows (a batch)."""
     handle = ledger()
     info = handle.current_program().program.info
-    checked = check_receipt_table(table, timezone=info.timezone, minor_units=info.minor_units, source="request body")
     try:
-        return accrue(handle, checked)
+        if header_fields is None:  # a batch is a commit of its own
+            return accrue(handle, check_receipt_table(table, timezone=info.timezone, minor_units=info.minor_units,
+                                                      source="request body"))
+        return _group_commit(info).accrue(handle, table)
     except InputError as error:
         if header_fields is None:
             details = [{"field": f"row {problem.row}.{problem.column}" if problem.row else (problem.column or "body"),
@@ -111,6 +116,18 @@ def _accrue_table(table: pa.Table, header_fields: tuple[str, ...] | None) -> lis
         else:
             details = problem_details(error.problems, header_fields)
         raise ApiError(422, "invalid_input", "the request has values that cannot be taken", details) from None
+
+
+def _group_commit(info) -> GroupCommit:
+    """This process's group commit for the ledger's program (made on first use)."""
+    extensions = current_app.extensions
+    group = extensions.get("fidelis.group_commit")
+    if group is None or (group.timezone, group.minor_units) != (info.timezone, info.minor_units):
+        with _GROUP_LOCK:
+            group = extensions.get("fidelis.group_commit")
+            if group is None or (group.timezone, group.minor_units) != (info.timezone, info.minor_units):
+                group = extensions["fidelis.group_commit"] = GroupCommit(info.timezone, info.minor_units)
+    return group
 
 
 def _accrued(result: Accrued):

@@ -124,3 +124,81 @@ def test_a_return_accrued_in_real_time(tmp_path, verde_club):
         with pytest.raises(InputError, match="more than was bought"):
             accrue_table(live, back.set_column(0, "receipt_id", pa.array(["X2"])).set_column(
                 5, "qty", pa.array([3])))
+
+
+# --- group commit --------------------------------------------------------------------------------
+
+
+def test_a_group_commit_gives_each_caller_what_committing_alone_gives(tmp_path, small_chain):
+    from fidelis.core.accrual import GroupCommit
+
+    program = load_program(small_chain["program"])
+    tables = receipt_tables(small_chain["receipts"])
+    with Ledger.create(tmp_path / "alone.db", program) as alone, Ledger.create(tmp_path / "group.db", program) as group:
+        commit = GroupCommit(program.info.timezone, program.info.minor_units)
+        expected = [accrue_table(alone, table) for table in tables]
+        outcomes = []
+        for start in range(0, len(tables), 7):
+            outcomes += commit.commit(group, tables[start:start + 7])
+        assert [[r.points for r in results] for results in outcomes] == [[r.points for r in results]
+                                                                          for results in expected]
+        assert ledger_rows(group) == ledger_rows(alone)
+
+
+def test_in_a_group_a_refused_caller_gets_its_own_error_and_the_others_go_in(tmp_path, verde_club):
+    from fidelis.core.accrual import GroupCommit
+
+    def sale(receipt_id, customer, ts, qty=1):
+        return pa.table({"receipt_id": [receipt_id], "customer_id": [customer], "store_id": ["S1"], "ts": [ts],
+                         "category": ["grocery"], "qty": pa.array([qty], pa.int64()), "amount": ["10.00"]})
+
+    with Ledger.create(tmp_path / "live.db", verde_club) as live:
+        commit = GroupCommit("Europe/Bucharest", 2)
+        commit.commit(live, [sale("R0", "C2", "2025-06-20T10:00")])
+        good, bad_row, late, also_good = commit.commit(live, [
+            sale("R1", "C1", "2025-06-09T10:00"), sale("R2", "C3", "2025-06-09T10:00", qty=0),
+            sale("R3", "C2", "2025-06-10T10:00"), sale("R4", "C4", "2025-06-09T11:00")])
+        assert good[0].points["points"] == 110 and also_good[0].points["points"] == 110
+        assert isinstance(bad_row, InputError)
+        assert [(p.row, p.column) for p in bad_row.problems] == [(1, "qty")]
+        assert isinstance(late, LateReceipt)
+        assert {row[0] for row in live.db.execute("SELECT receipt_id FROM receipts")} == {"R0", "R1", "R4"}
+        assert check_ledger(live) == []
+
+
+def test_concurrent_callers_are_committed_together_exactly_once(tmp_path, small_chain):
+    import threading
+
+    from fidelis.core.accrual import GroupCommit
+
+    program = load_program(small_chain["program"])
+    tables = receipt_tables(small_chain["receipts"])
+    by_customer: dict = {}
+    for table in tables:
+        by_customer.setdefault(table.column("customer_id")[0].as_py(), []).append(table)
+    with Ledger.create(tmp_path / "bulk.db", program) as bulk:
+        load_files(bulk, [small_chain["receipts"]])
+        expected = ledger_rows(bulk)
+    commit = GroupCommit(program.info.timezone, program.info.minor_units)
+    Ledger.create(tmp_path / "live.db", program).close()
+    failures = []
+
+    def till(histories):  # a till sends its customers' receipts in order, one at a time
+        with Ledger(tmp_path / "live.db") as handle:
+            for history in histories:
+                for table in history:
+                    try:
+                        commit.accrue(handle, table)
+                    except Exception as error:
+                        failures.append(error)
+
+    histories = list(by_customer.values())
+    tills = [threading.Thread(target=till, args=(histories[number::6],)) for number in range(6)]
+    for thread in tills:
+        thread.start()
+    for thread in tills:
+        thread.join()
+    assert failures == []
+    with Ledger(tmp_path / "live.db") as live:
+        assert ledger_rows(live) == expected
+        assert check_ledger(live) == []
