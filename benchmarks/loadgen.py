@@ -152,7 +152,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(ledger: Path, *, workers: int = 2, threads: int = 4) -> Iterator[int]:
+def served(ledger: Path, *, workers: int = 2, threads: int = 16) -> Iterator[int]:
     """``fidelis serve`` on a free loopback port for the duration; yields the port."""
     port = free_port()
     server = subprocess.Popen(

@@ -372,7 +372,7 @@ def report(ledger_file, month, output_dir) -> None:
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes (about one per core).")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
 @click.option("--access-log", is_flag=True, help="Log each request line and status to stdout (never headers).")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
 def serve(ledger_file, bind, workers, threads, access_log, dev) -> None:

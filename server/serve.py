@@ -23,12 +23,13 @@ class _Gunicorn(BaseApplication):
         return self.application
 
 
-def serve(ledger: str, *, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 4,
+def serve(ledger: str, *, bind: str = "127.0.0.1:8000", workers: int = 2, threads: int = 16,
           access_log: bool = False, dev: bool = False) -> None:
     """Serve the API for ``ledger`` until interrupted.
 
     ``gthread`` workers: each a process with ``threads`` threads, so a request waiting on the
-    ledger's write lock does not hold up lookups. The access log (off by default) has the
+    ledger's write lock does not hold up lookups, and concurrent accruals of a process are
+    committed together (more threads, larger groups: 16 measured best on 2 cores). The access log (off by default) has the
     request line, status and timing — never headers, so never an API key.
     """
     app = create_app({"LEDGER": ledger})
