@@ -570,6 +570,9 @@ def _print_tour(ledger, ledger_file: Path, paths) -> None:
     click.echo(f"  fidelis export balances {ledger_file} -o balances.csv")
     click.echo(f"  fidelis load {ledger_file} {paths['receipts']}      # again: nothing changes")
     click.echo(f"  fidelis score {paths['program']} {paths['receipts']} --customers {paths['customers']} -o scores.parquet")
+    click.echo(f"  fidelis api-key create {ledger_file} --role read        # then, with the key it prints:")
+    click.echo(f"  fidelis serve {ledger_file} &  curl -H \"X-API-Key: $KEY\" localhost:8000/v1/customers/"
+               f"{customer_id or 'CUSTOMER'}/balance")
 
 
 def main() -> None:
