@@ -311,3 +311,30 @@ def test_settings_come_from_defaults_environment_and_arguments(api, monkeypatch)
     monkeypatch.delenv("FIDELIS_MAX_JSON_BYTES")
     with pytest.raises(ValueError, match="no ledger"):
         create_app()
+
+
+def test_receipts_posted_one_by_one_equal_a_bulk_load(tmp_path, api):
+    from fidelis.core.jobs import load_files
+    from fidelis.core.program import load_program
+    from fidelis.core.synthetic import generate_chain, write_chain
+
+    from .test_accrual import ledger_rows, receipt_tables
+
+    chain = write_chain(generate_chain(300, seed=9), tmp_path / "synthetic")
+    program = load_program(chain["program"])
+    with Ledger.create(tmp_path / "bulk.db", program) as bulk:
+        load_files(bulk, [chain["receipts"]])
+        expected = ledger_rows(bulk)
+    with Ledger.create(tmp_path / "live.db", program) as live:
+        key = live.create_api_key("write")
+    client = create_app({"LEDGER": str(tmp_path / "live.db")}).test_client()
+    for table in receipt_tables(chain["receipts"]):
+        row = table.to_pylist()
+        body = {"receipt_id": row[0]["receipt_id"], "customer_id": row[0]["customer_id"] or None,
+                "store_id": row[0]["store_id"], "ts": row[0]["ts"],
+                "lines": [{"category": line["category"], "qty": line["qty"], "amount": line["amount"],
+                           "sku": line["sku"]} for line in row]}
+        response = client.post("/v1/receipts", json=body, headers={"X-API-Key": key})
+        assert response.status_code == 201, response.json
+    with Ledger(tmp_path / "live.db") as live:
+        assert ledger_rows(live) == expected
