@@ -14,9 +14,7 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest

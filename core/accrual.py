@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,13 +26,13 @@ import pyarrow.compute as pc
 
 from . import kernel
 from .batch import ReceiptBatch
-from .errors import InputError
+from .errors import InputError, InputProblem
 from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, InputSegment, check_segments
 from .jobs import append_chunk, sku_ids_of
-from .ledger import Ledger, LedgerError
+from .ledger import Ledger, LedgerBusy, LedgerError
 from .localtime import month_label
-from .returns import original_positions, resolve_returns
+from .returns import first_returns, original_positions, resolve_returns
 from .scores import POINT_COLUMNS
 
 
@@ -67,16 +68,16 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
     """
     if checked.problems:
         raise InputError(checked.problems)
+    _refuse_future(checked)
     program, compiled = ledger.compiled_program()
     version = ledger.current_program().version
     with ledger.write() as connection:
         batch = checked.batch
         if checked.returns:
-            return_ids = list(dict.fromkeys(line.return_id for line in checked.returns))
-            # (returns of this call already in the ledger are not counted: they are repeats)
+            # (stored returns from this call's first on are not counted: repeats find themselves)
+            first = first_returns(checked.returns)
             returned, problems = resolve_returns(
-                checked.returns, batch, lambda ids: ledger.stored_originals(ids, excluding=return_ids),
-                program.info.timezone)
+                checked.returns, batch, lambda ids: ledger.stored_originals(ids, before=first), program.info.timezone)
             if problems:
                 raise InputError(problems)
             metadata = batch.metadata
@@ -112,6 +113,25 @@ def _commit(ledger: Ledger, connection, compiled, version: int, batch: ReceiptBa
     append_chunk(connection, ledger, prepared, scores, prints, category_ids, sku_ids_of(ledger, connection, batch),
                  version, ledger.realtime_run(connection), state, stored_index)
     ledger.advance_state_generation(connection, ledger.current_state_generation(connection))
+
+
+#: How far ahead of this machine's clock a receipt may be dated (tills' clocks drift): a receipt
+#: from the future would make every real receipt of its customer late.
+FUTURE_TOLERANCE_US = 24 * 3600 * 1_000_000
+
+
+def _refuse_future(checked: CheckedReceipts) -> None:
+    latest = time.time_ns() // 1000 + FUTURE_TOLERANCE_US
+    problems = []
+    for position in np.flatnonzero(checked.batch.instant_us > latest):
+        input_row = int(checked.batch.metadata["first_input_row"][position])
+        segment = next(s for s in checked.segments if s.start <= input_row < s.start + s.table.num_rows)
+        problems.append(InputProblem(segment.source, int(segment.source_rows(np.array([input_row - segment.start]))[0]),
+                                     "ts", None, "the receipt is dated more than a day ahead of now"))
+    future_returns = [InputProblem(line.source, line.row, "ts", None, "the return is dated more than a day ahead of now")
+                      for line in checked.returns if line.instant_us > latest]
+    if problems or future_returns:
+        raise InputError(problems + future_returns)
 
 
 def _refuse_late(ledger: Ledger, batch: ReceiptBatch, state) -> None:
@@ -194,12 +214,19 @@ class GroupCommit:
             if ticket.finished:
                 return ticket.outcome()
             self._leading = True
-            group, rows = [], 0
-            while self._pending and (not group or rows + self._pending[0].table.num_rows <= self.max_rows):
+            # the leader's own rows first, then whoever waits, as far as max_rows allows
+            self._pending.remove(ticket)
+            group, rows = [ticket], table.num_rows
+            while self._pending and rows + self._pending[0].table.num_rows <= self.max_rows:
                 group.append(self._pending.pop(0))
                 rows += group[-1].table.num_rows
         try:
             self._commit(ledger, group)
+        except BaseException as error:  # nobody in the group may be left without an answer
+            for member in group:
+                if member.result is None and member.error is None:
+                    member.error = error
+            raise
         finally:
             with self._condition:
                 for member in group:
@@ -241,6 +268,8 @@ class GroupCommit:
                 if checked.problems:
                     raise _Regroup()
                 by_id = {result.receipt_id: result for result in accrue(ledger, checked)}
+            except LedgerBusy:
+                raise  # the same for everyone: retrying one by one would only wait longer
             except (InputError, LedgerError, _Regroup):
                 pass  # someone's receipts are refused: find whose, one caller at a time
             else:

@@ -40,7 +40,7 @@ from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
 from .localtime import local_calendar, month_label
-from .returns import original_positions, resolve_returns
+from .returns import first_returns, original_positions, resolve_returns
 from .scores import Scores
 from .staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
 from .state import CustomerState
@@ -289,9 +289,9 @@ def _with_returns(ledger: Ledger, checked: CheckedReceipts, batch: ReceiptBatch,
     """The part's sales with its valid return rows resolved into return receipts; returns
     that cannot be resolved are refused (their rows to the rejects, with the reason)."""
     return_of_row = {(line.source, line.row): line.return_id for line in checked.returns}
-    return_ids = list(dict.fromkeys(return_of_row.values()))
+    first = first_returns(checked.returns)
     returned, refused = resolve_returns(
-        checked.returns, batch, lambda ids: ledger.stored_originals(ids, excluding=return_ids), timezone)
+        checked.returns, batch, lambda ids: ledger.stored_originals(ids, before=first), timezone)
     problems += refused
     summary.rejected_rows += len(refused)
     for problem in refused:

@@ -32,7 +32,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -884,11 +885,15 @@ class Ledger:
             else:
                 connection.execute("UPDATE debts SET points = points - ? WHERE customer_index = ?", (paid, customer))
 
-    def stored_originals(self, receipt_ids: list[str], *, excluding: Sequence[str] = ()) -> dict[str, "OriginalReceipt"]:
+    def stored_originals(self, receipt_ids: list[str], *,
+                         before: "tuple[int, str] | Mapping[str, tuple[int, str]] | None" = None,
+                         ) -> dict[str, "OriginalReceipt"]:
         """Stored sale receipts a return may refer to, with what earlier returns took of them.
 
-        ``excluding``: returns not to count (those of the input being checked, so that loading
-        the same returns again finds them as duplicates, not as returning too much).
+        ``before``: count only the stored returns that come before this point in processing
+        order, (instant, receipt id) — one point for all, or one per original. An input's
+        returns are resolved counting only what came before them, so loading the same returns
+        again finds each as it was stored (a duplicate), whatever was returned after it.
         """
         from .returns import OriginalReceipt
 
@@ -897,15 +902,15 @@ class Ledger:
         zone = self.current_program().program.info.zone()
         categories = self.category_names()
         skus = dict(self.db.execute("SELECT sku_id, sku FROM skus").fetchall())
-        skipped = set(excluding)
         found = {}
         for start in range(0, len(receipt_ids), 50_000):
             block = json.dumps(receipt_ids[start:start + 50_000])
             returned: dict[str, np.ndarray] = {}
-            for return_id, original_id, lines in self.db.execute(
-                    "SELECT receipt_id, original_receipt_id, lines FROM receipts "
+            for return_id, original_id, instant_us, lines in self.db.execute(
+                    "SELECT receipt_id, original_receipt_id, instant_us, lines FROM receipts "
                     "WHERE original_receipt_id IN (SELECT value FROM json_each(?))", (block,)):
-                if return_id not in skipped:
+                bound = before.get(original_id) if isinstance(before, Mapping) else before
+                if bound is None or (instant_us, return_id) < bound:
                     qty = np.frombuffer(lines, dtype=LINE_DTYPE)["qty"].astype(np.int64)
                     returned[original_id] = returned.get(original_id, 0) + qty
             for (receipt_id, customer_id, store_id, instant_us, local_day, tier, visit_rank, earned_before_today,
@@ -1056,7 +1061,10 @@ class Ledger:
                     raise IdempotencyConflict(
                         f"redemption {reference!r} was already made for {done[2]} points of customer {made_for!r}; "
                         "use a new reference for a new redemption")
-                return Redemption(customer_id, points, reference, done[0], self._balance(connection, index), True)
+                # the first result again: the balance right after it, not today's
+                after = connection.execute("SELECT COALESCE(SUM(points), 0) FROM journal WHERE customer_index = ? "
+                                           "AND entry_id <= ?", (index, done[0])).fetchone()[0]
+                return Redemption(customer_id, points, reference, done[0], after, True)
             balance = self._balance(connection, index)
             if balance < points:
                 raise InsufficientPoints(customer_id, points, balance)

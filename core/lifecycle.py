@@ -154,9 +154,9 @@ def _replay(ledger: Ledger, batch, start: int, stop: int, compiled, state: Custo
     originals = {}
     missing = part.is_return & (original_positions(part) < 0)
     if missing.any():
-        not_yet = batch.receipt_id.slice(start).filter(pa.array(batch.is_return[start:])).to_pylist()
         originals = ledger.stored_originals(
-            list(dict.fromkeys(part.original_receipt_id.filter(pa.array(missing)).to_pylist())), excluding=not_yet)
+            list(dict.fromkeys(part.original_receipt_id.filter(pa.array(missing)).to_pylist())),
+            before=(int(batch.instant_us[start]), batch.receipt_id[start].as_py()))
     kernel.score(part, compiled, state, originals=originals)
 
 

@@ -202,6 +202,17 @@ def _at_least_one(array: np.ndarray) -> np.ndarray:
     return array if len(array) else np.zeros(1, dtype=array.dtype)
 
 
+def first_returns(lines: list["ReturnLine"]) -> dict[str, tuple[int, str]]:
+    """For each original, the first of the input's returns of it in processing order: stored
+    returns before it are counted when resolving them (see ``Ledger.stored_originals``)."""
+    first: dict[str, tuple[int, str]] = {}
+    for line in lines:
+        point = (line.instant_us, line.return_id)
+        if line.original_receipt_id not in first or point < first[line.original_receipt_id]:
+            first[line.original_receipt_id] = point
+    return first
+
+
 def resolve_returns(
     lines: list["ReturnLine"],
     sales: ReceiptBatch,
@@ -244,7 +255,7 @@ def resolve_returns(
             reason = ("ts", f"the return comes before its original receipt {original.receipt_id!r}")
         units = np.zeros(0 if original is None else len(original.line_qty), dtype=np.int64)
         if reason is None:
-            reason = _take_units(members, original, units)
+            reason = _take_units(members, original, returned[original.receipt_id], units)
         if reason is None:
             left = original.line_qty - returned[original.receipt_id] - units
             if (left < 0).any():
@@ -264,9 +275,11 @@ def resolve_returns(
     return _return_batch(accepted, timezone), problems
 
 
-def _take_units(members: list, original: OriginalReceipt, units: np.ndarray) -> tuple[str, str] | None:
-    """Add each row's units to the line it names (a sku fills its lines in order); a reason if
-    a row names a line the original does not have."""
+def _take_units(members: list, original: OriginalReceipt, returned: np.ndarray,
+                units: np.ndarray) -> tuple[str, str] | None:
+    """Add each row's units to the line it names (a sku fills its lines in order, each up to
+    what earlier returns, ``returned``, left of it); a reason if a row names a line the
+    original does not have."""
     for member in members:
         if member.line is not None:
             if member.line > len(units):
@@ -279,7 +292,7 @@ def _take_units(members: list, original: OriginalReceipt, units: np.ndarray) -> 
             return ("sku", f"receipt {original.receipt_id!r} has no line with sku {member.sku!r}")
         wanted = member.qty
         for i in matching:  # the sku's lines in order, each up to what it has left
-            room = int(original.line_qty[i] - original.returned_qty[i] - units[i])
+            room = int(original.line_qty[i] - returned[i] - units[i])
             take = min(max(room, 0), wanted) if i != matching[-1] else wanted
             units[i] += take
             wanted -= take

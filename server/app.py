@@ -5,7 +5,6 @@ import os
 from collections.abc import Mapping
 
 from flask import Flask, request
-from werkzeug.exceptions import BadRequest
 
 from fidelis.core.ledger import Ledger
 
@@ -35,14 +34,12 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         batch = request.endpoint in _BATCH_ENDPOINTS
         limit = app.config["MAX_BATCH_BYTES" if batch else "MAX_JSON_BYTES"]
         request.max_content_length = limit
+        if request.method == "POST" and request.content_length is None:
+            # a body of unknown length could only be cut short at the limit: refuse it whole
+            raise ApiError(411, "length_required", "send the body with a Content-Length header")
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, "request_entity_too_large",
                            f"the request body is {request.content_length} bytes; this endpoint takes at most {limit}")
-        if not batch and request.mimetype == "application/json" and request.content_length:
-            try:
-                request.get_json()  # parsed once here, cached for the view
-            except BadRequest:
-                raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
 
     errors.init_app(app)
     for module in (meta, customers, receipts):

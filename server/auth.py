@@ -11,6 +11,7 @@ import functools
 from typing import Callable
 
 from flask import request
+from werkzeug.exceptions import BadRequest
 
 from fidelis.core.ledger import API_ROLES
 
@@ -36,6 +37,21 @@ def _check_key(granted: str | None, key: str | None, role: str, needed: int) -> 
         raise ApiError(403, "forbidden", f"this route needs a {role} key; the key given is {granted}")
 
 
+#: Endpoints whose body is not JSON even when a client says so (they answer 415 themselves).
+JSON_ENDPOINTS_EXCEPT = {"receipts.accrue_batch"}
+
+
+def _parse_json_body() -> None:
+    """A JSON body is parsed once here, after the key check (cached for the view); a batch's
+    body is the batch endpoint's to read."""
+    if request.endpoint not in JSON_ENDPOINTS_EXCEPT and request.mimetype == "application/json" \
+            and request.content_length:
+        try:
+            request.get_json()
+        except BadRequest:
+            raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
+
+
 def require(role: str) -> Callable:
     """A view decorator: the request must carry a key whose role allows ``role``."""
     needed = API_ROLES.index(role)
@@ -46,6 +62,7 @@ def require(role: str) -> Callable:
             handle = ledger()
             with handle.reading():  # one read snapshot: the key check and, for lookups, the view
                 _check_key(handle.api_key_role(key) if (key := presented_key()) else None, key, role, needed)
+                _parse_json_body()
                 if role == "read":
                     return view(*args, **kwargs)
             return view(*args, **kwargs)

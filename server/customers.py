@@ -56,9 +56,9 @@ def redeem(customer_id: str):
     Fewer points than asked: 409 ``insufficient_points``.
     """
     key = request.headers.get("Idempotency-Key", "")
-    if not key or len(key) > 128:
+    if not key or len(key) > 128 or not key.isprintable():
         raise ApiError(400, "missing_idempotency_key",
-                       "a redemption needs an Idempotency-Key header (1 to 128 characters)")
+                       "a redemption needs an Idempotency-Key header (1 to 128 printable characters)")
     body: RedemptionIn = request.context.json
     done = ledger().redeem(customer_id, body.points, key)
     result = RedemptionOut(customer_id=customer_id, points=done.points, reference=done.reference,

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from fidelis.core.accrual import LateReceipt, ReceiptConflict
 from fidelis.core.errors import InputError, InputProblem
 from fidelis.core.ledger import (
-    IdempotencyConflict, InsufficientPoints, LedgerBusy, LedgerError, RedemptionError, UnknownCustomer,
+    IdempotencyConflict, InsufficientPoints, LedgerBusy, RedemptionError, UnknownCustomer,
 )
 
 log = logging.getLogger("fidelis.server")
@@ -45,16 +45,17 @@ def error_response(status: int, code: str, message: str, details: list[dict] | N
     return response
 
 
-#: Core errors -> (status, code), most specific first.
-_CORE_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
-    (UnknownCustomer, 404, "customer_not_found"),
-    (InsufficientPoints, 409, "insufficient_points"),
-    (IdempotencyConflict, 409, "idempotency_conflict"),
-    (ReceiptConflict, 409, "receipt_conflict"),
-    (LateReceipt, 409, "late_receipt"),
-    (RedemptionError, 422, "redemption_refused"),
-    (LedgerBusy, 503, "ledger_busy"),
-    (LedgerError, 409, "ledger_refused"),
+#: Core errors a client can act on -> (status, code, message; None: the error's own, which
+#: names only what the client sent). Any other error is the server's: a bare 500.
+_CORE_ERRORS: tuple[tuple[type[Exception], int, str, str | None], ...] = (
+    (UnknownCustomer, 404, "customer_not_found", None),
+    (InsufficientPoints, 409, "insufficient_points", None),
+    (IdempotencyConflict, 409, "idempotency_conflict",
+     "this Idempotency-Key was already used for another redemption; use a new key for a new one"),
+    (ReceiptConflict, 409, "receipt_conflict", None),
+    (LateReceipt, 409, "late_receipt", None),
+    (RedemptionError, 422, "redemption_refused", None),
+    (LedgerBusy, 503, "ledger_busy", "the ledger is busy with another write; try again shortly"),
 )
 
 
@@ -90,9 +91,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
-        for kind, status, code in _CORE_ERRORS:
+        for kind, status, code, message in _CORE_ERRORS:
             if isinstance(error, kind):
                 headers = {"Retry-After": "1"} if status == 503 else None
-                return error_response(status, code, str(error), headers=headers)
+                return error_response(status, code, message or str(error), headers=headers)
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "the server could not complete the request")

@@ -12,29 +12,34 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fidelis.core.io import MAX_QTY
 
-_ID = Field(min_length=1, max_length=128)
+#: Ids and names: printable text (a control character in an id is a corrupt till, not a receipt)
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+_ID = Field(min_length=1, max_length=128, pattern=_PRINTABLE)
 _AMOUNT = Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$", description='decimal text in major units, e.g. "12.50"')
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    """A request body: unknown fields refused, no coercion (``"100"`` is not a number of points)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- requests -----------------------------------------------------------------------------------
 
 
 class LineIn(_Strict):
-    category: str = Field(min_length=1, max_length=128)
+    category: str = Field(min_length=1, max_length=128, pattern=_PRINTABLE)
     qty: int = Field(ge=1, le=MAX_QTY)
     amount: str = _AMOUNT
-    sku: Optional[str] = Field(default=None, max_length=128)
+    sku: Optional[str] = Field(default=None, max_length=128, pattern=_PRINTABLE)
 
 
 class ReceiptIn(_Strict):
     """One receipt, as a row group of a receipts file with its lines as a list."""
 
     receipt_id: str = _ID
-    customer_id: Optional[str] = Field(default=None, max_length=128, description="empty or absent: anonymous")
+    customer_id: Optional[str] = Field(default=None, max_length=128, pattern=_PRINTABLE,
+                                       description="empty or absent: anonymous")
     store_id: str = _ID
     ts: str = Field(min_length=10, max_length=40, description="ISO 8601; without an offset: the chain's local time")
     lines: list[LineIn] = Field(min_length=1, max_length=1000)
@@ -44,7 +49,7 @@ class ReturnLineIn(_Strict):
     """Units brought back of one line of the original, named by position (from 1) or sku."""
 
     line: Optional[int] = Field(default=None, ge=1, le=100_000)
-    sku: Optional[str] = Field(default=None, min_length=1, max_length=128)
+    sku: Optional[str] = Field(default=None, min_length=1, max_length=128, pattern=_PRINTABLE)
     qty: int = Field(ge=1, le=MAX_QTY)
 
     @model_validator(mode="after")
@@ -57,7 +62,8 @@ class ReturnLineIn(_Strict):
 class ReturnIn(_Strict):
     return_id: str = _ID
     original_receipt_id: str = _ID
-    customer_id: Optional[str] = Field(default=None, max_length=128, description="when given, the original's")
+    customer_id: Optional[str] = Field(default=None, max_length=128, pattern=_PRINTABLE,
+                                       description="when given, the original's")
     store_id: str = _ID
     ts: str = Field(min_length=10, max_length=40)
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=1000)
@@ -67,15 +73,13 @@ class RedemptionIn(_Strict):
     points: int = Field(ge=1, le=10**15)
 
 
-class HistoryQuery(_Strict):
+class HistoryQuery(BaseModel):
+    """Query parameters arrive as text: numbers are read from it."""
+
+    model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=20, ge=1, le=200)
-    cursor: Optional[str] = Field(default=None, pattern=r"^[0-9]{1,19}$",
+    cursor: Optional[str] = Field(default=None, pattern=r"^[0-9]{1,18}$",
                                   description="next_cursor of the previous page")
-
-
-class IdempotencyHeaders(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    idempotency_key: str = Field(alias="Idempotency-Key", min_length=1, max_length=128)
 
 
 # --- responses ----------------------------------------------------------------------------------

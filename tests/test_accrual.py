@@ -202,3 +202,32 @@ def test_concurrent_callers_are_committed_together_exactly_once(tmp_path, small_
     with Ledger(tmp_path / "live.db") as live:
         assert ledger_rows(live) == expected
         assert check_ledger(live) == []
+
+
+def test_every_caller_of_a_group_commit_gets_its_own_answer(tmp_path, small_chain):
+    import threading
+
+    from fidelis.core.accrual import GroupCommit
+
+    program = load_program(small_chain["program"])
+    tables, customers = [], set()
+    for table in receipt_tables(small_chain["receipts"]):  # one receipt per customer: none is late
+        customer = table.column("customer_id")[0].as_py()
+        if table.num_rows > 1 and customer and customer not in customers and len(tables) < 24:
+            tables.append(table)
+            customers.add(customer)
+    Ledger.create(tmp_path / "live.db", program).close()
+    commit = GroupCommit(program.info.timezone, program.info.minor_units, max_rows=1)  # groups of one caller
+    answers = {}
+
+    def caller(table):
+        with Ledger(tmp_path / "live.db") as handle:
+            answers[table.column("receipt_id")[0].as_py()] = commit.accrue(handle, table)
+
+    callers = [threading.Thread(target=caller, args=(table,)) for table in tables]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join()
+    assert {receipt_id: [r.receipt_id for r in results] for receipt_id, results in answers.items()} == {
+        t.column("receipt_id")[0].as_py(): [t.column("receipt_id")[0].as_py()] for t in tables}

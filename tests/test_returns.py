@@ -15,7 +15,7 @@ import pytest
 
 from fidelis.core.errors import InputError
 from fidelis.core.jobs import check_ledger, load_files
-from fidelis.core.ledger import Ledger
+from fidelis.core.ledger import LINE_DTYPE, Ledger
 from fidelis.core.program import parse_program
 from fidelis.core.returns import remaining_amount
 
@@ -348,3 +348,26 @@ def test_loading_random_histories_with_returns_equals_the_reference(tmp_path, pa
 
     check.calls = 0
     check()
+
+
+def test_sending_an_earlier_return_again_after_a_later_one_finds_it_stored(chain):
+    shop = chain()
+    first = return_row("X1", "2025-06-08T12:00", line=3)
+    shop.load(*R1, first)
+    shop.load(return_row("X2", "2025-06-09T12:00", line=3))
+    again = shop.load(first)  # X1 again: a duplicate, not "more than bought" nor a conflict
+    assert (again.duplicates_skipped, again.conflicts, again.returns_loaded) == (1, 0, 0)
+    assert check_ledger(shop.ledger) == []
+
+
+def test_two_returns_by_sku_in_one_load_fill_the_sku_lines_in_turn(chain):
+    shop = chain()
+    two_lines = [["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "10.00", "A", "", "", ""],
+                 ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "10.00", "A", "", "", ""]]
+    summary = shop.load(*two_lines, return_row("X1", "2025-06-08T12:00", sku="A"),
+                        return_row("X2", "2025-06-09T12:00", sku="A"))
+    assert summary.returns_loaded == 2 and summary.returns_refused == 0
+    lines = [np.frombuffer(shop.ledger.db.execute("SELECT lines FROM receipts WHERE receipt_id = ?",
+                                                  (return_id,)).fetchone()[0], dtype=LINE_DTYPE)["qty"].tolist()
+             for return_id in ("X1", "X2")]
+    assert lines == [[1, 0], [0, 1]]

@@ -338,3 +338,67 @@ def test_receipts_posted_one_by_one_equal_a_bulk_load(tmp_path, api):
         assert response.status_code == 201, response.json
     with Ledger(tmp_path / "live.db") as live:
         assert ledger_rows(live) == expected
+
+
+# --- hardening ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"receipt_id": "R\x001"}, "receipt_id"),
+    ({"customer_id": "C\n1"}, "customer_id"),
+    ({"ts": "2199-12-01T10:00"}, "ts"),
+])
+def test_control_characters_and_far_future_dates_are_refused(api, change, field):
+    client = api()
+    error = assert_error(client.post("/v1/receipts", json={**R1, **change}), 422, "invalid_input")
+    assert field in [detail["field"] for detail in error["details"]]
+
+
+def test_numbers_are_not_read_from_text_and_a_huge_cursor_is_invalid(api):
+    client = api()
+    client.post("/v1/receipts", json=R1)
+    assert_error(client.post("/v1/customers/C1/redemptions", json={"points": "100"},
+                             headers={"Idempotency-Key": "k"}), 422, "invalid_input")
+    assert_error(client.get("/v1/customers/C1/history?cursor=9999999999999999999"), 422, "invalid_input")
+
+
+def test_the_key_is_checked_before_the_body_is_read(api):
+    client = api()
+    assert_error(client.post("/v1/receipts", key=None, data="{not json", content_type="application/json"),
+                 401, "unauthenticated")
+
+
+def test_a_body_without_a_length_is_refused(api):
+    import io
+
+    client = api()
+    response = client.client.post("/v1/receipts", input_stream=io.BytesIO(b"{}"),
+                                  headers={"X-API-Key": client.write_key, "Content-Type": "application/json",
+                                           "Transfer-Encoding": "chunked"})
+    assert_error(response, 411, "length_required")
+
+
+def test_a_replayed_redemption_gives_the_first_result_and_conflicts_say_no_more_than_needed(api):
+    client = api()
+    client.post("/v1/receipts", json=R1)
+    first = client.redeem(50, "pos-1").json
+    client.post("/v1/receipts", json=receipt("R2", "2025-06-09T10:00"))
+    assert client.redeem(50, "pos-1").json == {**first, "existing": True}  # the balance it left, not today's
+    client.post("/v1/receipts", json={**R1, "receipt_id": "R9", "customer_id": "C2"})
+    error = assert_error(client.redeem(50, "pos-1", customer="C2"), 409, "idempotency_conflict")
+    assert "C1" not in error["message"]
+
+
+def test_a_busy_ledger_is_503_without_its_path(api, monkeypatch):
+    from fidelis.core.ledger import LedgerBusy
+
+    client = api()
+    client.post("/v1/receipts", json=R1)
+
+    def busy(*args, **kwargs):
+        raise LedgerBusy(f"{client.path}: another process is writing")
+
+    monkeypatch.setattr(Ledger, "redeem", busy)
+    response = client.redeem(50, "pos-1")
+    error = assert_error(response, 503, "ledger_busy")
+    assert str(client.path) not in error["message"] and response.headers["Retry-After"] == "1"
