@@ -29,10 +29,10 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -44,6 +44,11 @@ from .errors import FidelisError
 from .localtime import month_first_day
 from .program import Program, parse_program
 from .state import CUSTOMER_STATE_DTYPE, CustomerState
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not a POSIX system
+    fcntl = None
 
 if TYPE_CHECKING:
     from .compiled import CompiledProgram
@@ -436,6 +441,9 @@ class Ledger:
         return ledger
 
     def close(self) -> None:
+        if getattr(self, "_writer_lock", None) is not None:
+            self._writer_lock.close()
+            self._writer_lock = None
         self.db.close()
 
     def __enter__(self) -> "Ledger":
@@ -446,22 +454,51 @@ class Ledger:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (``BEGIN IMMEDIATE``): all or nothing."""
+        """A write transaction taken up front (``BEGIN IMMEDIATE``): all or nothing.
+
+        Writers first queue on a lock file beside the ledger (``<ledger>-writer``): SQLite's
+        own wait for its write lock sleeps 1, 2, 5, 10… ms between tries, which leaves the
+        machine idle while many small writes (real-time accruals from several server
+        processes) take turns; the lock file is polled every 0.1–1 ms instead.
+        """
         connection = self.db.conn
+        self._queue_for_write()
         try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise LedgerBusy(f"{self.path}: another process is writing to the ledger ({error}); "
-                             "try again when it has finished") from None
-        self._memo.clear()
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise LedgerBusy(f"{self.path}: another process is writing to the ledger ({error}); "
+                                 "try again when it has finished") from None
             self._memo.clear()
-            raise
-        connection.execute("COMMIT")
-        self._memo.clear()
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                self._memo.clear()
+                raise
+            connection.execute("COMMIT")
+            self._memo.clear()
+        finally:
+            if fcntl is not None:
+                fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+
+    def _queue_for_write(self) -> None:
+        if fcntl is None:  # not a POSIX system: SQLite's busy wait alone
+            return
+        if getattr(self, "_writer_lock", None) is None:
+            self._writer_lock = open(self.path.with_name(self.path.name + "-writer"), "a")
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(self._writer_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LedgerBusy(f"{self.path}: another process has been writing to the ledger for "
+                                     f"{BUSY_TIMEOUT_MS // 1000} s; try again when it has finished") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
 
     def _remembered(self, name: str, compute):
         """``compute()``, remembered until the ledger changes.
