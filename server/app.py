@@ -8,13 +8,11 @@ from flask import Flask, request
 
 from fidelis.core.ledger import Ledger
 
-from . import customers, errors, meta, receipts
-from .config import settings
+from . import customers, errors, meta, receipts, returns
+from .config import BATCH_ENDPOINTS, settings
 from .errors import ApiError
 from .spec import spec
 
-#: Endpoints whose bodies may be as large as a batch; every other body is bounded by MAX_JSON_BYTES.
-_BATCH_ENDPOINTS = {"receipts.accrue_batch"}
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
@@ -31,7 +29,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
 
     @app.before_request
     def bound_the_body():
-        batch = request.endpoint in _BATCH_ENDPOINTS
+        batch = request.endpoint in BATCH_ENDPOINTS
         limit = app.config["MAX_BATCH_BYTES" if batch else "MAX_JSON_BYTES"]
         request.max_content_length = limit
         if request.method == "POST" and request.content_length is None:
@@ -42,7 +40,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
                            f"the request body is {request.content_length} bytes; this endpoint takes at most {limit}")
 
     errors.init_app(app)
-    for module in (meta, customers, receipts):
+    for module in (meta, customers, receipts, returns):
         app.register_blueprint(module.blueprint)
     spec.register(app)
     return app

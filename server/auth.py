@@ -15,6 +15,7 @@ from werkzeug.exceptions import BadRequest
 
 from fidelis.core.ledger import API_ROLES
 
+from .config import BATCH_ENDPOINTS
 from .errors import ApiError
 from .handles import ledger
 
@@ -37,14 +38,10 @@ def _check_key(granted: str | None, key: str | None, role: str, needed: int) -> 
         raise ApiError(403, "forbidden", f"this route needs a {role} key; the key given is {granted}")
 
 
-#: Endpoints whose body is not JSON even when a client says so (they answer 415 themselves).
-JSON_ENDPOINTS_EXCEPT = {"receipts.accrue_batch"}
-
-
 def _parse_json_body() -> None:
     """A JSON body is parsed once here, after the key check (cached for the view); a batch's
     body is the batch endpoint's to read."""
-    if request.endpoint not in JSON_ENDPOINTS_EXCEPT and request.mimetype == "application/json" \
+    if request.endpoint not in BATCH_ENDPOINTS and request.mimetype == "application/json" \
             and request.content_length:
         try:
             request.get_json()

@@ -17,6 +17,10 @@ DEFAULTS: dict[str, object] = {
 }
 
 
+#: Endpoints whose body is a batch (msgpack): bounded by MAX_BATCH_BYTES, never read as JSON.
+BATCH_ENDPOINTS = frozenset({"receipts.accrue_batch"})
+
+
 def settings(overrides: Mapping[str, object] | None, environment: Mapping[str, str]) -> dict[str, object]:
     """The effective settings: defaults < environment (``FIDELIS_<NAME>``) < ``overrides``.
 

@@ -1,4 +1,4 @@
-"""Receipts: real-time accrual, one receipt as JSON or a columnar msgpack batch; returns."""
+"""Receipts: real-time accrual, one receipt as JSON or a columnar msgpack batch."""
 from __future__ import annotations
 
 import threading
@@ -10,24 +10,24 @@ from spectree import Response
 from fidelis.core.accrual import Accrued, GroupCommit, accrue
 from fidelis.core.columnar import decode
 from fidelis.core.errors import InputError
-from fidelis.core.io import RETURN, check_receipt_table
+from fidelis.core.io import check_receipt_table
 
 from .auth import require
 from .errors import ApiError, problem_details
 from .handles import ledger
-from .models import AccrualOut, BatchOut, ErrorOut, ReceiptIn, ReturnIn
+from .models import AccrualOut, BatchOut, ErrorOut, ReceiptIn
 from .spec import spec
 
 blueprint = Blueprint("receipts", __name__, url_prefix="/v1")
-_ERRORS = {"HTTP_401": ErrorOut, "HTTP_403": ErrorOut, "HTTP_409": ErrorOut, "HTTP_413": ErrorOut,
+ERRORS = {"HTTP_401": ErrorOut, "HTTP_403": ErrorOut, "HTTP_409": ErrorOut, "HTTP_413": ErrorOut,
            "HTTP_422": ErrorOut}
-_TEXT = pa.string()
+TEXT = pa.string()
 _GROUP_LOCK = threading.Lock()
 
 
 @blueprint.post("/receipts")
 @require("write")
-@spec.validate(json=ReceiptIn, resp=Response(HTTP_200=AccrualOut, HTTP_201=AccrualOut, **_ERRORS),
+@spec.validate(json=ReceiptIn, resp=Response(HTTP_200=AccrualOut, HTTP_201=AccrualOut, **ERRORS),
                tags=["receipts"])
 def accrue_receipt():
     """Score one receipt now, with the kernel and state bulk loads use, and commit it.
@@ -38,51 +38,21 @@ def accrue_receipt():
     body: ReceiptIn = request.context.json
     lines = body.lines
     table = pa.table({
-        "receipt_id": pa.array([body.receipt_id] * len(lines), _TEXT),
-        "customer_id": pa.array([body.customer_id] * len(lines), _TEXT),
-        "store_id": pa.array([body.store_id] * len(lines), _TEXT),
-        "ts": pa.array([body.ts] * len(lines), _TEXT),
-        "category": pa.array([line.category for line in lines], _TEXT),
+        "receipt_id": pa.array([body.receipt_id] * len(lines), TEXT),
+        "customer_id": pa.array([body.customer_id] * len(lines), TEXT),
+        "store_id": pa.array([body.store_id] * len(lines), TEXT),
+        "ts": pa.array([body.ts] * len(lines), TEXT),
+        "category": pa.array([line.category for line in lines], TEXT),
         "qty": pa.array([line.qty for line in lines], pa.int64()),
-        "amount": pa.array([line.amount for line in lines], _TEXT),
-        "sku": pa.array([line.sku for line in lines], _TEXT),
+        "amount": pa.array([line.amount for line in lines], TEXT),
+        "sku": pa.array([line.sku for line in lines], TEXT),
     })
-    return _accrued(_accrue_table(table, ("receipt_id", "customer_id", "store_id", "ts"))[0])
-
-
-@blueprint.post("/returns")
-@require("write")
-@spec.validate(json=ReturnIn, resp=Response(HTTP_200=AccrualOut, HTTP_201=AccrualOut, **_ERRORS),
-               tags=["receipts"])
-def take_return():
-    """Goods brought back: take back what they earned, re-scored in the original's context.
-
-    ``return_id`` is the idempotency key. A return of an unknown receipt, of a line it does
-    not have, or of more than was bought (counting earlier returns) is 422, naming why.
-    """
-    body: ReturnIn = request.context.json
-    lines = body.lines
-    count = len(lines)
-    table = pa.table({
-        "receipt_id": pa.array([body.return_id] * count, _TEXT),
-        "customer_id": pa.array([body.customer_id] * count, _TEXT),
-        "store_id": pa.array([body.store_id] * count, _TEXT),
-        "ts": pa.array([body.ts] * count, _TEXT),
-        "category": pa.nulls(count, _TEXT),
-        "qty": pa.array([line.qty for line in lines], pa.int64()),
-        "amount": pa.nulls(count, _TEXT),
-        "sku": pa.array([line.sku for line in lines], _TEXT),
-        "kind": pa.array([RETURN] * count, _TEXT),
-        "original_receipt_id": pa.array([body.original_receipt_id] * count, _TEXT),
-        "line": pa.array([None if line.line is None else str(line.line) for line in lines], _TEXT),
-    })
-    header = ("receipt_id", "customer_id", "store_id", "ts", "original_receipt_id")
-    return _accrued(_accrue_table(table, header)[0])
+    return accrued(accrue_table(table, ("receipt_id", "customer_id", "store_id", "ts"))[0])
 
 
 @blueprint.post("/receipts/batch")
 @require("write")
-@spec.validate(resp=Response(HTTP_200=BatchOut, HTTP_415=ErrorOut, **_ERRORS), tags=["receipts"])
+@spec.validate(resp=Response(HTTP_200=BatchOut, HTTP_415=ErrorOut, **ERRORS), tags=["receipts"])
 def accrue_batch():
     """A columnar msgpack batch (``Content-Type: application/msgpack``; the layout `fidelis
     load` reads), scored and committed all or nothing. Receipts already loaded are skipped."""
@@ -93,13 +63,13 @@ def accrue_batch():
         raise ApiError(413, "request_entity_too_large",
                        f"the batch has {table.num_rows} lines; at most {current_app.config['MAX_BATCH_LINES']} "
                        "are taken at once")
-    results = _accrue_table(table, None)
+    results = accrue_table(table, None)
     new = [result for result in results if not result.existing]
     return BatchOut(receipts=len(results), new=len(new), existing=len(results) - len(new),
                     points=sum(result.points["points"] for result in new))
 
 
-def _accrue_table(table: pa.Table, header_fields: tuple[str, ...] | None) -> list[Accrued]:
+def accrue_table(table: pa.Table, header_fields: tuple[str, ...] | None) -> list[Accrued]:
     """Validate with the file readers' rules and accrue; problems name body fields (JSON) or
     rows (a batch)."""
     handle = ledger()
@@ -130,5 +100,5 @@ def _group_commit(info) -> GroupCommit:
     return group
 
 
-def _accrued(result: Accrued):
+def accrued(result: Accrued):
     return AccrualOut(**vars(result)), 200 if result.existing else 201
