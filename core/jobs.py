@@ -160,7 +160,12 @@ def load_files(
         arguments = {"files": [str(p) for p in paths], "customers": str(customers_file) if customers_file else None,
                      "skip_bad": skip_bad}
         with ledger.write() as connection:
-            generation = ledger.advance_state_generation(connection, generation)
+            current = ledger.current_state_generation(connection)
+            if current != generation:
+                # another writer (a till through the API, another load) changed customers or
+                # their state while this load read its files: start from the ledger as it is now
+                state, stored_customers = _restate(ledger, compiled, state, stored_customers, customers)
+            generation = ledger.advance_state_generation(connection, current)
             run_id = ledger.start_run(connection, "load", arguments, {str(p): _file_sha256(p) for p in paths})
             ledger.add_customers(connection, state, stored_customers, customers)
             for table, names in vocabulary.items():
@@ -181,6 +186,19 @@ def load_files(
     summary.seconds = time.perf_counter() - started
     ledger.finish_run(run_id, "done", summary.as_counts())
     return summary
+
+
+def _restate(ledger: Ledger, compiled: CompiledProgram, stale: CustomerState, stored_customers: int,
+             customers) -> tuple[CustomerState, int]:
+    """The stored state as it is now, with the customers this load met for the first time
+    registered after the ledger's (inside the caller's write transaction)."""
+    state = kernel.CustomerState.for_program(compiled)
+    ledger.load_state(state)
+    now_stored = len(state)
+    state.index_of(stale.customer_ids[stored_customers:])
+    if customers is not None:
+        state.register_customers(customers)
+    return state, now_stored
 
 
 @contextmanager
@@ -358,7 +376,14 @@ class _Shards:
 
 
 class _ChunkWriter:
-    """Scores batches from the stored state and commits them chunk by chunk."""
+    """Scores batches from the stored state and commits them chunk by chunk.
+
+    Another writer may commit between two chunks (tills accruing through the API while an
+    export loads). Each chunk's transaction sees it (the state generation moved); from then
+    on, every chunk's customers are read back from the ledger and the chunk is scored again
+    inside its transaction, after dropping receipts the other writer stored meanwhile, so
+    the load builds on what the others wrote instead of overwriting it.
+    """
 
     def __init__(self, ledger: Ledger, compiled: CompiledProgram, state: CustomerState, program_version: int,
                  run_id: int, generation: int, chunk_receipts: int, summary: LoadSummary):
@@ -366,6 +391,8 @@ class _ChunkWriter:
         self.program_version, self.run_id, self.generation = program_version, run_id, generation
         self.chunk_receipts = chunk_receipts
         self.out = Scores.empty(1)
+        #: once another writer is seen, each chunk's customers are read back from the ledger
+        self.resync = False
 
     def load(self, batch: ReceiptBatch) -> Iterator[tuple[int, int]]:
         """Commit ``batch`` (in processing order); yields (receipts, points) per committed chunk."""
@@ -388,15 +415,48 @@ class _ChunkWriter:
                 scores = kernel.score(chunk, self.compiled, self.state, out=self.out,
                                       originals=self._stored_originals(chunk.batch))
             chunk_skus = None if sku_ids is None else sku_ids[batch.line_offsets[start]:batch.line_offsets[stop]]
+            chunk_prints = prints[start:stop]
             with _timed(self.summary, "writing"), self.ledger.write() as connection:
-                self.generation = self.ledger.advance_state_generation(connection, self.generation)
-                unrecovered = append_chunk(connection, self.ledger, chunk, scores, prints[start:stop], category_ids,
+                current = self.ledger.current_state_generation(connection)
+                if current != self.generation:
+                    self.resync = True  # another writer wrote meanwhile: from now on, trust the ledger
+                if self.resync:
+                    chunk, chunk_prints, chunk_skus = self._without_stored(chunk, chunk_prints, chunk_skus)
+                    self.ledger.reload_state(self.state, np.unique(chunk.customer_index[chunk.customer_index >= 0]))
+                    scores = kernel.score(chunk, self.compiled, self.state, out=self.out,
+                                          originals=self._stored_originals(chunk.batch))
+                self.generation = self.ledger.advance_state_generation(connection, current)
+                unrecovered = append_chunk(connection, self.ledger, chunk, scores, chunk_prints, category_ids,
                                             chunk_skus, self.program_version, self.run_id, self.state)
             returns = chunk.batch.is_return
             self.summary.returns_loaded += int(returns.sum())
             self.summary.points_taken_back += -int(scores.points[returns].sum())
             self.summary.points_unrecovered += unrecovered
-            yield stop - start, int(scores.points[~returns].sum())
+            yield len(chunk.batch), int(scores.points[:len(chunk.batch)][~returns].sum())
+
+    def _without_stored(self, chunk: kernel.PreparedBatch, prints: np.ndarray, skus: np.ndarray | None):
+        """The chunk without receipts another writer stored meanwhile (the same receipt sent in
+        real time while its export loads is a duplicate; another receipt under its id, a
+        conflict): both counted, neither loaded twice."""
+        receipt_ids = chunk.batch.receipt_id.to_pylist()
+        stored = self.ledger.existing_receipts(receipt_ids)
+        if not stored:
+            return chunk, prints, skus
+        keep = np.array([receipt_id not in stored for receipt_id in receipt_ids], dtype=bool)
+        for receipt_id, fingerprint in zip(receipt_ids, prints.tolist()):
+            if receipt_id in stored:
+                if stored[receipt_id] == fingerprint:
+                    self.summary.duplicates_skipped += 1
+                else:
+                    self.summary.conflicts += 1
+        positions = np.flatnonzero(keep)
+        batch = chunk.batch.take(positions)
+        if skus is not None:
+            line_keep = np.repeat(keep, np.diff(chunk.batch.line_offsets))
+            skus = skus[line_keep]
+        return kernel.PreparedBatch(batch=batch, compiled=chunk.compiled, customer_index=chunk.customer_index[positions],
+                                    store_class_of_code=chunk.store_class_of_code,
+                                    category_class_of_code=chunk.category_class_of_code), prints[positions], skus
 
     def _stored_originals(self, chunk: ReceiptBatch) -> dict:
         """Originals of the chunk's returns that are not in the chunk: loaded before, or in an

@@ -635,6 +635,27 @@ class Ledger:
         known = birth_months > 0
         state.records["birth_month"][: len(ids)][known] = birth_months[known]
 
+    def reload_state(self, state: CustomerState, customers: np.ndarray) -> None:
+        """Read back the stored state of some customers (indices into a state loaded with
+        :meth:`load_state`) over what ``state`` holds for them; customers without stored
+        state start afresh, with their stored birth month."""
+        customers = np.asarray(customers, dtype=np.int64)
+        if not len(customers):
+            return
+        block = json.dumps(customers.tolist())
+        fresh = CustomerState.for_program_shape(state, len(customers))
+        state.records[customers] = fresh.records
+        state.rolling_totals[customers] = fresh.rolling_totals
+        state.tier_reached_month[customers] = fresh.tier_reached_month
+        births = dict(self.db.execute("SELECT customer_index, birth_date FROM customers "
+                                      "WHERE customer_index IN (SELECT value FROM json_each(?))", (block,)).fetchall())
+        state.records["birth_month"][customers] = [int(births[i][5:7]) if births.get(i) else 0
+                                                   for i in customers.tolist()]
+        rows = self.db.execute("SELECT customer_index, record, rolling_totals, tier_reached_month FROM customer_state "
+                               "WHERE customer_index IN (SELECT value FROM json_each(?))", (block,)).fetchall()
+        if rows:
+            self._fill_state(state, rows)
+
     def stored_state_arrays(self, compiled: "CompiledProgram") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every customer's stored state as arrays by customer index (records, rolling totals,
         tiers reached), without the id directory: what status at month end needs, and half the

@@ -92,6 +92,12 @@ class CustomerState:
             capacity=capacity,
         )
 
+    @classmethod
+    def for_program_shape(cls, like: "CustomerState", capacity: int) -> "CustomerState":
+        """An empty state with ``like``'s shape (tiers, period, hold): fresh rows to reset with."""
+        return cls(tier_count=like.tier_count, rolling_months=like.rolling_months,
+                   reached_tiers=like.reached_tiers, capacity=capacity)
+
     def __len__(self) -> int:
         return len(self.customer_ids)
 

@@ -355,7 +355,7 @@ def test_files_that_are_not_ledgers_are_refused_and_left_alone(tmp_path):
         Ledger.create(tmp_path / "no" / "such.db", load_program(CASES_DIR / "verde_club.toml"))
 
 
-def test_a_load_that_another_writer_overtook_writes_nothing(ledger, write_receipts, monkeypatch):
+def test_a_load_builds_on_what_another_writer_wrote_while_it_read(ledger, write_receipts, monkeypatch, tmp_path):
     first, second = write_receipts("a.csv", R1, R2), write_receipts("b.csv", R3)
     real_existing = Ledger.existing_receipts
 
@@ -367,11 +367,48 @@ def test_a_load_that_another_writer_overtook_writes_nothing(ledger, write_receip
         return found
 
     monkeypatch.setattr(Ledger, "existing_receipts", another_load_meanwhile)
-    with pytest.raises(LedgerError, match="another process wrote to the ledger while this load was running"):
-        load_files(ledger, [first])
-    assert ledger.db.execute("SELECT receipt_id FROM receipts").fetchall() == [("R3",)]
-    load_files(ledger, [first])  # run again: now scored on top of the other load's state
+    load_files(ledger, [first])
+    with Ledger.create(tmp_path / "in-turn.db", ledger.current_program().program) as in_turn:
+        load_files(in_turn, [second])
+        load_files(in_turn, [first])
+        assert table_dump(ledger)["receipts"] == table_dump(in_turn)["receipts"]
     assert check_ledger(ledger) == []
+
+
+def test_a_load_builds_on_receipts_accrued_between_its_chunks(tmp_path, monkeypatch):
+    """Tills accrue through the API while an export loads: each chunk after that reads its
+    customers back, skips what the tills stored, and the ledger ends as one load would leave it."""
+    from fidelis.core.accrual import accrue
+    from fidelis.core.io import check_receipt_table
+
+    from . import test_accrual
+
+    chain = write_chain(generate_chain(600, seed=4), tmp_path / "chain")
+    program = load_program(chain["program"])
+    tables = test_accrual.receipt_tables(chain["receipts"])
+    with Ledger.create(tmp_path / "alone.db", program) as alone:
+        load_files(alone, [chain["receipts"]])
+        expected = test_accrual.ledger_rows(alone)
+    from fidelis.core import jobs
+
+    real_originals = jobs._ChunkWriter._stored_originals
+    chunks = []
+
+    def till_meanwhile(self, chunk):  # before each chunk is written
+        chunks.append(1)
+        if len(chunks) == 2:  # after the first chunk: a till sends receipts the export also holds
+            with Ledger(self.ledger.path) as till:
+                for table in tables[100:110]:
+                    accrue(till, check_receipt_table(table, timezone=program.info.timezone,
+                                                     minor_units=program.info.minor_units, source="till"))
+        return real_originals(self, chunk)
+
+    monkeypatch.setattr(jobs._ChunkWriter, "_stored_originals", till_meanwhile)
+    with Ledger.create(tmp_path / "live.db", program) as live:
+        summary = load_files(live, [chain["receipts"]], chunk_receipts=100)
+        assert len(chunks) > 2 and summary.duplicates_skipped == 10
+        assert test_accrual.ledger_rows(live)["journal"] == expected["journal"]
+        assert check_ledger(live) == []
 
 
 GOOD = [R1, R2, R3]
