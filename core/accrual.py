@@ -26,13 +26,13 @@ import pyarrow.compute as pc
 
 from . import kernel
 from .batch import ReceiptBatch
-from .errors import InputError, InputProblem
+from .errors import FidelisError, InputError, InputProblem
 from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, InputSegment, check_segments
-from .jobs import append_chunk, sku_ids_of
+from .jobs import append_chunk, receipts_over, sku_ids_of
 from .ledger import Ledger, LedgerBusy, LedgerError
 from .localtime import month_label
-from .returns import first_returns, original_positions, resolve_returns
+from .returns import original_positions, resolve_returns
 from .scores import POINT_COLUMNS
 
 
@@ -70,14 +70,13 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
         raise InputError(checked.problems)
     _refuse_future(checked)
     program, compiled = ledger.compiled_program()
+    _refuse_beyond_bounds(checked, compiled.amount_bound_minor)
     version = ledger.current_program().version
     with ledger.write() as connection:
         batch = checked.batch
         if checked.returns:
-            # (stored returns from this call's first on are not counted: repeats find themselves)
-            first = first_returns(checked.returns)
-            returned, problems = resolve_returns(
-                checked.returns, batch, lambda ids: ledger.stored_originals(ids, before=first), program.info.timezone)
+            returned, problems = resolve_returns(checked.returns, batch, ledger.stored_originals,
+                                                 program.info.timezone)
             if problems:
                 raise InputError(problems)
             metadata = batch.metadata
@@ -122,16 +121,28 @@ FUTURE_TOLERANCE_US = 24 * 3600 * 1_000_000
 
 def _refuse_future(checked: CheckedReceipts) -> None:
     latest = time.time_ns() // 1000 + FUTURE_TOLERANCE_US
-    problems = []
-    for position in np.flatnonzero(checked.batch.instant_us > latest):
-        input_row = int(checked.batch.metadata["first_input_row"][position])
-        segment = next(s for s in checked.segments if s.start <= input_row < s.start + s.table.num_rows)
-        problems.append(InputProblem(segment.source, int(segment.source_rows(np.array([input_row - segment.start]))[0]),
-                                     "ts", None, "the receipt is dated more than a day ahead of now"))
+    problems = [_problem_at(checked, position, "ts", "the receipt is dated more than a day ahead of now")
+                for position in np.flatnonzero(checked.batch.instant_us > latest)]
     future_returns = [InputProblem(line.source, line.row, "ts", None, "the return is dated more than a day ahead of now")
                       for line in checked.returns if line.instant_us > latest]
     if problems or future_returns:
         raise InputError(problems + future_returns)
+
+
+def _refuse_beyond_bounds(checked: CheckedReceipts, amount_bound: int) -> None:
+    """Receipts larger than the engine scores exactly are bad input, as in a load."""
+    over = np.flatnonzero(receipts_over(checked.batch, amount_bound))
+    if len(over):
+        raise InputError([_problem_at(checked, position, "amount", f"the receipt is larger than the engine's "
+                                      f"exact-arithmetic bound of {amount_bound} minor units") for position in over])
+
+
+def _problem_at(checked: CheckedReceipts, position: int, column: str, reason: str) -> InputProblem:
+    """A problem about receipt ``position`` of a checked input, at its first row."""
+    input_row = int(checked.batch.metadata["first_input_row"][position])
+    segment = next(s for s in checked.segments if s.start <= input_row < s.start + s.table.num_rows)
+    return InputProblem(segment.source, int(segment.source_rows(np.array([input_row - segment.start]))[0]),
+                        column, None, reason)
 
 
 def _refuse_late(ledger: Ledger, batch: ReceiptBatch, state) -> None:
@@ -171,6 +182,7 @@ def _results(ledger: Ledger, connection, program, receipt_ids: list[str], existi
 @dataclass
 class _Ticket:
     table: pa.Table
+    ledger_path: object = None
     result: list[Accrued] | None = None
     error: BaseException | None = None
     finished: bool = False
@@ -206,7 +218,7 @@ class GroupCommit:
 
     def accrue(self, ledger: Ledger, table: pa.Table) -> list[Accrued]:
         """What :func:`accrue` gives for ``table``'s rows, committed with whatever else waits."""
-        ticket = _Ticket(table)
+        ticket = _Ticket(table, ledger.path)
         with self._condition:
             self._pending.append(ticket)
             while self._leading and not ticket.finished:
@@ -214,12 +226,15 @@ class GroupCommit:
             if ticket.finished:
                 return ticket.outcome()
             self._leading = True
-            # the leader's own rows first, then whoever waits, as far as max_rows allows
+            # the leader's own rows first, then whoever waits for the same ledger, as far as
+            # max_rows allows
             self._pending.remove(ticket)
             group, rows = [ticket], table.num_rows
-            while self._pending and rows + self._pending[0].table.num_rows <= self.max_rows:
-                group.append(self._pending.pop(0))
-                rows += group[-1].table.num_rows
+            for waiting in list(self._pending):
+                if waiting.ledger_path == ticket.ledger_path and rows + waiting.table.num_rows <= self.max_rows:
+                    self._pending.remove(waiting)
+                    group.append(waiting)
+                    rows += waiting.table.num_rows
         try:
             self._commit(ledger, group)
         except BaseException as error:  # nobody in the group may be left without an answer
@@ -270,18 +285,24 @@ class GroupCommit:
                 by_id = {result.receipt_id: result for result in accrue(ledger, checked)}
             except LedgerBusy:
                 raise  # the same for everyone: retrying one by one would only wait longer
-            except (InputError, LedgerError, _Regroup):
+            except (FidelisError, _Regroup):
                 pass  # someone's receipts are refused: find whose, one caller at a time
             else:
                 for ticket, found in zip(group, ids):
                     ticket.result = [by_id[receipt_id] for receipt_id in found]
                 return
+        busy = None
         for ticket in group:
             if ticket.error is not None:
+                continue
+            if busy is not None:  # a busy ledger is busy for everyone: no one waits again
+                ticket.error = busy
                 continue
             try:
                 ticket.result = accrue(ledger, check_segments(
                     [InputSegment("request body", ticket.table)], timezone=self.timezone, minor_units=self.minor_units))
+            except LedgerBusy as error:
+                ticket.error = busy = error
             except Exception as error:  # handed to its own caller
                 ticket.error = error
 

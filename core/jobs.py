@@ -40,7 +40,7 @@ from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
 from .localtime import local_calendar, month_label
-from .returns import first_returns, original_positions, resolve_returns
+from .returns import original_positions, resolve_returns
 from .scores import Scores
 from .staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
 from .state import CustomerState
@@ -246,7 +246,7 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
 
     # beyond the engine's exact bounds: refused before anything is written
     amount_bound = compiled.amount_bound_minor
-    for position in np.flatnonzero(keep & _receipts_over(batch, amount_bound)):
+    for position in np.flatnonzero(keep & receipts_over(batch, amount_bound)):
         refuse(position, "amount", f"receipt {receipt_ids[position]!r} is larger than the engine's exact-arithmetic "
                                    f"bound of {amount_bound} minor units")
 
@@ -307,9 +307,7 @@ def _with_returns(ledger: Ledger, checked: CheckedReceipts, batch: ReceiptBatch,
     """The part's sales with its valid return rows resolved into return receipts; returns
     that cannot be resolved are refused (their rows to the rejects, with the reason)."""
     return_of_row = {(line.source, line.row): line.return_id for line in checked.returns}
-    first = first_returns(checked.returns)
-    returned, refused = resolve_returns(
-        checked.returns, batch, lambda ids: ledger.stored_originals(ids, before=first), timezone)
+    returned, refused = resolve_returns(checked.returns, batch, ledger.stored_originals, timezone)
     problems += refused
     summary.rejected_rows += len(refused)
     for problem in refused:
@@ -421,8 +419,11 @@ class _ChunkWriter:
                 if current != self.generation:
                     self.resync = True  # another writer wrote meanwhile: from now on, trust the ledger
                 if self.resync:
-                    chunk, chunk_prints, chunk_skus = self._without_stored(chunk, chunk_prints, chunk_skus)
+                    keep = self._not_stored(chunk, chunk_prints)
                     self.ledger.reload_state(self.state, np.unique(chunk.customer_index[chunk.customer_index >= 0]))
+                    keep &= self._not_late(chunk)
+                    if not keep.all():
+                        chunk, chunk_prints, chunk_skus = _kept(chunk, keep, chunk_prints, chunk_skus)
                     scores = kernel.score(chunk, self.compiled, self.state, out=self.out,
                                           originals=self._stored_originals(chunk.batch))
                 self.generation = self.ledger.advance_state_generation(connection, current)
@@ -434,29 +435,39 @@ class _ChunkWriter:
             self.summary.points_unrecovered += unrecovered
             yield len(chunk.batch), int(scores.points[:len(chunk.batch)][~returns].sum())
 
-    def _without_stored(self, chunk: kernel.PreparedBatch, prints: np.ndarray, skus: np.ndarray | None):
-        """The chunk without receipts another writer stored meanwhile (the same receipt sent in
-        real time while its export loads is a duplicate; another receipt under its id, a
-        conflict): both counted, neither loaded twice."""
+    def _not_stored(self, chunk: kernel.PreparedBatch, prints: np.ndarray) -> np.ndarray:
+        """Which receipts of the chunk another writer did not store meanwhile (the same receipt
+        sent in real time while its export loads is a duplicate; another receipt under its
+        id, a conflict): both counted, neither loaded twice."""
         receipt_ids = chunk.batch.receipt_id.to_pylist()
         stored = self.ledger.existing_receipts(receipt_ids)
-        if not stored:
-            return chunk, prints, skus
-        keep = np.array([receipt_id not in stored for receipt_id in receipt_ids], dtype=bool)
         for receipt_id, fingerprint in zip(receipt_ids, prints.tolist()):
             if receipt_id in stored:
                 if stored[receipt_id] == fingerprint:
                     self.summary.duplicates_skipped += 1
                 else:
                     self.summary.conflicts += 1
-        positions = np.flatnonzero(keep)
-        batch = chunk.batch.take(positions)
-        if skus is not None:
-            line_keep = np.repeat(keep, np.diff(chunk.batch.line_offsets))
-            skus = skus[line_keep]
-        return kernel.PreparedBatch(batch=batch, compiled=chunk.compiled, customer_index=chunk.customer_index[positions],
-                                    store_class_of_code=chunk.store_class_of_code,
-                                    category_class_of_code=chunk.category_class_of_code), prints[positions], skus
+                    self.summary.add_problems([InputProblem(
+                        "<load>", None, "receipt_id", receipt_id,
+                        "another receipt with this id was stored while this load ran (conflict); not loaded")])
+        return np.array([receipt_id not in stored for receipt_id in receipt_ids], dtype=bool)
+
+    def _not_late(self, chunk: kernel.PreparedBatch) -> np.ndarray:
+        """Which receipts of the chunk still come after their customer's last stored one:
+        another writer may have stored a later receipt of the customer meanwhile; those that
+        became late are counted and named, not scored out of order."""
+        customer = chunk.customer_index
+        last = np.full(len(customer), np.iinfo(np.int64).min, dtype=np.int64)
+        known = customer >= 0
+        last[known] = self.state.records["last_instant_us"][customer[known]]
+        late = chunk.batch.instant_us < last
+        for position in np.flatnonzero(late):
+            self.summary.late_receipts += 1
+            self.summary.add_problems([InputProblem(
+                "<load>", None, "ts", chunk.batch.receipt_id[position].as_py(),
+                "another writer stored a later receipt of this customer while this load ran; history is not "
+                "rescored, so this receipt was not loaded")])
+        return ~late
 
     def _stored_originals(self, chunk: ReceiptBatch) -> dict:
         """Originals of the chunk's returns that are not in the chunk: loaded before, or in an
@@ -541,6 +552,17 @@ def _ids_in_several_files(checked: CheckedReceipts, receipt_ids: list[str]) -> d
             if len(sources.get(receipt_id, ())) > 1}
 
 
+def _kept(chunk: kernel.PreparedBatch, keep: np.ndarray, prints: np.ndarray, skus: np.ndarray | None):
+    """A prepared chunk, its fingerprints and its lines' sku ids, without the receipts not kept."""
+    positions = np.flatnonzero(keep)
+    if skus is not None:
+        skus = skus[np.repeat(keep, np.diff(chunk.batch.line_offsets))]
+    return kernel.PreparedBatch(batch=chunk.batch.take(positions), compiled=chunk.compiled,
+                                customer_index=chunk.customer_index[positions],
+                                store_class_of_code=chunk.store_class_of_code,
+                                category_class_of_code=chunk.category_class_of_code), prints[positions], skus
+
+
 def _input_location(checked: CheckedReceipts, input_row: int) -> tuple[str, int]:
     """(file, 1-based row) of a row numbered among all input rows of a check."""
     for segment in checked.segments:
@@ -549,7 +571,7 @@ def _input_location(checked: CheckedReceipts, input_row: int) -> tuple[str, int]
     raise IndexError(input_row)
 
 
-def _receipts_over(batch: ReceiptBatch, amount_bound: int) -> np.ndarray:
+def receipts_over(batch: ReceiptBatch, amount_bound: int) -> np.ndarray:
     """Receipts with a line, or lines in all, beyond the amount bound (a conservative check)."""
     if not batch.line_count:
         return np.zeros(len(batch), dtype=bool)

@@ -29,7 +29,6 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -408,6 +407,7 @@ class Ledger:
             self._memo: dict[str, object] = {}
             self._memo_version = None
             self._reading = False
+            self._writer_lock: int | None = None  # descriptor of <ledger>-writer; -1: none to be had
             if migrations.pending(self.db):
                 migrations.apply(self.db)
         except sqlite3.DatabaseError as error:
@@ -441,9 +441,9 @@ class Ledger:
         return ledger
 
     def close(self) -> None:
-        if getattr(self, "_writer_lock", None) is not None:
-            self._writer_lock.close()
-            self._writer_lock = None
+        if getattr(self, "_writer_lock", None) is not None and self._writer_lock >= 0:
+            os.close(self._writer_lock)
+        self._writer_lock = None
         self.db.close()
 
     def __enter__(self) -> "Ledger":
@@ -462,6 +462,8 @@ class Ledger:
         processes) take turns; the lock file is polled every 0.1–1 ms instead.
         """
         connection = self.db.conn
+        if connection.in_transaction:
+            raise LedgerError("a write was started inside another on the same ledger handle")
         self._queue_for_write()
         try:
             try:
@@ -479,14 +481,15 @@ class Ledger:
             connection.execute("COMMIT")
             self._memo.clear()
         finally:
-            if fcntl is not None:
+            if self._writer_lock >= 0:
                 fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
     def _queue_for_write(self) -> None:
-        if fcntl is None:  # not a POSIX system: SQLite's busy wait alone
+        if self._writer_lock is None:
+            opened = self._open_writer_lock()
+            self._writer_lock = -1 if opened is None else opened
+        if self._writer_lock < 0:  # no lock file here: SQLite's own busy wait alone
             return
-        if getattr(self, "_writer_lock", None) is None:
-            self._writer_lock = open(self.path.with_name(self.path.name + "-writer"), "a")
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         pause = 0.0001
         while True:
@@ -499,6 +502,18 @@ class Ledger:
                                      f"{BUSY_TIMEOUT_MS // 1000} s; try again when it has finished") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.001)
+
+    def _open_writer_lock(self) -> int | None:
+        """The lock file's descriptor, created with the ledger file's permissions (as SQLite
+        creates ``-wal``); None where it cannot be (no POSIX locks, a folder we cannot write),
+        and writers then queue on SQLite's lock alone, as before."""
+        if fcntl is None:
+            return None
+        try:
+            return os.open(self.path.with_name(self.path.name + "-writer"), os.O_RDONLY | os.O_CREAT,
+                           self.path.stat().st_mode & 0o666)
+        except OSError:
+            return None
 
     def _remembered(self, name: str, compute):
         """``compute()``, remembered until the ledger changes.
@@ -943,16 +958,8 @@ class Ledger:
             else:
                 connection.execute("UPDATE debts SET points = points - ? WHERE customer_index = ?", (paid, customer))
 
-    def stored_originals(self, receipt_ids: list[str], *,
-                         before: "tuple[int, str] | Mapping[str, tuple[int, str]] | None" = None,
-                         ) -> dict[str, "OriginalReceipt"]:
-        """Stored sale receipts a return may refer to, with what earlier returns took of them.
-
-        ``before``: count only the stored returns that come before this point in processing
-        order, (instant, receipt id) — one point for all, or one per original. An input's
-        returns are resolved counting only what came before them, so loading the same returns
-        again finds each as it was stored (a duplicate), whatever was returned after it.
-        """
+    def stored_originals(self, receipt_ids: list[str]) -> dict[str, "OriginalReceipt"]:
+        """Stored sale receipts a return may refer to, with the returns stored of them."""
         from .returns import OriginalReceipt
 
         if not receipt_ids or not self.db.execute("SELECT 1 FROM receipts LIMIT 1").fetchone():
@@ -963,14 +970,12 @@ class Ledger:
         found = {}
         for start in range(0, len(receipt_ids), 50_000):
             block = json.dumps(receipt_ids[start:start + 50_000])
-            returned: dict[str, np.ndarray] = {}
+            returned: dict[str, list] = {}
             for return_id, original_id, instant_us, lines in self.db.execute(
                     "SELECT receipt_id, original_receipt_id, instant_us, lines FROM receipts "
                     "WHERE original_receipt_id IN (SELECT value FROM json_each(?))", (block,)):
-                bound = before.get(original_id) if isinstance(before, Mapping) else before
-                if bound is None or (instant_us, return_id) < bound:
-                    qty = np.frombuffer(lines, dtype=LINE_DTYPE)["qty"].astype(np.int64)
-                    returned[original_id] = returned.get(original_id, 0) + qty
+                qty = np.frombuffer(lines, dtype=LINE_DTYPE)["qty"].astype(np.int64)
+                returned.setdefault(original_id, []).append((instant_us, return_id, qty))
             for (receipt_id, customer_id, store_id, instant_us, local_day, tier, visit_rank, earned_before_today,
                  birthday, lines) in self.db.execute(
                     "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.local_day, r.tier, r.visit_rank, "
@@ -989,7 +994,9 @@ class Ledger:
                     line_qty=records["qty"].astype(np.int64), line_amount_minor=records["amount_minor"].astype(np.int64),
                     tier=tier if tier is not None else 0, visit_rank=visit_rank,
                     earned_before_today=earned_before_today, birthday=bool(birthday),
-                    returned_qty=returned.get(receipt_id, np.zeros(len(records), dtype=np.int64)),
+                    returned_qty=sum((units for _, _, units in returned.get(receipt_id, ())),
+                                     np.zeros(len(records), dtype=np.int64)),
+                    stored_returns=tuple(sorted(returned.get(receipt_id, ()), key=lambda r: r[:2])),
                 )
         return found
 

@@ -18,6 +18,7 @@ are read from the stored state directly.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import zoneinfo
@@ -154,9 +155,11 @@ def _replay(ledger: Ledger, batch, start: int, stop: int, compiled, state: Custo
     originals = {}
     missing = part.is_return & (original_positions(part) < 0)
     if missing.any():
-        originals = ledger.stored_originals(
-            list(dict.fromkeys(part.original_receipt_id.filter(pa.array(missing)).to_pylist())),
-            before=(int(batch.instant_us[start]), batch.receipt_id[start].as_py()))
+        point = (int(batch.instant_us[start]), batch.receipt_id[start].as_py())
+        # as they stood when this part begins: the returns stored before it
+        originals = {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(point))
+                     for receipt_id, original in ledger.stored_originals(list(dict.fromkeys(
+                         part.original_receipt_id.filter(pa.array(missing)).to_pylist()))).items()}
     kernel.score(part, compiled, state, originals=originals)
 
 

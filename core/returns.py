@@ -88,6 +88,18 @@ class OriginalReceipt:
     earned_before_today: int
     birthday: bool
     returned_qty: np.ndarray
+    #: each stored return of it: (instant, return id, units of each line)
+    stored_returns: tuple[tuple[int, str, np.ndarray], ...] = ()
+
+    def returned_before(self, point: tuple[int, str] | None, excluding: frozenset[str] | set[str] = frozenset(),
+                        ) -> np.ndarray:
+        """Units of each line its stored returns took before ``point`` in processing order
+        (all of them with None), leaving out the returns ``excluding`` names."""
+        total = np.zeros(len(self.line_qty), dtype=np.int64)
+        for instant_us, return_id, units in self.stored_returns:
+            if return_id not in excluding and (point is None or (instant_us, return_id) < point):
+                total += units
+        return total
 
 
 @dataclass
@@ -202,17 +214,6 @@ def _at_least_one(array: np.ndarray) -> np.ndarray:
     return array if len(array) else np.zeros(1, dtype=array.dtype)
 
 
-def first_returns(lines: list["ReturnLine"]) -> dict[str, tuple[int, str]]:
-    """For each original, the first of the input's returns of it in processing order: stored
-    returns before it are counted when resolving them (see ``Ledger.stored_originals``)."""
-    first: dict[str, tuple[int, str]] = {}
-    for line in lines:
-        point = (line.instant_us, line.return_id)
-        if line.original_receipt_id not in first or point < first[line.original_receipt_id]:
-            first[line.original_receipt_id] = point
-    return first
-
-
 def resolve_returns(
     lines: list["ReturnLine"],
     sales: ReceiptBatch,
@@ -235,9 +236,13 @@ def resolve_returns(
     wanted = list(dict.fromkeys(line.original_receipt_id for line in lines))
     originals = dict(stored(wanted))
     originals.update(_batch_originals(sales, [i for i in wanted if i not in originals]))
-    # returns of one original are taken in processing order: each sees what earlier ones took
+    # Returns of one original are taken in processing order: each is resolved against the
+    # stored returns before it and this input's earlier ones (so a return sent again resolves
+    # as it was stored: a duplicate), and all together may not take more than was bought.
+    # Stored returns that this input holds again are repeats, not counted.
     order = sorted(by_return, key=lambda return_id: (by_return[return_id][0].instant_us, return_id))
-    returned = {receipt_id: original.returned_qty.astype(np.int64) for receipt_id, original in originals.items()}
+    repeated = set(by_return)
+    taken = {receipt_id: np.zeros(len(original.line_qty), dtype=np.int64) for receipt_id, original in originals.items()}
     problems: list[InputProblem] = []
     accepted: list[tuple[str, OriginalReceipt, np.ndarray, list]] = []
     for return_id in order:
@@ -254,22 +259,24 @@ def resolve_returns(
         elif (first.instant_us, return_id) <= (original.instant_us, original.receipt_id):
             reason = ("ts", f"the return comes before its original receipt {original.receipt_id!r}")
         units = np.zeros(0 if original is None else len(original.line_qty), dtype=np.int64)
+        before = None
         if reason is None:
-            reason = _take_units(members, original, returned[original.receipt_id], units)
+            before = original.returned_before((first.instant_us, return_id), repeated) + taken[original.receipt_id]
+            reason = _take_units(members, original, before, units)
         if reason is None:
-            left = original.line_qty - returned[original.receipt_id] - units
+            already = original.returned_before(None, repeated) + taken[original.receipt_id]
+            left = original.line_qty - already - units
             if (left < 0).any():
                 line = int(np.flatnonzero(left < 0)[0])
                 reason = ("qty", f"more than was bought: line {line + 1} of receipt {original.receipt_id!r} had "
-                                 f"{int(original.line_qty[line])} units, {int(returned[original.receipt_id][line])} "
-                                 f"returned before, {int(units[line])} now")
+                                 f"{int(original.line_qty[line])} units, {int(already[line])} returned before, "
+                                 f"{int(units[line])} now")
         if reason is not None:
             column, text = reason
             problems += [InputProblem(member.source, member.row, column, None, text) for member in members]
             continue
-        before = returned[original.receipt_id]
-        returned[original.receipt_id] = before + units
-        accepted.append((return_id, original, units, members))
+        taken[original.receipt_id] += units
+        accepted.append((return_id, original, before, units, members))
     if not accepted:
         return None, problems
     return _return_batch(accepted, timezone), problems
@@ -331,16 +338,13 @@ def _batch_originals(sales: ReceiptBatch, receipt_ids: list[str]) -> dict[str, O
 
 def _return_batch(accepted: list, timezone: str) -> ReceiptBatch:
     """Return receipts as a batch: each with its original's lines, the units it brings back,
-    and the amount those units take back (pro rata)."""
-    taken: dict[str, np.ndarray] = {}
+    and the amount those units take back (pro rata, from what was left ``before`` it)."""
     store_names: dict[str, int] = {}
     category_names: dict[str, int] = {}
     ids, customers, originals, stores, instants, counts = [], [], [], [], [], []
     categories, quantities, amounts, skus = [], [], [], []
-    for return_id, original, units, members in accepted:
-        before = taken.get(original.receipt_id, original.returned_qty.astype(np.int64))
+    for return_id, original, before, units, members in accepted:
         after = before + units
-        taken[original.receipt_id] = after
         qty, amount = original.line_qty, original.line_amount_minor
         ids.append(return_id)
         customers.append(original.customer_id)

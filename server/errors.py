@@ -14,7 +14,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fidelis.core.accrual import LateReceipt, ReceiptConflict
-from fidelis.core.errors import InputError, InputProblem
+from fidelis.core.errors import InputError, InputProblem, ScoringError
 from fidelis.core.ledger import (
     IdempotencyConflict, InsufficientPoints, LedgerBusy, RedemptionError, UnknownCustomer,
 )
@@ -55,6 +55,7 @@ _CORE_ERRORS: tuple[tuple[type[Exception], int, str, str | None], ...] = (
     (ReceiptConflict, 409, "receipt_conflict", None),
     (LateReceipt, 409, "late_receipt", None),
     (RedemptionError, 422, "redemption_refused", None),
+    (ScoringError, 422, "unscorable_receipt", None),
     (LedgerBusy, 503, "ledger_busy", "the ledger is busy with another write; try again shortly"),
 )
 

@@ -638,3 +638,48 @@ def test_lots_sum_points_exactly_past_two_to_the_53(tmp_path, write_receipts):
         assert expected > 2**53 and ledger.balance("C1") == expected
         assert lots_of(ledger) == [(665, expected)]
         assert check_ledger(ledger) == []
+
+
+def test_a_receipt_that_became_late_while_the_load_ran_is_counted_not_scored(ledger, write_receipts, monkeypatch):
+    from fidelis.core import jobs
+    from fidelis.core.accrual import accrue
+    from fidelis.core.io import check_receipt_table
+
+    receipts = write_receipts("a.csv", R1, ["R2", "C2", "S1", "2025-06-08T10:00", "grocery", 1, "5.00"],
+                              ["R3", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "5.00"])
+    real_originals = jobs._ChunkWriter._stored_originals
+    calls = []
+
+    def till_meanwhile(self, chunk):
+        calls.append(1)
+        if len(calls) == 2:  # after R1: the till sends C1's receipt of 10 June, after R3
+            with Ledger(self.ledger.path) as till:
+                accrue(till, check_receipt_table(pa.table({
+                    "receipt_id": ["T1"], "customer_id": ["C1"], "store_id": ["S1"], "ts": ["2025-06-10T10:00"],
+                    "category": ["grocery"], "qty": pa.array([1], pa.int64()), "amount": ["1.00"]}),
+                    timezone="Europe/Bucharest", minor_units=2, source="till"))
+        return real_originals(self, chunk)
+
+    monkeypatch.setattr(jobs._ChunkWriter, "_stored_originals", till_meanwhile)
+    summary = load_files(ledger, [receipts], chunk_receipts=1)
+    assert summary.late_receipts == 1 and summary.receipts_loaded == 2
+    assert "R3" in [problem.value for problem in summary.problems]
+    assert sorted(row[0] for row in ledger.db.execute("SELECT receipt_id FROM receipts")) == ["R1", "R2", "T1"]
+    assert check_ledger(ledger) == []
+
+
+def test_writes_work_where_the_writers_lock_file_cannot_be_made(ledger, write_receipts):
+    ledger.close()
+    lock = ledger.path.with_name(ledger.path.name + "-writer")
+    lock.unlink(missing_ok=True)
+    lock.mkdir()  # not a file: writers fall back to SQLite's own lock
+    with Ledger(ledger.path) as reopened:
+        load_files(reopened, [write_receipts("a.csv", R1)])
+        assert reopened.balance("C1") == 120
+
+
+def test_a_write_inside_a_write_on_one_handle_is_refused_plainly(ledger):
+    with ledger.write():
+        with pytest.raises(LedgerError, match="inside another"):
+            with ledger.write():
+                pass

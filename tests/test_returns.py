@@ -371,3 +371,15 @@ def test_two_returns_by_sku_in_one_load_fill_the_sku_lines_in_turn(chain):
                                                   (return_id,)).fetchone()[0], dtype=LINE_DTYPE)["qty"].tolist()
              for return_id in ("X1", "X2")]
     assert lines == [[1, 0], [0, 1]]
+
+
+def test_a_return_sent_again_with_a_new_one_is_judged_against_every_stored_return(chain, tmp_path):
+    shop = chain()
+    x1 = return_row("X1", "2025-06-08T12:00", line=3)
+    shop.load(*R1, x1, return_row("X2", "2025-06-09T12:00", line=3))
+    rejects = tmp_path / "rejects.csv"
+    summary = shop.load(x1, return_row("X3", "2025-06-10T12:00", line=3, qty=2), skip_bad=True,
+                        rejects_file=str(rejects))
+    assert (summary.duplicates_skipped, summary.returns_refused, summary.returns_loaded) == (1, 1, 0)
+    assert "more than was bought: line 3 of receipt 'R1' had 3 units, 2 returned before, 2 now" in rejects.read_text()
+    assert check_ledger(shop.ledger) == []

@@ -402,3 +402,11 @@ def test_a_busy_ledger_is_503_without_its_path(api, monkeypatch):
     response = client.redeem(50, "pos-1")
     error = assert_error(response, 503, "ledger_busy")
     assert str(client.path) not in error["message"] and response.headers["Retry-After"] == "1"
+
+
+def test_a_receipt_beyond_the_engines_bounds_is_422(api):
+    client = api()
+    big = {**R1, "lines": [{"category": "grocery", "qty": 1, "amount": "99999999999999.00"}]}
+    error = assert_error(client.post("/v1/receipts", json=big), 422, "invalid_input")
+    assert error["details"][0]["field"] == "lines[0].amount"
+    assert client.post("/v1/receipts", json=R1).status_code == 201
