@@ -15,7 +15,6 @@ gives its stored result again, marked ``existing``.
 """
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -29,10 +28,9 @@ from .batch import ReceiptBatch
 from .errors import FidelisError, InputError, InputProblem
 from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, InputSegment, check_segments
-from .jobs import append_chunk, receipts_over, sku_ids_of
+from .jobs import append_chunk, input_location, late_reasons, receipts_over, sku_ids_of
 from .ledger import Ledger, LedgerBusy, LedgerError
-from .localtime import month_label
-from .returns import original_positions, resolve_returns
+from .returns import original_positions, resolve_returns, with_returns
 from .scores import POINT_COLUMNS
 
 
@@ -79,9 +77,7 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
                                                  program.info.timezone)
             if problems:
                 raise InputError(problems)
-            metadata = batch.metadata
-            batch = ReceiptBatch.concat([batch, returned])
-            batch.metadata = {**metadata, "first_input_row": batch.metadata["first_input_row"]}
+            batch = with_returns(batch, returned)
         receipt_ids = batch.receipt_id.to_pylist()
         prints = receipt_fingerprints(batch)
         stored = ledger.existing_receipts(receipt_ids)
@@ -100,7 +96,9 @@ def _commit(ledger: Ledger, connection, compiled, version: int, batch: ReceiptBa
     """Score ``batch`` from its customers' stored state and write it (inside the transaction)."""
     state, stored_index = ledger.customer_states(compiled, batch.customer_id.drop_null().to_pylist())
     known = len(state)
-    _refuse_late(ledger, batch, state)
+    late = late_reasons(ledger, batch, state, stored_index=stored_index)
+    if late:
+        raise LateReceipt(next(iter(late.values())))
     prepared = kernel.prepare(batch, compiled, state)
     missing = batch.is_return & (original_positions(batch) < 0)
     originals = ledger.stored_originals(
@@ -139,30 +137,8 @@ def _refuse_beyond_bounds(checked: CheckedReceipts, amount_bound: int) -> None:
 
 def _problem_at(checked: CheckedReceipts, position: int, column: str, reason: str) -> InputProblem:
     """A problem about receipt ``position`` of a checked input, at its first row."""
-    input_row = int(checked.batch.metadata["first_input_row"][position])
-    segment = next(s for s in checked.segments if s.start <= input_row < s.start + s.table.num_rows)
-    return InputProblem(segment.source, int(segment.source_rows(np.array([input_row - segment.start]))[0]),
-                        column, None, reason)
-
-
-def _refuse_late(ledger: Ledger, batch: ReceiptBatch, state) -> None:
-    """History is never rescored: refuse receipts before their customer's last one (at the
-    same instant, by receipt id) and receipts in a closed month."""
-    local = state.known_indices(batch.customer_id)
-    known = local >= 0
-    last = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
-    last[known] = state.records["last_instant_us"][local[known]]
-    closed = ledger.last_closed_month()
-    for position in range(len(batch)):
-        receipt_id = batch.receipt_id[position].as_py()
-        instant = int(batch.instant_us[position])
-        if instant < last[position] or (instant == last[position] and receipt_id < (
-                ledger.last_receipt_at_id(batch.customer_id[position].as_py(), instant) or "")):
-            raise LateReceipt(f"receipt {receipt_id!r} ({_utc(instant)}) comes before its customer's last receipt "
-                              f"({_utc(int(last[position]))}); history is not rescored")
-        if closed is not None and int(batch.local_month[position]) <= closed:
-            raise LateReceipt(f"receipt {receipt_id!r} ({_utc(instant)}) is in a month already closed (months up "
-                              f"to {month_label(closed)} are); history is not rescored")
+    source, row = input_location(checked, int(checked.batch.metadata["first_input_row"][position]))
+    return InputProblem(source, row, column, None, reason)
 
 
 def _results(ledger: Ledger, connection, program, receipt_ids: list[str], existing: np.ndarray) -> list[Accrued]:
@@ -309,7 +285,3 @@ class GroupCommit:
 
 class _Regroup(Exception):
     """Some callers' rows are bad: commit the others one by one."""
-
-
-def _utc(instant_us: int) -> str:
-    return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=instant_us)).isoformat()

@@ -428,7 +428,7 @@ def read_receipts(
     Return rows become return receipts of the originals in the same files (without a ledger
     there is nowhere else to find them).
     """
-    from .returns import resolve_returns
+    from .returns import resolve_returns, with_returns
 
     checked = check_receipts(paths, timezone=timezone, minor_units=minor_units, progress=progress)
     checked.raise_for_problems()
@@ -437,10 +437,7 @@ def read_receipts(
     returned, problems = resolve_returns(checked.returns, checked.batch, lambda ids: {}, timezone)
     if problems:
         raise InputError(problems)
-    metadata = checked.batch.metadata
-    batch = ReceiptBatch.concat([checked.batch, returned])
-    batch.metadata = {**metadata, "first_input_row": batch.metadata["first_input_row"]}
-    return batch
+    return with_returns(checked.batch, returned)
 
 
 def check_receipts(

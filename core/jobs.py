@@ -40,7 +40,7 @@ from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
 from .localtime import local_calendar, month_label
-from .returns import original_positions, resolve_returns
+from .returns import original_positions, resolve_returns, with_returns
 from .scores import Scores
 from .staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
 from .state import CustomerState
@@ -233,7 +233,7 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
     def refuse(position: int, column: str, reason: str) -> None:
         keep[position] = False
         refused_receipts[receipt_ids[position]] = reason
-        source, row = _input_location(checked, int(batch.metadata["first_input_row"][position]))
+        source, row = input_location(checked, int(batch.metadata["first_input_row"][position]))
         problems.append(InputProblem(source, row, column, receipt_ids[position], reason))
 
     # A receipt's lines come from one file: the same id in two files of one load is two
@@ -264,30 +264,10 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
             refuse(position, "receipt_id",
                    f"receipt {receipt_id!r}: a different receipt with this id is already in the ledger (conflict)")
 
-    # history is never rewritten: receipts before their customer's last scored one are late
-    customer_index = state.known_indices(batch.customer_id)
-    known = customer_index >= 0
-    last_instant = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
-    last_instant[known] = state.records["last_instant_us"][customer_index[known]]
-    late = keep & known & (batch.instant_us < last_instant)
-    # at the same instant, processing order is by receipt id, across loads too
-    for position in np.flatnonzero(keep & known & (batch.instant_us == last_instant)):
-        last_id = ledger.last_receipt_at(int(customer_index[position]), int(last_instant[position]))
-        late[position] = last_id is not None and receipt_ids[position] < last_id
-    for position in np.flatnonzero(late):
-        customer_id = batch.customer_id[position].as_py()
-        refuse(position, "ts",
-               f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) comes before customer "
-               f"{customer_id}'s last loaded receipt ({_utc(last_instant[position])}); history is not rescored")
-    # nor is a closed month: its expiry, statuses and movements are recorded
-    closed = ledger.last_closed_month()
-    if closed is not None:
-        in_closed = keep & ~late & (batch.local_month <= closed)
-        for position in np.flatnonzero(in_closed):
-            refuse(position, "ts", f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) is in a "
-                                   f"month already closed (months up to {month_label(closed)} are); history is "
-                                   "not rescored")
-        late |= in_closed
+    late = np.zeros(len(batch), dtype=bool)
+    for position, reason in late_reasons(ledger, batch, state, keep).items():
+        late[position] = True
+        refuse(position, "ts", reason)
     summary.late_receipts += int(late.sum())
     # a return whose original this load refuses is refused with it
     originals = original_positions(batch)
@@ -302,6 +282,39 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
     return batch if keep.all() else batch.take(np.flatnonzero(keep))
 
 
+def late_reasons(ledger: Ledger, batch: ReceiptBatch, state: CustomerState, among: np.ndarray | None = None,
+                 stored_index: np.ndarray | None = None) -> dict[int, str]:
+    """Why receipts of ``batch`` cannot be scored now, by position: history is never rescored.
+
+    Late: before its customer's last scored receipt (at the same instant, receipt id order
+    holds across loads too). In a closed month: its expiry, statuses and movements are
+    recorded. ``among`` limits the check to some receipts; ``stored_index`` maps ``state``'s
+    customer indices to the ledger's for a state that holds only some customers.
+    """
+    among = np.ones(len(batch), dtype=bool) if among is None else among
+    receipt_ids = batch.receipt_id.to_pylist()
+    customer_index = state.known_indices(batch.customer_id)
+    known = customer_index >= 0
+    last_instant = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
+    last_instant[known] = state.records["last_instant_us"][customer_index[known]]
+    late = among & known & (batch.instant_us < last_instant)
+    for position in np.flatnonzero(among & known & (batch.instant_us == last_instant)):
+        index = int(customer_index[position] if stored_index is None else stored_index[customer_index[position]])
+        last_id = ledger.last_receipt_at(index, int(last_instant[position]))
+        late[position] = last_id is not None and receipt_ids[position] < last_id
+    reasons = {int(position): f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) comes before "
+                              f"customer {batch.customer_id[position].as_py()}'s last loaded receipt "
+                              f"({_utc(last_instant[position])}); history is not rescored"
+               for position in np.flatnonzero(late)}
+    closed = ledger.last_closed_month()
+    if closed is not None:
+        for position in np.flatnonzero(among & ~late & (batch.local_month <= closed)):
+            reasons[int(position)] = (f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) is in "
+                                      f"a month already closed (months up to {month_label(closed)} are); history "
+                                      "is not rescored")
+    return dict(sorted(reasons.items()))
+
+
 def _with_returns(ledger: Ledger, checked: CheckedReceipts, batch: ReceiptBatch, problems: list[InputProblem],
                   refused_receipts: dict[str, str], summary: LoadSummary, timezone: str) -> ReceiptBatch:
     """The part's sales with its valid return rows resolved into return receipts; returns
@@ -313,12 +326,7 @@ def _with_returns(ledger: Ledger, checked: CheckedReceipts, batch: ReceiptBatch,
     for problem in refused:
         refused_receipts[return_of_row[(problem.file, problem.row)]] = f"{problem.column}: {problem.reason}"
     summary.returns_refused += len({return_of_row[(problem.file, problem.row)] for problem in refused})
-    if returned is None:
-        return batch
-    metadata = batch.metadata
-    joined = ReceiptBatch.concat([batch, returned])
-    joined.metadata = {**metadata, "first_input_row": joined.metadata["first_input_row"]}
-    return joined
+    return with_returns(batch, returned)
 
 
 class _Shards:
@@ -563,7 +571,7 @@ def _kept(chunk: kernel.PreparedBatch, keep: np.ndarray, prints: np.ndarray, sku
                                 category_class_of_code=chunk.category_class_of_code), prints[positions], skus
 
 
-def _input_location(checked: CheckedReceipts, input_row: int) -> tuple[str, int]:
+def input_location(checked: CheckedReceipts, input_row: int) -> tuple[str, int]:
     """(file, 1-based row) of a row numbered among all input rows of a check."""
     for segment in checked.segments:
         if segment.start <= input_row < segment.start + segment.table.num_rows:

@@ -812,15 +812,6 @@ class Ledger:
         ).fetchone()
         return row[0]
 
-    def last_receipt_at_id(self, customer_id: str | None, instant_us: int) -> str | None:
-        """Like :meth:`last_receipt_at`, by the customer's external id."""
-        if customer_id is None:
-            return None
-        row = self.db.execute(
-            "SELECT MAX(r.receipt_id) FROM receipts r JOIN customers c USING (customer_index) "
-            "WHERE c.customer_id = ? AND r.instant_us = ?", (customer_id, instant_us)).fetchone()
-        return row[0]
-
     def receipt_results(self, connection: sqlite3.Connection, receipt_ids: list[str]) -> dict[str, tuple]:
         """Receipt id -> (customer id, tier, (rate, basket, visit, welcome, cap points, points),
         unrecovered points, original receipt id, the customer's balance now)."""

@@ -214,6 +214,16 @@ def _at_least_one(array: np.ndarray) -> np.ndarray:
     return array if len(array) else np.zeros(1, dtype=array.dtype)
 
 
+def with_returns(sales: ReceiptBatch, returned: ReceiptBatch | None) -> ReceiptBatch:
+    """Sales and their resolved returns as one batch in processing order, with the sales'
+    metadata (and every receipt's first input row)."""
+    if returned is None:
+        return sales
+    joined = ReceiptBatch.concat([sales, returned])
+    joined.metadata = {**sales.metadata, "first_input_row": joined.metadata["first_input_row"]}
+    return joined
+
+
 def resolve_returns(
     lines: list["ReturnLine"],
     sales: ReceiptBatch,

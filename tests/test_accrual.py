@@ -101,7 +101,7 @@ def test_a_late_receipt_is_refused_and_nothing_is_written(tmp_path, small_chain)
     with Ledger.create(tmp_path / "live.db", program) as live:
         accrue_table(live, mine[1])
         before = ledger_rows(live)
-        with pytest.raises(LateReceipt, match="comes before its customer's last receipt"):
+        with pytest.raises(LateReceipt, match="comes before customer .*'s last loaded receipt"):
             accrue_table(live, mine[0])
         assert ledger_rows(live) == before
 
