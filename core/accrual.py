@@ -30,7 +30,7 @@ from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, InputSegment, check_segments
 from .jobs import append_chunk, input_location, late_reasons, receipts_over, sku_ids_of
 from .ledger import Ledger, LedgerBusy, LedgerError
-from .returns import original_positions, resolve_returns, with_returns
+from .returns import originals_outside, resolve_returns, with_returns
 from .scores import POINT_COLUMNS
 
 
@@ -100,10 +100,7 @@ def _commit(ledger: Ledger, connection, compiled, version: int, batch: ReceiptBa
     if late:
         raise LateReceipt(next(iter(late.values())))
     prepared = kernel.prepare(batch, compiled, state)
-    missing = batch.is_return & (original_positions(batch) < 0)
-    originals = ledger.stored_originals(
-        list(dict.fromkeys(batch.original_receipt_id.filter(pa.array(missing)).to_pylist()))) if missing.any() else {}
-    scores = kernel.score(prepared, compiled, state, originals=originals)
+    scores = kernel.score(prepared, compiled, state, originals=ledger.stored_originals(originals_outside(batch)))
     if len(state) > known:  # customers seen for the first time
         stored_index = np.concatenate([stored_index, ledger.insert_customers(connection, state.customer_ids[known:])])
     category_ids = ledger.vocabulary_ids(connection, "categories", batch.category_names)

@@ -40,7 +40,7 @@ from .fingerprints import receipt_fingerprints
 from .io import CheckedReceipts, TableWriter, check_segments, read_customers
 from .ledger import LINE_DTYPE, Ledger
 from .localtime import local_calendar, month_label
-from .returns import original_positions, resolve_returns, with_returns
+from .returns import original_positions, originals_outside, resolve_returns, with_returns
 from .scores import Scores
 from .staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
 from .state import CustomerState
@@ -480,11 +480,7 @@ class _ChunkWriter:
     def _stored_originals(self, chunk: ReceiptBatch) -> dict:
         """Originals of the chunk's returns that are not in the chunk: loaded before, or in an
         earlier chunk of this load (committed by now)."""
-        missing = chunk.is_return & (original_positions(chunk) < 0)
-        if not missing.any():
-            return {}
-        return self.ledger.stored_originals(
-            list(dict.fromkeys(chunk.original_receipt_id.filter(pa.array(missing)).to_pylist())))
+        return self.ledger.stored_originals(originals_outside(chunk))
 
 
 class _Rejects:

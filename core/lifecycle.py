@@ -25,14 +25,13 @@ import zoneinfo
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 from tqdm import tqdm
 
 from . import kernel
 from .jobs import ledger_batch
 from .ledger import Ledger, LedgerError
 from .localtime import local_calendar, local_to_instant_us, month_first_day, month_label
-from .returns import original_positions
+from .returns import originals_outside
 from .state import CustomerState
 
 #: Customers replayed at once when their status must be recomputed from their receipts.
@@ -152,14 +151,10 @@ def _replay(ledger: Ledger, batch, start: int, stop: int, compiled, state: Custo
     """Score stored receipts ``start:stop`` of ``batch`` into ``state``; returns of receipts
     before ``start`` are re-scored from the ledger's record of their originals."""
     part = batch.slice(start, stop)
-    originals = {}
-    missing = part.is_return & (original_positions(part) < 0)
-    if missing.any():
-        point = (int(batch.instant_us[start]), batch.receipt_id[start].as_py())
-        # as they stood when this part begins: the returns stored before it
-        originals = {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(point))
-                     for receipt_id, original in ledger.stored_originals(list(dict.fromkeys(
-                         part.original_receipt_id.filter(pa.array(missing)).to_pylist()))).items()}
+    point = (int(batch.instant_us[start]), batch.receipt_id[start].as_py()) if len(part) else None
+    # as they stood when this part begins: the returns stored before it
+    originals = {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(point))
+                 for receipt_id, original in ledger.stored_originals(originals_outside(part)).items()}
     kernel.score(part, compiled, state, originals=originals)
 
 

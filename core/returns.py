@@ -133,6 +133,15 @@ def original_positions(batch: ReceiptBatch) -> np.ndarray:
     return positions
 
 
+def originals_outside(batch: ReceiptBatch) -> list[str]:
+    """Ids of the originals of the batch's returns that are not in the batch (to look up
+    where they are stored), each once."""
+    missing = batch.is_return & (original_positions(batch) < 0)
+    if not missing.any():
+        return []
+    return list(dict.fromkeys(batch.original_receipt_id.filter(pa.array(missing)).to_pylist()))
+
+
 def kernel_returns(
     batch: ReceiptBatch,
     originals: Mapping[str, OriginalReceipt] | None,
