@@ -61,6 +61,4 @@ def redeem(customer_id: str):
                        "a redemption needs an Idempotency-Key header (1 to 128 printable characters)")
     body: RedemptionIn = request.context.json
     done = ledger().redeem(customer_id, body.points, key)
-    result = RedemptionOut(customer_id=customer_id, points=done.points, reference=done.reference,
-                           entry_id=done.entry_id, balance=done.balance, existing=done.existing)
-    return result, 200 if done.existing else 201
+    return RedemptionOut.model_validate(done, from_attributes=True), 200 if done.existing else 201
