@@ -23,9 +23,9 @@ directives = {
 
 extensions = [
     Extension(
-        "fidelis.core._kernel",
-        ["core/_kernel.pyx"],
-        include_dirs=[numpy.get_include(), "core"],
+        "fidelis.core.engine._kernel",
+        ["core/engine/_kernel.pyx"],
+        include_dirs=[numpy.get_include(), "core/engine"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # the per-receipt points function is called from the scoring loop and for returns: inline
         # it into the loop (GCC would keep it out of line for its size, a 20 % slower kernel)
@@ -33,4 +33,4 @@ extensions = [
     )
 ]
 
-setup(ext_modules=cythonize(extensions, include_path=["core"], compiler_directives=directives))
+setup(ext_modules=cythonize(extensions, include_path=["core/engine"], compiler_directives=directives))

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from fidelis.core import kernel
+from fidelis.core.engine import kernel
 from fidelis.core.batch import ReceiptBatch
-from fidelis.core.compiled import CompiledProgram, compile_program
-from fidelis.core.program import Program, parse_program
+from fidelis.core.program.tables import CompiledProgram, compile_program
+from fidelis.core.program.model import Program, parse_program
 from fidelis.core.scores import Scores
 from fidelis.core.state import CustomerState
 from fidelis.core.synthetic import ChainColumns, benchmark_program_text, chain_columns

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from fidelis.core.program import MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, combined_rates
+from fidelis.core.program.model import MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, combined_rates
 
 NO_TIER = -1
 _POLARS_WEEKDAY_OFFSET = 1  # polars numbers weekdays 1 = Monday … 7 = Sunday

@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from fidelis.core import kernel
+from fidelis.core.engine import kernel
 from fidelis.core.scores import Scores
 
 from .conftest import RECEIPT_COUNT

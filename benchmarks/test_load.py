@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fidelis.core.jobs import load_files
-from fidelis.core.ledger import Ledger
-from fidelis.core.program import load_program
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import Ledger
+from fidelis.core.program.model import load_program
 from fidelis.core.synthetic import generate_chain, write_chain
 
 LOAD_RECEIPTS = int(os.environ.get("FIDELIS_BENCH_LOAD_RECEIPTS", 500_000))

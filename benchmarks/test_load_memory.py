@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fidelis.core.ledger import Ledger
-from fidelis.core.program import load_program
+from fidelis.core.ledger.handle import Ledger
+from fidelis.core.program.model import load_program
 from fidelis.core.synthetic import generate_chain, write_chain
 
 MEMORY_RECEIPTS = int(os.environ.get("FIDELIS_BENCH_MEMORY_RECEIPTS", 10_000_000))

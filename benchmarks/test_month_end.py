@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from fidelis.core.jobs import load_files
-from fidelis.core.ledger import Ledger
-from fidelis.core.lifecycle import month_end
-from fidelis.core.program import parse_program
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import Ledger
+from fidelis.core.jobs.month_end import month_end
+from fidelis.core.program.model import parse_program
 from fidelis.core.synthetic import generate_chain, write_chain
 
 CUSTOMERS = int(os.environ.get("FIDELIS_BENCH_MONTH_END_CUSTOMERS", 1_000_000))

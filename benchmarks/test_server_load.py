@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from fidelis.core.jobs import load_files
-from fidelis.core.ledger import Ledger
-from fidelis.core.program import load_program
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import Ledger
+from fidelis.core.program.model import load_program
 from fidelis.core.synthetic import generate_chain, write_chain
 
 from .loadgen import json_request, run_load, served

@@ -5,7 +5,7 @@ Importing this package does not load the compiled kernel; ``fidelis.core.kernel`
 batch jobs in ``fidelis.core.jobs`` do, when they are imported.
 """
 from .batch import CustomerTable, ReceiptBatch
-from .compiled import CompiledProgram, compile_program
+from .program.tables import CompiledProgram, compile_program
 from .errors import (
     ExtensionNotBuiltError,
     FidelisError,
@@ -17,20 +17,11 @@ from .errors import (
     ScoringError,
     UnsupportedFileError,
 )
-from .ledger import (
-    IdempotencyConflict,
-    InsufficientPoints,
-    Ledger,
-    LedgerError,
-    LedgerBusy,
-    Redemption,
-    RedemptionError,
-    Standing,
-    UnknownCustomer,
-)
-from .program import Program, load_program, parse_program
+from .errors import IdempotencyConflict, InsufficientPoints, LedgerError, LedgerBusy, RedemptionError, UnknownCustomer
+from .ledger.handle import Ledger, Redemption, Standing
+from .program.model import Program, load_program, parse_program
 from .scores import Scores
-from .scoring import ENGINES, ScoreResult, score_batch, score_files
+from .engine.engines import ENGINES, ScoreResult, score_batch, score_files
 from .state import CustomerState
 
 __all__ = [

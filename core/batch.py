@@ -1,6 +1,6 @@
 """ReceiptBatch: receipts as numpy columns, line items in CSR layout, in processing order.
 
-A batch is what the readers in :mod:`fidelis.core.io` produce and what both engines score.
+A batch is what the readers in :mod:`fidelis.core.ingest.receipts` produce and what both engines score.
 It knows nothing of a program: categories and stores are held as codes into the batch's own
 vocabularies, and the scorer maps those small vocabularies onto the program's. Local calendar
 fields are precomputed (vectorised) from the chain's time zone, so the kernel does no time

@@ -3,6 +3,12 @@
 Every error Fidelis raises on purpose is a :class:`FidelisError`. Each subclass names the
 condition and carries the context needed to fix it (file, row, field, value, reason). The
 CLI and the HTTP layer translate them in one place each, so a user never sees a traceback.
+
+Names: a class ending in ``Error`` is a kind of failure that callers catch as a group
+(:class:`InputError`, :class:`LedgerError`); a specific refusal inside one is named for what
+happened, without the suffix (:class:`InsufficientPoints`, :class:`LateReceipt`,
+:class:`LedgerBusy`), so that ``except LedgerError`` reads as a category and
+``except LateReceipt`` as a case.
 """
 from __future__ import annotations
 
@@ -99,3 +105,47 @@ class ScoringError(FidelisError):
 
 class ExtensionNotBuiltError(FidelisError, ImportError):
     """The compiled kernel is missing: the package was not built or installed."""
+
+
+class IncompatibleStateError(FidelisError, ValueError):
+    """A state, prepared batch and compiled program that do not belong together."""
+
+
+class LedgerError(FidelisError):
+    """The ledger cannot do what was asked (missing, wrong program, inconsistent)."""
+
+
+class MonthError(LedgerError):
+    """A month given as text that is not ``YYYY-MM`` within the supported years."""
+
+
+class RedemptionError(LedgerError):
+    """A redemption the program's rules or the customer's balance do not allow."""
+
+
+class InsufficientPoints(RedemptionError):
+    """The customer has fewer points than the redemption asks for."""
+
+    def __init__(self, customer_id: str, requested: int, balance: int):
+        self.customer_id, self.requested, self.balance = customer_id, requested, balance
+        super().__init__(f"customer {customer_id!r} has {balance} points; {requested} cannot be redeemed")
+
+
+class IdempotencyConflict(LedgerError):
+    """A request reuses an idempotency key with different content."""
+
+
+class UnknownCustomer(LedgerError):
+    """No customer with this id in the ledger."""
+
+
+class LedgerBusy(LedgerError):
+    """Another process holds the ledger's write lock for longer than the busy timeout."""
+
+
+class ReceiptConflict(LedgerError):
+    """A receipt id already in the ledger for a receipt with other content."""
+
+
+class LateReceipt(LedgerError):
+    """A receipt before its customer's last one, or in a closed month: history is not rescored."""

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import MonthError
+
 #: Receipts are supported from the start of this year (UTC) …
 FIRST_YEAR = 1970
 #: … up to, not including, the start of this year (UTC).
@@ -231,3 +233,45 @@ def month_first_day(month: np.ndarray) -> np.ndarray:
 def month_label(month: int) -> str:
     """``YYYY-MM`` of a local month number."""
     return f"{1970 + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def month_of(date: dt.date) -> int:
+    """The local month number of a date: ``(year - 1970) * 12 + month - 1``, the one formula."""
+    return (date.year - 1970) * 12 + date.month - 1
+
+
+def instant_month(instant_us: int, zone: zoneinfo.ZoneInfo) -> int:
+    """The local month of one instant in ``zone``."""
+    return month_of(dt.datetime.fromtimestamp(instant_us // 1_000_000, zone))
+
+
+def parse_month(text: str) -> int:
+    """A ``YYYY-MM`` string as a local month number."""
+    try:
+        year, month = (int(part) for part in text.split("-"))
+        if not (1970 <= year <= 2199 and 1 <= month <= 12):
+            raise ValueError
+    except ValueError:
+        raise MonthError(f"{text!r} is not a month (YYYY-MM between 1970-01 and 2199-12)") from None
+    return month_of(dt.date(year, month, 1))
+
+
+def month_start_us(month: int, timezone: str) -> int:
+    """The first local instant of a month (local midnight of its first day)."""
+    day = int(month_first_day(np.array([month]))[0])
+    return int(local_to_instant_us(np.array([day * MICROS_PER_DAY]), timezone)[0])
+
+
+#: :func:`month_start_us`, remembered: balance lookups ask for the next close's bounds on every request.
+cached_month_start_us = functools.lru_cache(maxsize=256)(month_start_us)
+
+
+def last_completed_month(timezone: str, today: dt.date | None = None) -> int:
+    """The month before ``today``'s local month (default: today in the chain's time zone)."""
+    today = today or dt.datetime.now(zoneinfo.ZoneInfo(timezone)).date()
+    return month_of(today) - 1
+
+
+def local_months(instant_us: np.ndarray, timezone: str) -> np.ndarray:
+    """The local month of each instant."""
+    return local_calendar(np.asarray(instant_us, dtype=np.int64), timezone).local_month

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from flask import Flask, request
 
-from fidelis.core.ledger import Ledger
+from fidelis.core.ledger.handle import Ledger
 
 from . import customers, errors, meta, receipts, returns
 from .config import BATCH_ENDPOINTS, settings

@@ -13,7 +13,7 @@ from typing import Callable
 from flask import request
 from werkzeug.exceptions import BadRequest
 
-from fidelis.core.ledger import API_ROLES
+from fidelis.core.ledger.handle import API_ROLES
 
 from .config import BATCH_ENDPOINTS
 from .errors import ApiError

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 from spectree import Response
 
-from fidelis.core.lifecycle import expiring_at_next_close
+from fidelis.core.jobs.month_end import expiring_at_next_close
 
 from .auth import require
 from .errors import ApiError

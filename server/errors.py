@@ -13,11 +13,9 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from fidelis.core.accrual import LateReceipt, ReceiptConflict
+from fidelis.core.errors import LateReceipt, ReceiptConflict
 from fidelis.core.errors import InputError, InputProblem, ScoringError
-from fidelis.core.ledger import (
-    IdempotencyConflict, InsufficientPoints, LedgerBusy, RedemptionError, UnknownCustomer,
-)
+from fidelis.core.errors import IdempotencyConflict, InsufficientPoints, LedgerBusy, RedemptionError, UnknownCustomer
 
 log = logging.getLogger("fidelis.server")
 

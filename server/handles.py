@@ -11,7 +11,7 @@ import threading
 
 from flask import current_app, g
 
-from fidelis.core.ledger import Ledger
+from fidelis.core.ledger.handle import Ledger
 
 _per_thread = threading.local()
 

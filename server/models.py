@@ -10,7 +10,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fidelis.core.io import MAX_QTY
+from fidelis.core.ingest.columns import MAX_QTY
 
 #: Ids and names: printable text (a control character in an id is a corrupt till, not a receipt)
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"

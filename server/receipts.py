@@ -7,10 +7,10 @@ import pyarrow as pa
 from flask import Blueprint, current_app, request
 from spectree import Response
 
-from fidelis.core.accrual import Accrued, GroupCommit, accrue
-from fidelis.core.columnar import decode
+from fidelis.core.jobs.accrual import Accrued, GroupCommit, accrue
+from fidelis.core.ingest.msgpack_batch import decode
 from fidelis.core.errors import InputError
-from fidelis.core.io import check_receipt_table
+from fidelis.core.ingest.receipts import check_receipt_table
 
 from .auth import require
 from .errors import ApiError, problem_details

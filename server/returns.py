@@ -5,7 +5,7 @@ import pyarrow as pa
 from flask import Blueprint, request
 from spectree import Response
 
-from fidelis.core.io import RETURN
+from fidelis.core.ingest.columns import RETURN
 
 from .auth import require
 from .models import AccrualOut, ReturnIn

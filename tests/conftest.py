@@ -18,8 +18,8 @@ import pyarrow as pa
 import pytest
 
 from fidelis.core.batch import CustomerTable, ReceiptBatch
-from fidelis.core.program import Program, load_program, parse_program
-from fidelis.core.scoring import ENGINES
+from fidelis.core.program.model import Program, load_program, parse_program
+from fidelis.core.engine.engines import ENGINES
 
 CASES_DIR = Path(__file__).parent / "cases"
 #: Program files in ``tests/cases`` that are not golden cases themselves.

@@ -15,7 +15,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from fidelis.core.batch import CustomerTable, ReceiptBatch
-from fidelis.core.program import Program, parse_program
+from fidelis.core.program.model import Program, parse_program
 
 # Bounded by default so the suite stays fast; FIDELIS_HYPOTHESIS_PROFILE=thorough for a long hunt.
 settings.register_profile("default", max_examples=60, deadline=None)

@@ -8,12 +8,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pytest
 
-from fidelis.core.accrual import LateReceipt, ReceiptConflict, accrue
+from fidelis.core.errors import LateReceipt, ReceiptConflict
+from fidelis.core.jobs.accrual import accrue
 from fidelis.core.errors import InputError
-from fidelis.core.io import check_receipt_table
-from fidelis.core.jobs import check_ledger, load_files
-from fidelis.core.ledger import LINE_DTYPE, Ledger
-from fidelis.core.program import load_program
+from fidelis.core.ingest.receipts import check_receipt_table
+from fidelis.core.jobs.check import check_ledger
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import LINE_DTYPE, Ledger
+from fidelis.core.program.model import load_program
 from fidelis.core.synthetic import generate_chain, write_chain
 
 
@@ -130,7 +132,7 @@ def test_a_return_accrued_in_real_time(tmp_path, verde_club):
 
 
 def test_a_group_commit_gives_each_caller_what_committing_alone_gives(tmp_path, small_chain):
-    from fidelis.core.accrual import GroupCommit
+    from fidelis.core.jobs.accrual import GroupCommit
 
     program = load_program(small_chain["program"])
     tables = receipt_tables(small_chain["receipts"])
@@ -146,7 +148,7 @@ def test_a_group_commit_gives_each_caller_what_committing_alone_gives(tmp_path, 
 
 
 def test_in_a_group_a_refused_caller_gets_its_own_error_and_the_others_go_in(tmp_path, verde_club):
-    from fidelis.core.accrual import GroupCommit
+    from fidelis.core.jobs.accrual import GroupCommit
 
     def sale(receipt_id, customer, ts, qty=1):
         return pa.table({"receipt_id": [receipt_id], "customer_id": [customer], "store_id": ["S1"], "ts": [ts],
@@ -169,7 +171,7 @@ def test_in_a_group_a_refused_caller_gets_its_own_error_and_the_others_go_in(tmp
 def test_concurrent_callers_are_committed_together_exactly_once(tmp_path, small_chain):
     import threading
 
-    from fidelis.core.accrual import GroupCommit
+    from fidelis.core.jobs.accrual import GroupCommit
 
     program = load_program(small_chain["program"])
     tables = receipt_tables(small_chain["receipts"])
@@ -207,7 +209,7 @@ def test_concurrent_callers_are_committed_together_exactly_once(tmp_path, small_
 def test_every_caller_of_a_group_commit_gets_its_own_answer(tmp_path, small_chain):
     import threading
 
-    from fidelis.core.accrual import GroupCommit
+    from fidelis.core.jobs.accrual import GroupCommit
 
     program = load_program(small_chain["program"])
     tables, customers = [], set()

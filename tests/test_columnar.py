@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fidelis.core import columnar, io
+from fidelis.core.ingest import msgpack_batch as columnar, receipts as io
 from fidelis.core.errors import InputError
 
 ZONE = "Europe/Bucharest"

@@ -1,9 +1,9 @@
 """Compiling a program into the kernel's tables."""
 import numpy as np
 
-from fidelis.core.compiled import compile_program
+from fidelis.core.program.tables import compile_program
 from fidelis.core.localtime import day_number
-from fidelis.core.program import MAX_DECIMAL_VALUE, MAX_PROGRAM_POINTS, parse_program
+from fidelis.core.program.model import MAX_DECIMAL_VALUE, MAX_PROGRAM_POINTS, parse_program
 
 from .test_program import MINIMAL
 

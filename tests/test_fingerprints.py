@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fidelis.core.fingerprints import MISSING, receipt_fingerprints, text_hashes
+from fidelis.core.ingest.fingerprints import MISSING, receipt_fingerprints, text_hashes
 
 
 #: Pinned: the part a receipt id hashes to must not change between releases, or a rerun of
@@ -22,7 +22,7 @@ def test_text_hashes_are_pinned():
 
 def test_text_hashes_are_the_same_in_a_fresh_process():
     out = subprocess.run(
-        [sys.executable, "-c", "import pyarrow as pa; from fidelis.core.fingerprints import text_hashes; "
+        [sys.executable, "-c", "import pyarrow as pa; from fidelis.core.ingest.fingerprints import text_hashes; "
                                "print(text_hashes(pa.array(['R1', '', '0000123'])).tolist())"],
         capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(list(PINNED.values()))

@@ -22,9 +22,9 @@ processing order, which the test also checks, so a case states the order it reli
 """
 from __future__ import annotations
 
-from fidelis.core import reference
+from fidelis.core.engine import reference
 from fidelis.core.scores import POINT_COLUMNS
-from fidelis.core.scoring import score_batch
+from fidelis.core.engine.engines import score_batch
 
 
 def test_golden_case(golden_case, engine):

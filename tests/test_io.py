@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fidelis.core import io
+from fidelis.core.ingest.customers import read_customers
+from fidelis.core.ingest.files import TableWriter, estimated_rows, read_table, read_table_parts, write_table
+from fidelis.core.ingest.receipts import check_receipts, read_receipts, receipts_from_table
 from fidelis.core.batch import ReceiptBatch
 from fidelis.core.errors import InputError, OutputError, UnsupportedFileError
 
@@ -43,7 +45,7 @@ def write_csv(tmp_path):
 def read(paths, *, minor_units: int = 2, timezone: str = ZONE) -> ReceiptBatch:
     if not isinstance(paths, list):
         paths = [paths]
-    return io.read_receipts(paths, timezone=timezone, minor_units=minor_units)
+    return read_receipts(paths, timezone=timezone, minor_units=minor_units)
 
 
 def problems_of(paths, *, minor_units: int = 2) -> list:
@@ -204,7 +206,7 @@ def test_csv_and_parquet_give_identical_batches(write_csv, tmp_path):
     from_csv = read(csv_path)
 
     text_parquet = tmp_path / "text.parquet"
-    io.write_table(io.read_table(csv_path), text_parquet)
+    write_table(read_table(csv_path), text_parquet)
     assert_same_batch(from_csv, read(text_parquet))
 
     # The same receipts with Parquet's own types: instants, decimals, integers.
@@ -271,7 +273,7 @@ def test_receipts_from_table_numbers_rows_from_first_row():
         "qty": ["1", "0"], "amount": ["1", "1"],
     })
     with pytest.raises(InputError) as caught:
-        io.receipts_from_table(
+        receipts_from_table(
             table, timezone=ZONE, minor_units=2, source="POST /receipts", first_row=101
         )
     [problem] = caught.value.problems
@@ -284,7 +286,7 @@ def test_progress_is_called_per_file(write_csv):
     first = write_csv("a.csv", "R1,1,S,2025-06-07T10:00,c,1,1")
     second = write_csv("b.csv", "R2,1,S,2025-06-07T10:00,c,1,1", "R3,1,S,2025-06-07T10:00,c,1,1")
     seen = []
-    io.read_receipts(
+    read_receipts(
         [first, second], timezone=ZONE, minor_units=2,
         progress=lambda name, rows: seen.append((name, rows)),
     )
@@ -333,7 +335,7 @@ def test_bad_timestamps(write_csv, ts, reason):
 def test_bad_timestamps_among_many_good_ones(write_csv):
     good = [f"G{i},1,S,2024-02-29T10:{i % 60:02d}:{i // 60 % 60:02d},c,1,1" for i in range(5000)]
     bad = ["B1,1,S,2024-02-30T10:00,c,1,1", "B2,1,S,2024-04-31 10:00,c,1,1"]
-    checked = io.check_receipts([write_csv("r.csv", *good, *bad)], timezone=ZONE, minor_units=2)
+    checked = check_receipts([write_csv("r.csv", *good, *bad)], timezone=ZONE, minor_units=2)
     assert [(p.row, p.reason) for p in checked.problems] == [
         (5001, "not a real date and time"), (5002, "not a real date and time"),
     ]
@@ -426,7 +428,7 @@ def test_receipt_rows_that_disagree_on_customer_or_time(write_csv):
         "R3,1,S,2025-06-07T10:00,a,1,1",
         "R3,1,S,2025-06-07T07:00:00Z,a,1,1",
     )
-    checked = io.check_receipts([path], timezone=ZONE, minor_units=2)
+    checked = check_receipts([path], timezone=ZONE, minor_units=2)
     reasons = {(p.row, p.column): p.reason for p in checked.problems}
     assert reasons[(1, "customer_id")] == reasons[(2, "customer_id")] == (
         "the lines of receipt 'R1' disagree on customer_id: '0042', ''"
@@ -448,7 +450,7 @@ def test_check_receipts_keeps_good_receipts_and_rejects_whole_receipts(write_csv
     second = write_csv(
         "b.csv", "R3,3,S,2025-06-07T08:00,z,1,2.50", "R4,4,S,2025-06-07T08:00,y,1,1.5x"
     )
-    checked = io.check_receipts([first, second], timezone=ZONE, minor_units=2)
+    checked = check_receipts([first, second], timezone=ZONE, minor_units=2)
     assert not checked.ok
     assert [(p.file, p.row, p.column) for p in checked.problems] == [
         (str(first), 3, "qty"), (str(second), 2, "amount"),
@@ -465,7 +467,7 @@ def test_check_receipts_keeps_good_receipts_and_rejects_whole_receipts(write_csv
 
 def test_all_rows_bad_gives_an_empty_batch_when_checking(write_csv):
     path = write_csv("r.csv", "R1,1,S,2025-06-07,a,1,1")
-    checked = io.check_receipts([path], timezone=ZONE, minor_units=2)
+    checked = check_receipts([path], timezone=ZONE, minor_units=2)
     assert len(checked.batch) == 0 and checked.batch.line_count == 0
     assert checked.rejected.tolist() == [True]
 
@@ -595,7 +597,7 @@ def test_row_order_and_file_split_never_change_the_batch(tmp_path_factory, seed,
     def write(name, part):
         table = pa.table({name_: [row[i] for row in part] for i, name_ in enumerate(header)})
         path = directory / name
-        io.write_table(table, path)
+        write_table(table, path)
         return path
 
     in_order = read(write("sorted.csv", rows))
@@ -680,7 +682,7 @@ def test_reader_agrees_with_the_row_by_row_oracle(tmp_path, make_batch, rows):
         name: pa.array([None if v is None else str(v) for v in values], pa.string())
         for name, values in zip(HEADER.split(","), columns)
     })
-    io.write_table(table, path)
+    write_table(table, path)
     assert_same_batch(read(path), make_batch(rows))
 
 
@@ -691,13 +693,13 @@ def test_reader_agrees_with_the_row_by_row_oracle(tmp_path, make_batch, rows):
 def test_write_table_round_trips(tmp_path, name):
     table = pa.table({"customer_id": ["007", "12"], "points": ["10", "20"]})
     path = tmp_path / name
-    io.write_table(table, path)
-    assert io.read_table(path).to_pylist() == table.to_pylist()
+    write_table(table, path)
+    assert read_table(path).to_pylist() == table.to_pylist()
 
 
 def test_write_table_refuses_unknown_types(tmp_path):
     with pytest.raises(UnsupportedFileError):
-        io.write_table(pa.table({"a": [1]}), tmp_path / "t.json")
+        write_table(pa.table({"a": [1]}), tmp_path / "t.json")
 
 
 def test_read_customers(write_csv):
@@ -707,7 +709,7 @@ def test_read_customers(write_csv):
         "42,,,",
         header="customer_id,birth_date,joined_on,segment",
     )
-    customers = io.read_customers(path)
+    customers = read_customers(path)
     assert customers.customer_id.to_pylist() == ["000123", "42"]
     assert customers.birth_date.tolist() == [dt.date(1990, 5, 17), None]
     assert customers.joined_on.tolist() == [dt.date(2024, 1, 2), None]
@@ -725,7 +727,7 @@ def test_read_customers_reports_every_bad_row(write_csv):
         header="customer_id,birth_date",
     )
     with pytest.raises(InputError) as caught:
-        io.read_customers(path)
+        read_customers(path)
     assert [(p.row, p.column, p.reason) for p in caught.value.problems] == [
         (1, "customer_id", "customer_id appears on more than one row"),
         (1, "birth_date", "not a real date"),
@@ -738,7 +740,7 @@ def test_read_customers_reports_every_bad_row(write_csv):
 def test_read_customers_needs_customer_id(write_csv):
     path = write_csv("customers.csv", "1,1990-01-01", header="card,birth_date")
     with pytest.raises(InputError) as caught:
-        io.read_customers(path)
+        read_customers(path)
     [problem] = caught.value.problems
     assert problem.reason == (
         "missing required column 'customer_id'; the columns found are: 'card', 'birth_date'"
@@ -752,31 +754,31 @@ def test_read_customers_needs_customer_id(write_csv):
 def test_a_file_read_in_parts_is_the_file(tmp_path, suffix):
     rows = {"receipt_id": [f"R{i}" for i in range(5000)], "customer_id": [f"{i % 97:05d}" for i in range(5000)]}
     path = tmp_path / f"t{suffix}"
-    io.write_table(pa.table(rows), path)
-    parts = list(io.read_table_parts(path, rows_per_part=700))
+    write_table(pa.table(rows), path)
+    parts = list(read_table_parts(path, rows_per_part=700))
     assert len(parts) > 1 or suffix == ".csv.gz"
-    assert pa.concat_tables(parts).to_pydict() == io.read_table(path).to_pydict()
-    assert 2500 <= io.estimated_rows(path) <= 10_000
+    assert pa.concat_tables(parts).to_pydict() == read_table(path).to_pydict()
+    assert 2500 <= estimated_rows(path) <= 10_000
 
 
 def test_reading_in_parts_reports_like_reading_whole(tmp_path):
     path = tmp_path / "t.csv"
     path.write_bytes(HEADER.encode() + b"\nR1,C1,S1,2025-06-07T10:00,b\xe9b\xe9,1,1.00\n")
     with pytest.raises(InputError, match=r"not UTF-8 text: byte \d+ \(0xe9\)"):
-        list(io.read_table_parts(path, rows_per_part=1000))
+        list(read_table_parts(path, rows_per_part=1000))
 
 
 @pytest.mark.parametrize("name", ["rejects.csv", "rejects.csv.gz", "rejects.parquet"])
 def test_a_table_writer_appends_pieces_in_one_schema(tmp_path, name):
     schema = pa.schema([("file", pa.string()), ("row", pa.int64()), ("qty", pa.string())])
-    with io.TableWriter(tmp_path / name, schema) as writer:
+    with TableWriter(tmp_path / name, schema) as writer:
         writer.write(pa.table({"file": ["a.csv"], "row": [3], "qty": ["0"]}))
         writer.write(pa.table({"file": ["b.csv"], "row": pa.array([None], pa.int64())}))  # no qty column
-    read = io.read_table(tmp_path / name)
+    read = read_table(tmp_path / name)
     assert read.column("file").to_pylist() == ["a.csv", "b.csv"]
     assert [None if v in (None, "") else str(v) for v in read.column("qty").to_pylist()] == ["0", None]
 
 
 def test_a_table_writer_refuses_msgpack(tmp_path):
     with pytest.raises(OutputError, match="msgpack is a format for receipt batches"):
-        io.TableWriter(tmp_path / "rejects.msgpack", pa.schema([("file", pa.string())]))
+        TableWriter(tmp_path / "rejects.msgpack", pa.schema([("file", pa.string())]))

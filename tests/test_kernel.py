@@ -6,12 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fidelis.core import kernel, reference
-from fidelis.core.compiled import compile_program
+from fidelis.core.engine import kernel, reference
+from fidelis.core.program.tables import compile_program
 from fidelis.core.errors import ScoringError
-from fidelis.core.program import parse_program
+from fidelis.core.program.model import parse_program
 from fidelis.core.scores import Scores
-from fidelis.core.scoring import score_batch
+from fidelis.core.engine.engines import score_batch
 from fidelis.core.state import CustomerState
 
 from .strategies import histories, histories_with_returns

@@ -17,12 +17,12 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from fidelis.core.errors import InputError, UnsupportedFileError
-from fidelis.core.jobs import check_ledger, load_files
-from fidelis.core.ledger import (
-    LINE_DTYPE, IdempotencyConflict, InsufficientPoints, Ledger, LedgerError, RedemptionError,
-)
-from fidelis.core.program import load_program, parse_program
-from fidelis.core.scoring import score_files
+from fidelis.core.jobs.check import check_ledger
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import LINE_DTYPE, Ledger
+from fidelis.core.errors import IdempotencyConflict, InsufficientPoints, LedgerError, RedemptionError
+from fidelis.core.program.model import load_program, parse_program
+from fidelis.core.engine.engines import score_files
 from fidelis.core.synthetic import generate_chain, write_chain
 
 from .conftest import CASES_DIR
@@ -378,8 +378,8 @@ def test_a_load_builds_on_what_another_writer_wrote_while_it_read(ledger, write_
 def test_a_load_builds_on_receipts_accrued_between_its_chunks(tmp_path, monkeypatch):
     """Tills accrue through the API while an export loads: each chunk after that reads its
     customers back, skips what the tills stored, and the ledger ends as one load would leave it."""
-    from fidelis.core.accrual import accrue
-    from fidelis.core.io import check_receipt_table
+    from fidelis.core.jobs.accrual import accrue
+    from fidelis.core.ingest.receipts import check_receipt_table
 
     from . import test_accrual
 
@@ -389,7 +389,7 @@ def test_a_load_builds_on_receipts_accrued_between_its_chunks(tmp_path, monkeypa
     with Ledger.create(tmp_path / "alone.db", program) as alone:
         load_files(alone, [chain["receipts"]])
         expected = test_accrual.ledger_rows(alone)
-    from fidelis.core import jobs
+    from fidelis.core.jobs import load as jobs
 
     real_originals = jobs._ChunkWriter._stored_originals
     chunks = []
@@ -641,9 +641,9 @@ def test_lots_sum_points_exactly_past_two_to_the_53(tmp_path, write_receipts):
 
 
 def test_a_receipt_that_became_late_while_the_load_ran_is_counted_not_scored(ledger, write_receipts, monkeypatch):
-    from fidelis.core import jobs
-    from fidelis.core.accrual import accrue
-    from fidelis.core.io import check_receipt_table
+    from fidelis.core.jobs import load as jobs
+    from fidelis.core.jobs.accrual import accrue
+    from fidelis.core.ingest.receipts import check_receipt_table
 
     receipts = write_receipts("a.csv", R1, ["R2", "C2", "S1", "2025-06-08T10:00", "grocery", 1, "5.00"],
                               ["R3", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "5.00"])

@@ -10,13 +10,17 @@ import pytest
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from fidelis.core import lifecycle, reports
+from fidelis.core.jobs import month_end as lifecycle
+from fidelis.core.analytics import month_report as reports
 from fidelis.core.errors import InputError
-from fidelis.core.jobs import check_ledger, load_files
-from fidelis.core.ledger import Ledger, LedgerError
-from fidelis.core.lifecycle import month_start_us, parse_month, replay_close
-from fidelis.core.program import load_program, parse_program
-from fidelis.core.scoring import score_files
+from fidelis.core.jobs.check import check_ledger
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import Ledger
+from fidelis.core.errors import LedgerError
+from fidelis.core.localtime import month_start_us, parse_month
+from fidelis.core.jobs.month_end import replay_close
+from fidelis.core.program.model import load_program, parse_program
+from fidelis.core.engine.engines import score_files
 from fidelis.core.synthetic import generate_chain, write_chain
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from fidelis.core.errors import ProgramError
-from fidelis.core.program import combined_rates, load_program, parse_program
+from fidelis.core.program.model import combined_rates, load_program, parse_program
 
 CASES = Path(__file__).parent / "cases"
 

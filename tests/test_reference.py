@@ -12,20 +12,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from fidelis.core import reference
+from fidelis.core.engine import reference
 from fidelis.core.errors import ScoringError
-from fidelis.core.program import parse_program
-from fidelis.core.reference import (
-    Line,
-    ReceiptContext,
-    ReceiptFacts,
-    ReferenceHistory,
-    points_for_receipt,
-    round_points,
-    status_as_of,
-)
+from fidelis.core.program.model import parse_program
+from fidelis.core.engine.reference import Line, ReceiptContext, ReceiptFacts, ReferenceHistory, points_for_receipt, round_points, status_as_of
 from fidelis.core.scores import NO_TIER, Scores
-from fidelis.core.scoring import score_batch
+from fidelis.core.engine.engines import score_batch
 
 MONTHS_HOLD_BY_POINTS = """
 [program]

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from fidelis.core.errors import InputError
-from fidelis.core.jobs import check_ledger, load_files
-from fidelis.core.ledger import LINE_DTYPE, Ledger
-from fidelis.core.program import parse_program
+from fidelis.core.jobs.check import check_ledger
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import LINE_DTYPE, Ledger
+from fidelis.core.program.model import parse_program
 from fidelis.core.returns import remaining_amount
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount", "sku", "kind",
@@ -226,8 +227,10 @@ def test_returns_in_one_load_or_split_into_parts_give_the_same_ledger(chain, tmp
 
 
 def test_month_end_replays_exactly_with_returns_and_debts(chain):
-    from fidelis.core import lifecycle, reports
-    from fidelis.core.lifecycle import parse_month, replay_close
+    from fidelis.core.jobs import month_end as lifecycle
+    from fidelis.core.analytics import month_report as reports
+    from fidelis.core.localtime import parse_month
+    from fidelis.core.jobs.month_end import replay_close
 
     shop = chain("\n[expiry]\nafter_months = 1\n")
     shop.load(*R1)
@@ -244,8 +247,8 @@ def test_month_end_replays_exactly_with_returns_and_debts(chain):
 
 
 def test_a_floor_zero_report_shows_what_returns_could_not_take_back(chain):
-    from fidelis.core import reports
-    from fidelis.core.lifecycle import parse_month
+    from fidelis.core.analytics import month_report as reports
+    from fidelis.core.localtime import parse_month
 
     shop = chain('\n[returns]\nnegative_balance = "floor_zero"\n')
     shop.load(*R1)
@@ -258,7 +261,7 @@ def test_a_floor_zero_report_shows_what_returns_could_not_take_back(chain):
 
 def test_context_rebuilt_for_receipts_loaded_before_returns_existed(chain):
     """The m007 migration rebuilds the context of receipts stored before it, as the kernel gives it."""
-    from fidelis.core.ledger import CONTEXT_BACKFILL
+    from fidelis.core.ledger.handle import CONTEXT_BACKFILL
 
     shop = chain()
     shop.load(*R1, ["R2", "C1", "S1", "2025-06-07T11:00", "grocery", 1, "5.00", "", "", "", ""],
@@ -273,7 +276,7 @@ def test_context_rebuilt_for_receipts_loaded_before_returns_existed(chain):
 
 
 def test_scoring_files_with_returns_gives_what_they_take_back(chain, engine, tmp_path):
-    from fidelis.core.scoring import score_files
+    from fidelis.core.engine.engines import score_files
 
     shop = chain()
     path = shop.write(*R1, return_row("X1", "2025-06-08T12:00", line=3), return_row("X2", "2025-06-09T12:00", line=3))
@@ -286,7 +289,7 @@ def test_scoring_files_with_returns_gives_what_they_take_back(chain, engine, tmp
 
 
 def test_scoring_a_return_of_a_receipt_not_in_the_files_is_an_input_error(chain, tmp_path):
-    from fidelis.core.scoring import score_files
+    from fidelis.core.engine.engines import score_files
 
     shop = chain()
     path = shop.write(*R1, return_row("X1", "2025-06-08T12:00", line=1, original="R0"))
@@ -319,7 +322,7 @@ def test_loading_random_histories_with_returns_equals_the_reference(tmp_path, pa
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from fidelis.core import reference
+    from fidelis.core.engine import reference
 
     from .strategies import histories_with_returns
 

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fidelis.core.ledger import Ledger
+from fidelis.core.ledger.handle import Ledger
 
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"
@@ -43,7 +43,7 @@ def test_month_end_exit_codes(tmp_path, verde_club):
 
 
 def test_expire_points_expires_what_is_due_and_lists_what_is_next(tmp_path, verde_club):
-    from fidelis.core.program import parse_program
+    from fidelis.core.program.model import parse_program
 
     receipts = tmp_path / "r.csv"
     receipts.write_text("receipt_id,customer_id,store_id,ts,category,qty,amount\n"

@@ -9,8 +9,9 @@ import threading
 import pytest
 
 from benchmarks.loadgen import served
-from fidelis.core.jobs import check_ledger, load_files
-from fidelis.core.ledger import Ledger
+from fidelis.core.jobs.check import check_ledger
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import Ledger
 
 
 @pytest.mark.slow

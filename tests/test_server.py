@@ -8,12 +8,12 @@ import logging
 import pyarrow as pa
 import pytest
 
-from fidelis.core import lifecycle
-from fidelis.core.columnar import encode
-from fidelis.core.jobs import check_ledger
-from fidelis.core.ledger import Ledger
-from fidelis.core.lifecycle import parse_month
-from fidelis.core.program import parse_program
+from fidelis.core.jobs import month_end as lifecycle
+from fidelis.core.ingest.msgpack_batch import encode
+from fidelis.core.jobs.check import check_ledger
+from fidelis.core.ledger.handle import Ledger
+from fidelis.core.localtime import parse_month
+from fidelis.core.program.model import parse_program
 from fidelis.server import create_app
 
 # Verde Club: R1 (Saturday 7 June 2025, summer weekends ×2) earns 10.00 × 2 = 20 + 100 welcome
@@ -314,8 +314,8 @@ def test_settings_come_from_defaults_environment_and_arguments(api, monkeypatch)
 
 
 def test_receipts_posted_one_by_one_equal_a_bulk_load(tmp_path, api):
-    from fidelis.core.jobs import load_files
-    from fidelis.core.program import load_program
+    from fidelis.core.jobs.load import load_files
+    from fidelis.core.program.model import load_program
     from fidelis.core.synthetic import generate_chain, write_chain
 
     from .test_accrual import ledger_rows, receipt_tables
@@ -390,7 +390,7 @@ def test_a_replayed_redemption_gives_the_first_result_and_conflicts_say_no_more_
 
 
 def test_a_busy_ledger_is_503_without_its_path(api, monkeypatch):
-    from fidelis.core.ledger import LedgerBusy
+    from fidelis.core.errors import LedgerBusy
 
     client = api()
     client.post("/v1/receipts", json=R1)

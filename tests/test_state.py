@@ -3,11 +3,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fidelis.core import kernel
-from fidelis.core.compiled import compile_program
+from fidelis.core.engine import kernel
+from fidelis.core.program.tables import compile_program
 from fidelis.core.errors import ScoringError
-from fidelis.core.kernel import IncompatibleStateError
-from fidelis.core.program import parse_program
+from fidelis.core.errors import IncompatibleStateError
+from fidelis.core.program.model import parse_program
 from fidelis.core.state import NEVER, CustomerState
 
 from .conftest import build_customers

@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from fidelis.core.program import load_program, parse_program
+from fidelis.core.program.model import load_program, parse_program
 from fidelis.core.synthetic import (
     CATEGORY_NAMES,
     benchmark_program_text,

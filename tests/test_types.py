@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from fidelis.core import _kernel
-from fidelis.core.compiled import BASIS_CODES, HOLD_CODES, PERIOD_CODES, ROUNDING_CODES
+from fidelis.core.engine import _kernel
+from fidelis.core.program.tables import BASIS_CODES, HOLD_CODES, PERIOD_CODES, ROUNDING_CODES
 from fidelis.core.state import CUSTOMER_STATE_DTYPE, KERNEL_DTYPES, NEVER
 
 
@@ -51,7 +51,7 @@ def test_compiled_codes_match_kernel_enums(codes, enum):
 
 
 def test_return_row_layout_matches_dtype():
-    from fidelis.core.returns import RETURN_ROW_DTYPE
+    from fidelis.core.engine.return_arrays import RETURN_ROW_DTYPE
 
     layout = _kernel.return_row_layout()
     assert layout.pop("itemsize") == RETURN_ROW_DTYPE.itemsize

@@ -13,19 +13,21 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .batch import CustomerTable, ReceiptBatch
-from .compiled import CompiledProgram, padded_table
-from .errors import ExtensionNotBuiltError, ScoringError
-from .program import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR
-from .returns import OriginalReceipt, kernel_returns
-from .scores import Scores
-from .state import CustomerState
+from ..batch import CustomerTable, ReceiptBatch
+from ..program.tables import CompiledProgram, padded_table
+from ..errors import ExtensionNotBuiltError, ScoringError
+from ..program.model import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR
+from ..returns import OriginalReceipt
+from .return_arrays import kernel_returns
+from ..scores import Scores
+from ..state import CustomerState
+from ..errors import IncompatibleStateError
 
 try:
     from . import _kernel
 except ImportError as error:  # pragma: no cover - exercised only on a broken install
     raise ExtensionNotBuiltError(
-        "the compiled kernel fidelis.core._kernel is not built; install the package with "
+        "the compiled kernel fidelis.core.engine._kernel is not built; install the package with "
         "`pip install -e .` (needs a C compiler) or use --engine reference"
     ) from error
 
@@ -44,10 +46,6 @@ _STATUS_REASONS = {
         "rescored out of order"
     ),
 }
-
-
-class IncompatibleStateError(ValueError):
-    """A state, prepared batch and compiled program that do not belong together."""
 
 
 @dataclass

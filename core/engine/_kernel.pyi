@@ -1,4 +1,4 @@
-"""Type stub of the compiled kernel (core/_kernel.pyx)."""
+"""Type stub of the compiled kernel (core/engine/_kernel.pyx)."""
 from enum import IntEnum
 from typing import Any
 

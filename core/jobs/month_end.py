@@ -21,22 +21,21 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import zoneinfo
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from . import kernel
-from .jobs import ledger_batch
-from .ledger import Ledger, LedgerError
-from .localtime import local_calendar, local_to_instant_us, month_first_day, month_label
-from .returns import originals_outside
-from .state import CustomerState
+from ..engine import kernel
+from ..points.replay import ledger_batch
+from ..ledger.handle import Ledger
+from ..errors import LedgerError
+from ..localtime import cached_month_start_us, last_completed_month, local_months, month_first_day, month_label, month_start_us
+from ..ingest.return_rows import originals_outside
+from ..state import CustomerState
 
 #: Customers replayed at once when their status must be recomputed from their receipts.
 BLOCK_CUSTOMERS = 50_000
-_US_PER_DAY = 86_400_000_000
 
 
 @dataclass(frozen=True)
@@ -51,32 +50,6 @@ class MonthClose:
     @property
     def label(self) -> str:
         return month_label(self.month)
-
-
-def parse_month(text: str) -> int:
-    """A ``YYYY-MM`` string as a local month number."""
-    try:
-        year, month = (int(part) for part in text.split("-"))
-        if not (1970 <= year <= 2199 and 1 <= month <= 12):
-            raise ValueError
-    except ValueError:
-        raise LedgerError(f"{text!r} is not a month (YYYY-MM between 1970-01 and 2199-12)") from None
-    return (year - 1970) * 12 + month - 1
-
-
-def month_start_us(month: int, timezone: str) -> int:
-    """The first local instant of a month (local midnight of its first day)."""
-    day = int(month_first_day(np.array([month]))[0])
-    return int(local_to_instant_us(np.array([day * _US_PER_DAY]), timezone)[0])
-
-
-_month_start_us = functools.lru_cache(maxsize=256)(month_start_us)
-
-
-def last_completed_month(timezone: str, today: dt.date | None = None) -> int:
-    """The month before ``today``'s local month (default: today in the chain's time zone)."""
-    today = today or dt.datetime.now(zoneinfo.ZoneInfo(timezone)).date()
-    return (today.year - 1970) * 12 + today.month - 2
 
 
 def month_end(ledger: Ledger, through_month: int | None = None, *, progress: bool = False,
@@ -210,7 +183,7 @@ def expiring_at_next_close(ledger: Ledger, customer_id: str, *, index: int | Non
         return None, 0
     program = ledger.current_program().program
     gone_day, inactive_before = _expiry_rule(program, month)
-    end_us = _month_start_us(month + 1, program.info.timezone) - 1
+    end_us = cached_month_start_us(month + 1, program.info.timezone) - 1
     due = Ledger.due_lots(ledger.db.conn, month, gone_day, inactive_before, end_us, customer=index)
     return month_label(month), sum(points for _, _, points in due)
 
@@ -293,8 +266,3 @@ def _take_oldest_first(lots: dict[int, int], points: int) -> int:
         lots[key] -= taken
         points -= taken
     return points
-
-
-def local_months(instant_us: np.ndarray, timezone: str) -> np.ndarray:
-    """The local month of each instant."""
-    return local_calendar(np.asarray(instant_us, dtype=np.int64), timezone).local_month

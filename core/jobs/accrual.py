@@ -23,23 +23,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import kernel
-from .batch import ReceiptBatch
-from .errors import FidelisError, InputError, InputProblem
-from .fingerprints import receipt_fingerprints
-from .io import CheckedReceipts, InputSegment, check_segments
-from .jobs import append_chunk, input_location, late_reasons, receipts_over, sku_ids_of
-from .ledger import Ledger, LedgerBusy, LedgerError
-from .returns import originals_outside, resolve_returns, with_returns
-from .scores import POINT_COLUMNS
-
-
-class ReceiptConflict(LedgerError):
-    """A receipt id already in the ledger for a receipt with other content."""
-
-
-class LateReceipt(LedgerError):
-    """A receipt before its customer's last one, or in a closed month: history is not rescored."""
+from ..engine import kernel
+from ..batch import ReceiptBatch
+from ..errors import FidelisError, InputError, InputProblem
+from ..ingest.fingerprints import receipt_fingerprints
+from ..ingest.receipts import CheckedReceipts, check_segments
+from ..ingest.columns import InputSegment
+from .commit import append_chunk, sku_ids_of
+from .rejects import input_location
+from .admission import late_reasons, receipts_over
+from ..ledger.handle import Ledger
+from ..errors import LedgerBusy
+from ..ingest.return_rows import originals_outside, resolve_returns, with_returns
+from ..scores import POINT_COLUMNS
+from ..errors import LateReceipt, ReceiptConflict
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .errors import FidelisError
+from ..errors import FidelisError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -63,7 +63,7 @@ def program_check(program_file: Path) -> None:
 
     Example: fidelis program check program.toml
     """
-    from .program import load_program
+    from ..program.model import load_program
 
     click.echo(load_program(program_file).summary())
     click.secho("OK: the program is valid", fg="green")
@@ -89,8 +89,8 @@ def score(program_file, receipt_files, customers_file, output, engine, threads, 
 
     Example: fidelis score program.toml receipts.csv --customers customers.csv -o scores.csv
     """
-    from .io import check_writable, write_table
-    from .scoring import score_files
+    from ..ingest.files import check_writable, write_table
+    from ..engine.engines import score_files
 
     check_writable(output)
     started = time.perf_counter()
@@ -125,8 +125,8 @@ def init(ledger_file, program_file) -> None:
 
     Example: fidelis init chain.db --program program.toml
     """
-    from .ledger import Ledger
-    from .program import load_program
+    from ..ledger.handle import Ledger
+    from ..program.model import load_program
 
     program = load_program(program_file)
     with Ledger.create(ledger_file, program):
@@ -155,9 +155,9 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
 
     Example: fidelis load chain.db receipts.csv --customers customers.csv --skip-bad --rejects rejects.csv
     """
-    from .jobs import CHUNK_RECEIPTS, load_files
-    from .ledger import Ledger
-    from .staging import PART_ROWS
+    from ..jobs.load import CHUNK_RECEIPTS, load_files
+    from ..ledger.handle import Ledger
+    from ..ingest.staging import PART_ROWS
 
     if skip_bad and rejects_file is None:
         raise click.UsageError("--skip-bad needs --rejects FILE: rows set aside must go somewhere")
@@ -193,7 +193,7 @@ def balance(ledger_file, customer_id, as_of) -> None:
 
     Example: fidelis balance chain.db 0000123456
     """
-    from .ledger import Ledger
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         standing = ledger.standing(customer_id, as_of.date() if as_of else None)
@@ -221,7 +221,7 @@ def history(ledger_file, customer_id, limit) -> None:
 
     Example: fidelis history chain.db 0000123456 --limit 50
     """
-    from .ledger import Ledger
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         entries = ledger.history(customer_id, limit=limit)
@@ -239,7 +239,7 @@ def redeem(ledger_file, customer_id, points, reference) -> None:
 
     Example: fidelis redeem chain.db 0000123456 500 --reference till-17-000381
     """
-    from .ledger import Ledger
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         done = ledger.redeem(customer_id, points, reference)
@@ -257,7 +257,7 @@ def adjust(ledger_file, customer_id, points, reason) -> None:
 
     Example: fidelis adjust chain.db 0000123456 250 --reason "goodwill: delivery late"
     """
-    from .ledger import Ledger
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         balance_now = ledger.adjust(customer_id, points, reason)
@@ -278,8 +278,9 @@ def month_end(ledger_file, as_of, replay_month, quiet) -> None:
 
     Example: fidelis month-end chain.db --as-of 2026-01-01
     """
-    from .ledger import Ledger
-    from .lifecycle import last_completed_month, month_end as close_months, parse_month, replay_close
+    from ..ledger.handle import Ledger
+    from ..localtime import last_completed_month, parse_month
+    from ..jobs.month_end import month_end as close_months, replay_close
 
     if replay_month is not None:
         with Ledger(ledger_file) as ledger:
@@ -319,10 +320,11 @@ def expire(ledger_file, as_of, upcoming_file, quiet) -> None:
     """
     import pyarrow as pa
 
-    from .io import TableWriter
-    from .ledger import Ledger
-    from .lifecycle import last_completed_month, month_end as close_months, upcoming_expiry
-    from .localtime import month_label
+    from ..ingest.files import TableWriter
+    from ..ledger.handle import Ledger
+    from ..localtime import last_completed_month
+    from ..jobs.month_end import month_end as close_months, upcoming_expiry
+    from ..localtime import month_label
 
     if upcoming_file is not None:
         TableWriter.check(upcoming_file)
@@ -354,9 +356,9 @@ def report(ledger_file, month, output_dir) -> None:
 
     Example: fidelis report chain.db --month 2025-12 -o reports/
     """
-    from .ledger import Ledger
-    from .lifecycle import parse_month
-    from .reports import month_report, write_report
+    from ..ledger.handle import Ledger
+    from ..localtime import parse_month
+    from ..analytics.month_report import month_report, write_report
 
     with Ledger(ledger_file) as ledger:
         figures = month_report(ledger, parse_month(month))
@@ -402,7 +404,7 @@ def api_key_create(ledger_file, role, name) -> None:
 
     Example: fidelis api-key create chain.db --role write --name "tills, store 12"
     """
-    from .ledger import Ledger
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         key = ledger.create_api_key(role, name)
@@ -418,7 +420,7 @@ def api_key_list(ledger_file) -> None:
 
     Example: fidelis api-key list chain.db
     """
-    from .ledger import Ledger
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         for key_id, role, name, created, revoked in ledger.api_keys():
@@ -434,7 +436,7 @@ def api_key_revoke(ledger_file, key_id) -> None:
 
     Example: fidelis api-key revoke chain.db 3f2a9c01d4e7
     """
-    from .ledger import Ledger
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         ledger.revoke_api_key(key_id)
@@ -455,8 +457,8 @@ def export_balances(ledger_file, output) -> None:
 
     Example: fidelis export balances chain.db -o balances.parquet
     """
-    from .jobs import export_balances as export
-    from .ledger import Ledger
+    from ..jobs.export import export_balances as export
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         count = export(ledger, output)
@@ -474,8 +476,8 @@ def check(ledger_file, quiet) -> None:
 
     Example: fidelis check chain.db
     """
-    from .jobs import check_ledger
-    from .ledger import Ledger
+    from ..jobs.check import check_ledger
+    from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
         problems = check_ledger(ledger, progress=not quiet)
@@ -504,7 +506,7 @@ def generate(receipt_count, output_dir, seed, receipts_format) -> None:
 
     Example: fidelis generate --receipts 1000000 -o chain/
     """
-    from .synthetic import generate_chain, write_chain
+    from ..synthetic import generate_chain, write_chain
 
     chain = generate_chain(receipt_count, seed=seed)
     paths = write_chain(chain, output_dir, receipts_format=receipts_format)
@@ -523,10 +525,10 @@ def demo(receipt_count, directory, seed) -> None:
 
     Example: fidelis demo --receipts 100000
     """
-    from .jobs import load_files
-    from .ledger import Ledger
-    from .program import load_program
-    from .synthetic import generate_chain, write_chain
+    from ..jobs.load import load_files
+    from ..ledger.handle import Ledger
+    from ..program.model import load_program
+    from ..synthetic import generate_chain, write_chain
 
     click.secho(f"Generating a synthetic chain of {receipt_count:,} receipts in {directory}/ …", bold=True)
     started = time.perf_counter()
@@ -579,5 +581,3 @@ def main() -> None:
     cli(prog_name="fidelis")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

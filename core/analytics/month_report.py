@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .io import write_table
-from .ledger import Ledger, LedgerError
-from .lifecycle import month_start_us
-from .localtime import month_label
+from ..ingest.files import write_table
+from ..ledger.handle import Ledger
+from ..errors import LedgerError
+from ..localtime import month_start_us
+from ..localtime import month_label
 
 #: Months without a purchase after which a customer counts as lapsed, and the look-back before them.
 LAPSED_AFTER_MONTHS = 3

@@ -21,7 +21,7 @@ import msgpack
 import numpy as np
 import pyarrow as pa
 
-from .errors import InputError, InputProblem
+from ..errors import InputError, InputProblem
 
 #: numpy dtype kinds a numeric column may have: signed and unsigned integers.
 _INTEGER_KINDS = "iu"

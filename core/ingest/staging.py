@@ -4,7 +4,7 @@ A receipt's lines may be anywhere in any of a load's files, and every receipt mu
 whole (its lines agree on customer, store and instant; its id is in one file only) before
 anything is written. Holding all input at once would make a load's memory grow with its
 files. Instead the files are read once, in pieces, and every row goes to the part its
-receipt id hashes to (:func:`~fidelis.core.fingerprints.text_hashes`): each part then holds
+receipt id hashes to (:func:`~fidelis.core.ingest.fingerprints.text_hashes`): each part then holds
 whole receipts and is validated on its own, with every message the same as for one table.
 Return rows go to the part of the receipt they return (their ``original_receipt_id``), so a
 return is resolved against an original in the same input, and returns of one receipt are
@@ -28,12 +28,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import InputError, InputProblem
+from ..errors import InputError, InputProblem
 from .fingerprints import text_hashes
-from .io import (
-    NO_ROWS, InputSegment, column_type_problems, estimated_rows, file_kind, read_table,
-    read_table_parts, table_problems,
-)
+from .columns import NO_ROWS, column_type_problems, table_problems
+from .columns import InputSegment
+from .files import estimated_rows, file_kind, read_table, read_table_parts
 
 #: Input rows validated at once: bounds a load's memory (about 0.5 KB a row while validating).
 PART_ROWS = 1_000_000

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from .batch import CustomerTable, ReceiptBatch
-from .program import Program, load_program
-from .scores import Scores
+from ..batch import CustomerTable, ReceiptBatch
+from ..program.model import Program, load_program
+from ..scores import Scores
 
 Engine = Literal["compiled", "reference"]
 ENGINES: tuple[Engine, ...] = ("compiled", "reference")
@@ -64,7 +64,7 @@ def score_batch(
             return Scores.concatenate(parts) if parts else Scores.empty(0)
         if engine == "compiled":
             from . import kernel
-            from .compiled import compile_program
+            from ..program.tables import compile_program
 
             compiled = compile_program(program)
             state = kernel.new_state(compiled, customers)
@@ -83,7 +83,8 @@ def score_files(
     progress: bool = False,
 ) -> ScoreResult:
     """Read a program, receipts and customers; score them; build the output table."""
-    from .io import read_customers, read_receipts
+    from ..ingest.customers import read_customers
+    from ..ingest.receipts import read_receipts
 
     program = load_program(program_file)
     paths = [Path(path) for path in receipt_files]

@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ProgramError, ProgramIssue
+from ..errors import ProgramError, ProgramIssue
 
 #: Fractional digits a decimal in a program file may have, and its largest value (rates,
 #: thresholds, amounts): the bounds that keep every compiled table within int64.

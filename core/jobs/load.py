@@ -8,8 +8,8 @@ are idempotency keys, so running the same load again (after a crash, or by mista
 only what is missing and ends with the ledger an uninterrupted load would have produced.
 
 Memory is bounded whatever the input's size. Input larger than one part
-(:data:`~fidelis.core.staging.PART_ROWS` rows) is split by receipt id into parts that are
-validated one at a time (:mod:`~fidelis.core.staging`); the receipts each part accepts are
+(:data:`~fidelis.core.ingest.staging.PART_ROWS` rows) is split by receipt id into parts that are
+validated one at a time (:mod:`~fidelis.core.ingest.staging`); the receipts each part accepts are
 set aside by customer into as many shards, and each shard is then put in processing order,
 scored and committed. A customer's receipts are all in one shard, and scoring depends only on
 each customer's own history, so every receipt scores exactly as in one pass over all input.
@@ -18,32 +18,37 @@ Everything is validated before the first write.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import pickle
 import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from . import kernel
-from .batch import ReceiptBatch
-from .compiled import CompiledProgram, compile_program
-from .errors import InputError, InputProblem
-from .fingerprints import receipt_fingerprints
-from .io import CheckedReceipts, TableWriter, check_segments, read_customers
-from .ledger import LINE_DTYPE, Ledger
-from .localtime import local_calendar, month_label
-from .returns import original_positions, originals_outside, resolve_returns, with_returns
-from .scores import Scores
-from .staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
-from .state import CustomerState
+from ..engine import kernel
+from ..batch import ReceiptBatch
+from ..program.tables import CompiledProgram, compile_program
+from ..errors import InputError, InputProblem
+from ..ingest.fingerprints import receipt_fingerprints
+from ..ingest.receipts import CheckedReceipts, check_segments
+from ..ingest.files import TableWriter
+from ..ingest.customers import read_customers
+from ..ledger.handle import Ledger
+from ..returns import original_positions
+from ..ingest.return_rows import originals_outside, resolve_returns, with_returns
+from ..scores import Scores
+from ..ingest.staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
+from ..state import CustomerState
+from .admission import late_reasons, receipts_over
+from .commit import append_chunk, sku_ids_of
+from .rejects import _Rejects, input_location
+
 
 #: Receipts committed per transaction: bounds what a crash can cost and the memory of a chunk.
 CHUNK_RECEIPTS = 200_000
@@ -282,37 +287,6 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
     return batch if keep.all() else batch.take(np.flatnonzero(keep))
 
 
-def late_reasons(ledger: Ledger, batch: ReceiptBatch, state: CustomerState, among: np.ndarray | None = None,
-                 stored_index: np.ndarray | None = None) -> dict[int, str]:
-    """Why receipts of ``batch`` cannot be scored now, by position: history is never rescored.
-
-    Late: before its customer's last scored receipt (at the same instant, receipt id order
-    holds across loads too). In a closed month: its expiry, statuses and movements are
-    recorded. ``among`` limits the check to some receipts; ``stored_index`` maps ``state``'s
-    customer indices to the ledger's for a state that holds only some customers.
-    """
-    among = np.ones(len(batch), dtype=bool) if among is None else among
-    receipt_ids = batch.receipt_id.to_pylist()
-    customer_index = state.known_indices(batch.customer_id)
-    known = customer_index >= 0
-    last_instant = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
-    last_instant[known] = state.records["last_instant_us"][customer_index[known]]
-    late = among & known & (batch.instant_us < last_instant)
-    for position in np.flatnonzero(among & known & (batch.instant_us == last_instant)):
-        index = int(customer_index[position] if stored_index is None else stored_index[customer_index[position]])
-        last_id = ledger.last_receipt_at(index, int(last_instant[position]))
-        late[position] = last_id is not None and receipt_ids[position] < last_id
-    reasons = {int(position): f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) comes before "
-                              f"customer {batch.customer_id[position].as_py()}'s last loaded receipt "
-                              f"({_utc(last_instant[position])}); history is not rescored"
-               for position in np.flatnonzero(late)}
-    closed = ledger.last_closed_month()
-    if closed is not None:
-        for position in np.flatnonzero(among & ~late & (batch.local_month <= closed)):
-            reasons[int(position)] = (f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) is in "
-                                      f"a month already closed (months up to {month_label(closed)} are); history "
-                                      "is not rescored")
-    return dict(sorted(reasons.items()))
 
 
 def _with_returns(ledger: Ledger, checked: CheckedReceipts, batch: ReceiptBatch, problems: list[InputProblem],
@@ -483,65 +457,6 @@ class _ChunkWriter:
         return self.ledger.stored_originals(originals_outside(chunk))
 
 
-class _Rejects:
-    """The rejects file, written part by part: every rejected input row as it came, and why.
-
-    Rows with a bad value carry that value's reasons; the other rows of their receipt carry
-    "another row of this receipt is bad"; every row of a receipt the ledger refused (a
-    conflict, a late receipt) carries that reason. Without a file, nothing is kept.
-    """
-
-    def __init__(self, path: str | Path | None, column_names: list[str]):
-        schema = pa.schema([("file", pa.string()), ("row", pa.int64()), ("reason", pa.string())]
-                           + [(name, pa.string()) for name in column_names if name not in ("file", "row", "reason")])
-        self._writer = None if path is None else TableWriter(path, schema)
-
-    def write(self, checked: CheckedReceipts, problems: list[InputProblem], refused_receipts: dict[str, str]) -> None:
-        if self._writer is None:
-            return
-        reasons: dict[tuple[str, int], list[str]] = {}
-        for problem in problems:
-            if problem.row is not None and problem.value not in refused_receipts:
-                reasons.setdefault((problem.file, problem.row), []).append(
-                    f"{problem.column}: {problem.reason}" if problem.column else problem.reason)
-        refused_ids = pa.array(list(refused_receipts), pa.string())
-        for segment in checked.segments:
-            mask = checked.rejected[segment.start:segment.start + segment.table.num_rows].copy()
-            receipt_column = segment.table.column("receipt_id").cast(pa.string())
-            if len(refused_ids):
-                mask |= pc.is_in(receipt_column, value_set=refused_ids).fill_null(False).to_numpy(zero_copy_only=False)
-            positions = np.flatnonzero(mask)
-            if not len(positions):
-                continue
-            rows = segment.table.take(pa.array(positions))
-            row_numbers = segment.source_rows(positions).tolist()
-            row_receipts = rows.column("receipt_id").cast(pa.string()).to_pylist()
-            self._writer.write(pa.table({
-                "file": pa.array([segment.source] * len(positions), pa.string()),
-                "row": pa.array(row_numbers, pa.int64()),
-                "reason": pa.array([
-                    refused_receipts.get(receipt) or "; ".join(
-                        reasons.get((segment.source, row), ["another row of this receipt is bad"]))
-                    for row, receipt in zip(row_numbers, row_receipts)
-                ], pa.string()),
-                **{name: rows.column(name).cast(pa.string()) for name in rows.column_names},
-            }))
-
-    def write_unusable(self, problems: list[InputProblem]) -> None:
-        """Files left out whole: one entry per problem, without a row unless it names one."""
-        if self._writer is not None and problems:
-            self._writer.write(pa.table({
-                "file": pa.array([problem.file for problem in problems], pa.string()),
-                "row": pa.array([problem.row for problem in problems], pa.int64()),
-                "reason": pa.array([f"the file was not loaded: {problem}" for problem in problems], pa.string()),
-            }))
-
-    def __enter__(self) -> "_Rejects":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._writer is not None:
-            self._writer.close()
 
 
 def _ids_in_several_files(checked: CheckedReceipts, receipt_ids: list[str]) -> dict[int, list[str]]:
@@ -567,99 +482,6 @@ def _kept(chunk: kernel.PreparedBatch, keep: np.ndarray, prints: np.ndarray, sku
                                 category_class_of_code=chunk.category_class_of_code), prints[positions], skus
 
 
-def input_location(checked: CheckedReceipts, input_row: int) -> tuple[str, int]:
-    """(file, 1-based row) of a row numbered among all input rows of a check."""
-    for segment in checked.segments:
-        if segment.start <= input_row < segment.start + segment.table.num_rows:
-            return segment.source, int(segment.source_rows(np.array([input_row - segment.start]))[0])
-    raise IndexError(input_row)
-
-
-def receipts_over(batch: ReceiptBatch, amount_bound: int) -> np.ndarray:
-    """Receipts with a line, or lines in all, beyond the amount bound (a conservative check)."""
-    if not batch.line_count:
-        return np.zeros(len(batch), dtype=bool)
-    capped = np.minimum(batch.line_amount_minor, amount_bound + 1)
-    totals = np.add.reduceat(capped, batch.line_offsets[:-1])
-    totals[np.diff(batch.line_offsets) == 0] = 0
-    return totals > amount_bound
-
-
-def _utc(instant_us: int) -> str:
-    return str(np.datetime64(int(instant_us) // 1_000_000, "s")) + "Z"
-
-
-def sku_ids_of(ledger: Ledger, connection, batch: ReceiptBatch) -> np.ndarray | None:
-    if batch.line_sku is None:
-        return None
-    return _per_distinct_value(batch.line_sku, lambda skus: ledger.vocabulary_ids(connection, "skus", skus),
-                               np.int32(0))
-
-
-def _per_distinct_value(values: pa.Array, per_value: Callable[[list], np.ndarray], missing) -> np.ndarray:
-    """``per_value`` computed once per distinct value and spread over ``values``; nulls get ``missing``."""
-    encoded = values.dictionary_encode()
-    table = np.append(per_value(encoded.dictionary.to_pylist()), missing)
-    return table[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
-
-
-def append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, scores: Scores, prints: np.ndarray,
-                  category_ids: np.ndarray, sku_ids: np.ndarray | None, program_version: int, run_id: int,
-                  state, stored_index: np.ndarray | None = None) -> int:
-    """Write one scored chunk: receipts, earn entries, lots, returns and the touched customers'
-    state; the points returns could not take back.
-
-    ``stored_index`` maps the state's customer indices to the ledger's, for a state that
-    holds only some customers (real-time accrual); None when they are the same.
-    """
-    batch = prepared.batch
-    count = len(batch)
-    local = prepared.customer_index
-    customer = local if stored_index is None else np.append(stored_index, -1)[local]  # -1 stays -1
-    is_return = batch.is_return
-    lines = np.empty(batch.line_count, dtype=LINE_DTYPE)
-    lines["category_id"] = category_ids[batch.line_category_code]
-    lines["sku_id"] = 0 if sku_ids is None else sku_ids
-    lines["qty"] = batch.line_qty
-    lines["amount_minor"] = batch.line_amount_minor
-    offsets = (batch.line_offsets * LINE_DTYPE.itemsize).astype(np.int64)
-    blobs = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), count, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(lines.tobytes())]
-    ).to_pylist()
-    amount = np.add.reduceat(batch.line_amount_minor, batch.line_offsets[:-1]) if batch.line_count else np.zeros(count)
-    amount[np.diff(batch.line_offsets) == 0] = 0
-    amount = np.where(is_return, -amount, amount)  # a return's goods leave the sales
-    identified = customer >= 0
-    tier = np.where(identified, scores.tier, -1)
-    originals = [None] * count if batch.original_receipt_id is None else batch.original_receipt_id.to_pylist()
-    receipts = zip(
-        batch.receipt_id.to_pylist(),
-        np.where(identified, customer, -1).tolist(),
-        np.array(batch.store_names, dtype=object)[batch.store_code].tolist(),
-        batch.instant_us.tolist(), batch.local_day.tolist(), amount.tolist(), tier.tolist(),
-        scores.rate_points.tolist(), scores.basket_points.tolist(), scores.visit_points.tolist(),
-        scores.welcome_points.tolist(), scores.cap_points.tolist(), scores.points.tolist(),
-        prints.tolist(), blobs, originals, scores.visit_rank.tolist(), scores.earned_before_today.tolist(),
-        scores.birthday.tolist(),
-    )
-    earning = identified & ~is_return & (scores.points != 0)
-    earn_entries = zip(customer[earning].tolist(), scores.points[earning].tolist(), batch.instant_us[earning].tolist(),
-                       batch.receipt_id.filter(pa.array(earning)).to_pylist())
-    # lots: points earned per customer and local month, added to what earlier chunks earned
-    # (summed in int64: a float sum would round points past 2**53)
-    keys = customer[earning].astype(np.int64) * 4096 + batch.local_month[earning]
-    unique_keys, inverse = np.unique(keys, return_inverse=True)
-    sums = np.zeros(len(unique_keys), dtype=np.int64)
-    np.add.at(sums, inverse, scores.points[earning].astype(np.int64))
-    lots = (unique_keys // 4096, unique_keys % 4096, sums)
-    taking = np.flatnonzero(identified & is_return & (scores.points < 0))
-    returns = list(zip(batch.receipt_id.take(pa.array(taking)).to_pylist(), customer[taking].tolist(),
-                       (-scores.points[taking]).tolist(), batch.instant_us[taking].tolist()))
-    unrecovered = ledger.append_scored(connection, receipts, earn_entries, lots, program_version, run_id, returns)
-    touched = np.unique(local[identified])
-    ledger.save_state(connection, state, touched, None if stored_index is None else stored_index[touched])
-    return unrecovered
-
 
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -667,114 +489,3 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def export_balances(ledger: Ledger, path: str | Path, *, batch_customers: int = 100_000) -> int:
-    """Every customer's balance (Σ journal) to a CSV or Parquet file, in batches; the count."""
-    TableWriter.check(path)
-    balances = ledger.balances()
-    written = 0
-    with TableWriter(path, pa.schema([("customer_id", pa.string()), ("points", pa.int64())])) as writer:
-        while batch := list(itertools.islice(balances, batch_customers)):
-            customer_ids, points = zip(*batch)
-            writer.write(pa.table({"customer_id": pa.array(customer_ids, pa.string()),
-                                   "points": pa.array(points, pa.int64())}))
-            written += len(batch)
-    return written
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking a ledger
-
-
-#: Customers replayed at once by ``check``: bounds its memory whatever the ledger's size.
-CHECK_BLOCK_CUSTOMERS = 50_000
-
-
-def ledger_batch(ledger: Ledger, customers: range | None = None) -> tuple[ReceiptBatch, np.ndarray]:
-    """Stored receipts as a batch in processing order, and their stored points.
-
-    Rebuilt from the ledger alone (lines, vocabularies, instants), so replaying it through
-    the kernel checks the ledger against its own history. ``customers`` limits it to the
-    receipts of a range of customer indices (None: every receipt, anonymous ones included).
-    """
-    program = ledger.current_program().program
-    rows = ledger.stored_receipts(customers)
-    category_names = ledger.category_names()
-    lines = np.frombuffer(b"".join(row[4] for row in rows), dtype=LINE_DTYPE)
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([len(row[4]) // LINE_DTYPE.itemsize for row in rows], out=offsets[1:])
-    stores = pa.array([row[2] for row in rows], type=pa.string()).dictionary_encode()
-    instant_us = np.array([row[3] for row in rows], dtype=np.int64)
-    calendar = local_calendar(instant_us, program.info.timezone)
-    batch = ReceiptBatch(
-        receipt_id=pa.array([row[0] for row in rows], type=pa.string()),
-        customer_id=pa.array([row[1] for row in rows], type=pa.string()),
-        store_code=stores.indices.to_numpy(zero_copy_only=False).astype(np.int32),
-        instant_us=instant_us,
-        local_day=calendar.local_day,
-        local_minute=calendar.local_minute,
-        local_month=calendar.local_month,
-        line_offsets=offsets,
-        line_category_code=lines["category_id"].astype(np.int32),
-        line_qty=lines["qty"].astype(np.int32),
-        line_amount_minor=lines["amount_minor"].astype(np.int64),
-        store_names=stores.dictionary.to_pylist(),
-        category_names=category_names,
-        original_receipt_id=pa.array([row[6] for row in rows], type=pa.string())
-        if any(row[6] is not None for row in rows) else None,
-    )
-    return batch, np.array([row[5] for row in rows], dtype=np.int64)
-
-
-def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS, progress: bool = False) -> list[str]:
-    """Every broken invariant, as a sentence naming what is wrong (empty when all hold).
-
-    - a customer's balance (Σ journal) equals the points left in their lots less their debt,
-      and no one owes points while holding some;
-    - each receipt's points equal its journal entries (a return's: less what it could not
-      take back), and anonymous receipts earn nothing;
-    - replaying every stored receipt through the kernel from an empty state gives each
-      receipt's stored points and every customer's stored state.
-
-    Customers are replayed ``block_customers`` at a time (their histories are independent),
-    so memory stays bounded whatever the ledger's size.
-    """
-    problems = []
-    for customer_id, journal, lots in ledger.balance_mismatches():
-        problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")
-    for receipt_id, points, earned in ledger.earn_mismatches():
-        problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal entries")
-    for customer_id, debt, held in ledger.debts_with_points_held():
-        problems.append(f"customer {customer_id!r}: owes {debt} points yet holds {held} in lots")
-
-    program = ledger.current_program().program
-    compiled = compile_program(program)
-    stored = kernel.CustomerState.for_program(compiled)
-    ledger.load_state(stored)
-    replay = kernel.CustomerState.for_program(compiled, capacity=max(len(stored), 1))
-    replay.index_of(stored.customer_ids)
-    replay.records["birth_month"][: len(stored)] = stored.records["birth_month"][: len(stored)]
-    count = len(stored)
-    wrong_points = []
-    for first in tqdm(range(0, count, block_customers), desc="replaying", unit=" blocks", disable=not progress):
-        batch, points = ledger_batch(ledger, range(first, min(first + block_customers, count)))
-        if len(batch):
-            scores = kernel.score(batch, compiled, replay)
-            wrong_points += [(batch.receipt_id[i].as_py(), points[i], scores.points[i])
-                             for i in np.flatnonzero(scores.points != points)[:20 - len(wrong_points)]]
-    for receipt_id, stored_points, replayed in wrong_points:
-        problems.append(f"receipt {receipt_id!r}: stored {stored_points} points, its replay gives {replayed}")
-    for receipt_id, points in ledger.anonymous_receipts_with_points():
-        problems.append(f"receipt {receipt_id!r}: anonymous, but stored with {points} points")
-    differing = np.flatnonzero(
-        (stored.records[:count] != replay.records[:count])
-        | (stored.rolling_totals[:count] != replay.rolling_totals[:count]).any(axis=1)
-        | (stored.tier_reached_month[:count] != replay.tier_reached_month[:count]).any(axis=1)
-    )
-    for index in differing[:20]:
-        problems.append(f"customer {stored.customer_ids[index]!r}: stored scoring state differs from the replay of "
-                        "their receipts")
-    if len(differing) > 20:
-        problems.append(f"… and {len(differing) - 20} more customers whose stored state differs")
-    return problems

@@ -39,10 +39,10 @@ import pyarrow as pa
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from .errors import FidelisError
-from .localtime import month_first_day
-from .program import Program, parse_program
-from .state import CUSTOMER_STATE_DTYPE, CustomerState
+from ..localtime import instant_month, month_first_day
+from ..program.model import Program, parse_program
+from ..state import CUSTOMER_STATE_DTYPE, CustomerState
+from ..errors import IdempotencyConflict, InsufficientPoints, LedgerBusy, LedgerError, RedemptionError, UnknownCustomer
 
 try:
     import fcntl
@@ -50,8 +50,8 @@ except ImportError:  # pragma: no cover - not a POSIX system
     fcntl = None
 
 if TYPE_CHECKING:
-    from .compiled import CompiledProgram
-    from .returns import OriginalReceipt
+    from ..program.tables import CompiledProgram
+    from ..returns import OriginalReceipt
 
 BUSY_TIMEOUT_MS = 10_000
 #: Page cache per connection: bulk loads insert into large B-trees in key order of receipt ids,
@@ -63,34 +63,6 @@ LINE_DTYPE = np.dtype([("category_id", "<i4"), ("sku_id", "<i4"), ("qty", "<i4")
 JOURNAL_KINDS = ("earn", "redeem", "expire", "reverse", "adjust")
 
 migrations = Migrations("fidelis")
-
-
-class LedgerError(FidelisError):
-    """The ledger cannot do what was asked (missing, wrong program, inconsistent)."""
-
-
-class RedemptionError(LedgerError):
-    """A redemption the program's rules or the customer's balance do not allow."""
-
-
-class InsufficientPoints(RedemptionError):
-    """The customer has fewer points than the redemption asks for."""
-
-    def __init__(self, customer_id: str, requested: int, balance: int):
-        self.customer_id, self.requested, self.balance = customer_id, requested, balance
-        super().__init__(f"customer {customer_id!r} has {balance} points; {requested} cannot be redeemed")
-
-
-class IdempotencyConflict(LedgerError):
-    """A request reuses an idempotency key with different content."""
-
-
-class UnknownCustomer(LedgerError):
-    """No customer with this id in the ledger."""
-
-
-class LedgerBusy(LedgerError):
-    """Another process holds the ledger's write lock for longer than the busy timeout."""
 
 
 #: API keys read ``fid_<key id>_<secret>``; roles, each allowing what the ones before it do.
@@ -354,12 +326,6 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _local_month(instant_us: int, zone) -> int:
-    """The local month of an instant, ``(year - 1970) * 12 + month - 1``."""
-    local = dt.datetime.fromtimestamp(instant_us // 1_000_000, zone)
-    return (local.year - 1970) * 12 + local.month - 1
-
-
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -573,7 +539,7 @@ class Ledger:
         A balance lookup needs the tables; compiling them on every request would cost more
         than the lookup itself.
         """
-        from .compiled import compile_program
+        from ..program.tables import compile_program
 
         version = self.current_program()
         cached = getattr(self, "_compiled", None)
@@ -951,7 +917,7 @@ class Ledger:
 
     def stored_originals(self, receipt_ids: list[str]) -> dict[str, "OriginalReceipt"]:
         """Stored sale receipts a return may refer to, with the returns stored of them."""
-        from .returns import OriginalReceipt
+        from ..returns import OriginalReceipt
 
         if not receipt_ids or not self.db.execute("SELECT 1 FROM receipts LIMIT 1").fetchone():
             return {}
@@ -979,7 +945,7 @@ class Ledger:
                 found[receipt_id] = OriginalReceipt(
                     receipt_id=receipt_id, customer_id=customer_id, store_id=store_id, instant_us=instant_us,
                     local_day=local_day, local_minute=local.hour * 60 + local.minute,
-                    local_month=_local_month(instant_us, zone),
+                    local_month=instant_month(instant_us, zone),
                     line_category=[categories[i] for i in records["category_id"].tolist()],
                     line_sku=[skus.get(i) for i in records["sku_id"].tolist()],
                     line_qty=records["qty"].astype(np.int64), line_amount_minor=records["amount_minor"].astype(np.int64),
@@ -1149,7 +1115,7 @@ class Ledger:
                                       f"{-points}")
                 self._take_from_lots(connection, index, -points)
             else:
-                month = _local_month(instant_us, program.info.zone())
+                month = instant_month(instant_us, program.info.zone())
                 self.add_to_lots(connection, np.array([index]), np.array([month]), np.array([points]))
             connection.execute(
                 "INSERT INTO journal (customer_index, kind, points, instant_us, reference, note) "
@@ -1185,7 +1151,7 @@ class Ledger:
 
         def first_month() -> int | None:  # reads every receipt: remembered until the ledger changes
             first = self.db.execute("SELECT MIN(instant_us) FROM receipts").fetchone()[0]
-            return None if first is None else _local_month(first, self.current_program().program.info.zone())
+            return None if first is None else instant_month(first, self.current_program().program.info.zone())
 
         return self._remembered("first_month", first_month)
 
@@ -1374,7 +1340,7 @@ class Ledger:
         ``as_of`` defaults to today in the chain's time zone (or the customer's last receipt's
         month, if the ledger holds receipts dated later than today).
         """
-        from . import kernel  # the scoring engine's status function, the one receipts are scored with
+        from ..engine import kernel
 
         program, compiled = self.compiled_program()
         # the customer, their state and their balance in one query, the state as 1-row arrays

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .localtime import day_number
-from .program import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, combined_rates
-from .state import NEVER
+from ..localtime import day_number
+from .model import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, combined_rates
+from ..state import NEVER
 
 _LAST_DAY = np.iinfo(np.int32).max
 _ALL_TIERS = np.uint64(2**64 - 1)

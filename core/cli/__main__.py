@@ -1,0 +1,4 @@
+"""``python -m fidelis.core.cli``: the ``fidelis`` command."""
+from . import main
+
+main()

@@ -1,0 +1,63 @@
+"""What the ledger may take: one home for the rules loads and real-time accrual share.
+
+A receipt is refused when it is beyond the engine's exact bounds, when its id is already
+stored (a duplicate if the same content, a conflict if not), or when it is late: before its
+customer's last scored receipt, or in a closed month (history is never rescored).
+"""
+
+
+import numpy as np
+
+from ..batch import ReceiptBatch
+from ..ledger.handle import Ledger
+from ..localtime import month_label
+from ..state import CustomerState
+
+
+def late_reasons(ledger: Ledger, batch: ReceiptBatch, state: CustomerState, among: np.ndarray | None = None,
+                 stored_index: np.ndarray | None = None) -> dict[int, str]:
+    """Why receipts of ``batch`` cannot be scored now, by position: history is never rescored.
+
+    Late: before its customer's last scored receipt (at the same instant, receipt id order
+    holds across loads too). In a closed month: its expiry, statuses and movements are
+    recorded. ``among`` limits the check to some receipts; ``stored_index`` maps ``state``'s
+    customer indices to the ledger's for a state that holds only some customers.
+    """
+    among = np.ones(len(batch), dtype=bool) if among is None else among
+    receipt_ids = batch.receipt_id.to_pylist()
+    customer_index = state.known_indices(batch.customer_id)
+    known = customer_index >= 0
+    last_instant = np.full(len(batch), np.iinfo(np.int64).min, dtype=np.int64)
+    last_instant[known] = state.records["last_instant_us"][customer_index[known]]
+    late = among & known & (batch.instant_us < last_instant)
+    for position in np.flatnonzero(among & known & (batch.instant_us == last_instant)):
+        index = int(customer_index[position] if stored_index is None else stored_index[customer_index[position]])
+        last_id = ledger.last_receipt_at(index, int(last_instant[position]))
+        late[position] = last_id is not None and receipt_ids[position] < last_id
+    reasons = {int(position): f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) comes before "
+                              f"customer {batch.customer_id[position].as_py()}'s last loaded receipt "
+                              f"({_utc(last_instant[position])}); history is not rescored"
+               for position in np.flatnonzero(late)}
+    closed = ledger.last_closed_month()
+    if closed is not None:
+        for position in np.flatnonzero(among & ~late & (batch.local_month <= closed)):
+            reasons[int(position)] = (f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) is in "
+                                      f"a month already closed (months up to {month_label(closed)} are); history "
+                                      "is not rescored")
+    return dict(sorted(reasons.items()))
+
+
+
+
+def receipts_over(batch: ReceiptBatch, amount_bound: int) -> np.ndarray:
+    """Receipts with a line, or lines in all, beyond the amount bound (a conservative check)."""
+    if not batch.line_count:
+        return np.zeros(len(batch), dtype=bool)
+    capped = np.minimum(batch.line_amount_minor, amount_bound + 1)
+    totals = np.add.reduceat(capped, batch.line_offsets[:-1])
+    totals[np.diff(batch.line_offsets) == 0] = 0
+    return totals > amount_bound
+
+
+def _utc(instant_us: int) -> str:
+    return str(np.datetime64(int(instant_us) // 1_000_000, "s")) + "Z"

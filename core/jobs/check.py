@@ -1,0 +1,68 @@
+"""Checking a ledger: every invariant, and a replay of every stored receipt through the kernel."""
+
+
+import numpy as np
+from tqdm import tqdm
+
+from ..engine import kernel
+from ..program.tables import compile_program
+from ..ledger.handle import Ledger
+from ..points.replay import ledger_batch
+
+
+#: Customers replayed at once by ``check``: bounds its memory whatever the ledger's size.
+CHECK_BLOCK_CUSTOMERS = 50_000
+
+
+
+def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS, progress: bool = False) -> list[str]:
+    """Every broken invariant, as a sentence naming what is wrong (empty when all hold).
+
+    - a customer's balance (Σ journal) equals the points left in their lots less their debt,
+      and no one owes points while holding some;
+    - each receipt's points equal its journal entries (a return's: less what it could not
+      take back), and anonymous receipts earn nothing;
+    - replaying every stored receipt through the kernel from an empty state gives each
+      receipt's stored points and every customer's stored state.
+
+    Customers are replayed ``block_customers`` at a time (their histories are independent),
+    so memory stays bounded whatever the ledger's size.
+    """
+    problems = []
+    for customer_id, journal, lots in ledger.balance_mismatches():
+        problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")
+    for receipt_id, points, earned in ledger.earn_mismatches():
+        problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal entries")
+    for customer_id, debt, held in ledger.debts_with_points_held():
+        problems.append(f"customer {customer_id!r}: owes {debt} points yet holds {held} in lots")
+
+    program = ledger.current_program().program
+    compiled = compile_program(program)
+    stored = kernel.CustomerState.for_program(compiled)
+    ledger.load_state(stored)
+    replay = kernel.CustomerState.for_program(compiled, capacity=max(len(stored), 1))
+    replay.index_of(stored.customer_ids)
+    replay.records["birth_month"][: len(stored)] = stored.records["birth_month"][: len(stored)]
+    count = len(stored)
+    wrong_points = []
+    for first in tqdm(range(0, count, block_customers), desc="replaying", unit=" blocks", disable=not progress):
+        batch, points = ledger_batch(ledger, range(first, min(first + block_customers, count)))
+        if len(batch):
+            scores = kernel.score(batch, compiled, replay)
+            wrong_points += [(batch.receipt_id[i].as_py(), points[i], scores.points[i])
+                             for i in np.flatnonzero(scores.points != points)[:20 - len(wrong_points)]]
+    for receipt_id, stored_points, replayed in wrong_points:
+        problems.append(f"receipt {receipt_id!r}: stored {stored_points} points, its replay gives {replayed}")
+    for receipt_id, points in ledger.anonymous_receipts_with_points():
+        problems.append(f"receipt {receipt_id!r}: anonymous, but stored with {points} points")
+    differing = np.flatnonzero(
+        (stored.records[:count] != replay.records[:count])
+        | (stored.rolling_totals[:count] != replay.rolling_totals[:count]).any(axis=1)
+        | (stored.tier_reached_month[:count] != replay.tier_reached_month[:count]).any(axis=1)
+    )
+    for index in differing[:20]:
+        problems.append(f"customer {stored.customer_ids[index]!r}: stored scoring state differs from the replay of "
+                        "their receipts")
+    if len(differing) > 20:
+        problems.append(f"… and {len(differing) - 20} more customers whose stored state differs")
+    return problems

@@ -1,0 +1,82 @@
+"""The rejects file of a load: every rejected input row as it came, and why."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InputProblem
+from ..ingest.receipts import CheckedReceipts
+from ..ingest.files import TableWriter
+
+
+class _Rejects:
+    """The rejects file, written part by part: every rejected input row as it came, and why.
+
+    Rows with a bad value carry that value's reasons; the other rows of their receipt carry
+    "another row of this receipt is bad"; every row of a receipt the ledger refused (a
+    conflict, a late receipt) carries that reason. Without a file, nothing is kept.
+    """
+
+    def __init__(self, path: str | Path | None, column_names: list[str]):
+        schema = pa.schema([("file", pa.string()), ("row", pa.int64()), ("reason", pa.string())]
+                           + [(name, pa.string()) for name in column_names if name not in ("file", "row", "reason")])
+        self._writer = None if path is None else TableWriter(path, schema)
+
+    def write(self, checked: CheckedReceipts, problems: list[InputProblem], refused_receipts: dict[str, str]) -> None:
+        if self._writer is None:
+            return
+        reasons: dict[tuple[str, int], list[str]] = {}
+        for problem in problems:
+            if problem.row is not None and problem.value not in refused_receipts:
+                reasons.setdefault((problem.file, problem.row), []).append(
+                    f"{problem.column}: {problem.reason}" if problem.column else problem.reason)
+        refused_ids = pa.array(list(refused_receipts), pa.string())
+        for segment in checked.segments:
+            mask = checked.rejected[segment.start:segment.start + segment.table.num_rows].copy()
+            receipt_column = segment.table.column("receipt_id").cast(pa.string())
+            if len(refused_ids):
+                mask |= pc.is_in(receipt_column, value_set=refused_ids).fill_null(False).to_numpy(zero_copy_only=False)
+            positions = np.flatnonzero(mask)
+            if not len(positions):
+                continue
+            rows = segment.table.take(pa.array(positions))
+            row_numbers = segment.source_rows(positions).tolist()
+            row_receipts = rows.column("receipt_id").cast(pa.string()).to_pylist()
+            self._writer.write(pa.table({
+                "file": pa.array([segment.source] * len(positions), pa.string()),
+                "row": pa.array(row_numbers, pa.int64()),
+                "reason": pa.array([
+                    refused_receipts.get(receipt) or "; ".join(
+                        reasons.get((segment.source, row), ["another row of this receipt is bad"]))
+                    for row, receipt in zip(row_numbers, row_receipts)
+                ], pa.string()),
+                **{name: rows.column(name).cast(pa.string()) for name in rows.column_names},
+            }))
+
+    def write_unusable(self, problems: list[InputProblem]) -> None:
+        """Files left out whole: one entry per problem, without a row unless it names one."""
+        if self._writer is not None and problems:
+            self._writer.write(pa.table({
+                "file": pa.array([problem.file for problem in problems], pa.string()),
+                "row": pa.array([problem.row for problem in problems], pa.int64()),
+                "reason": pa.array([f"the file was not loaded: {problem}" for problem in problems], pa.string()),
+            }))
+
+    def __enter__(self) -> "_Rejects":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+
+
+def input_location(checked: CheckedReceipts, input_row: int) -> tuple[str, int]:
+    """(file, 1-based row) of a row numbered among all input rows of a check."""
+    for segment in checked.segments:
+        if segment.start <= input_row < segment.start + segment.table.num_rows:
+            return segment.source, int(segment.source_rows(np.array([input_row - segment.start]))[0])
+    raise IndexError(input_row)
