@@ -20,7 +20,7 @@ import pytest
 
 from fidelis.core.engine import kernel
 from fidelis.core.batch import ReceiptBatch
-from fidelis.core.program.tables import CompiledProgram, compile_program
+from fidelis.core.program.tables import ProgramTables, compile_program
 from fidelis.core.program.model import Program, parse_program
 from fidelis.core.scores import Scores
 from fidelis.core.state import CustomerState
@@ -48,7 +48,7 @@ def program(chain: ChainColumns) -> Program:
 
 
 @pytest.fixture(scope="session")
-def compiled(program: Program) -> CompiledProgram:
+def compiled(program: Program) -> ProgramTables:
     return compile_program(program)
 
 
@@ -99,7 +99,7 @@ class KernelWorkload:
     out: Scores
 
     @classmethod
-    def build(cls, batch: ReceiptBatch, compiled: CompiledProgram) -> "KernelWorkload":
+    def build(cls, batch: ReceiptBatch, compiled: ProgramTables) -> "KernelWorkload":
         state = kernel.new_state(compiled)
         prepared = kernel.prepare(batch, compiled, state)
         return cls(
@@ -121,12 +121,12 @@ class KernelWorkload:
 
 
 @pytest.fixture(scope="session")
-def kernel_workload(chain: ChainColumns, compiled: CompiledProgram) -> KernelWorkload:
+def kernel_workload(chain: ChainColumns, compiled: ProgramTables) -> KernelWorkload:
     return KernelWorkload.build(receipt_batch_from_columns(chain), compiled)
 
 
 @pytest.fixture(scope="session")
-def kernel_scores(kernel_workload: KernelWorkload, compiled: CompiledProgram) -> Scores:
+def kernel_scores(kernel_workload: KernelWorkload, compiled: ProgramTables) -> Scores:
     """The kernel's scores of the workload: what every peer must reproduce."""
     kernel_workload.reset_state()
     scores = kernel.score(kernel_workload.prepared, compiled, kernel_workload.state, out=Scores.empty(len(kernel_workload)))

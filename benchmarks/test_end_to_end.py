@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fidelis.core.program.model import load_program
-from fidelis.core.engine.engines import score_files
+from fidelis.core.jobs.score import score_files
 from fidelis.core.synthetic import benchmark_program_text, generate_chain, write_chain
 
 from .conftest import CSV_RECEIPT_COUNT

@@ -25,6 +25,7 @@ from fidelis.core.program.model import load_program
 from fidelis.core.synthetic import generate_chain, write_chain
 
 from .loadgen import json_request, run_load, served
+from fidelis.core.ledger.api_keys import create_api_key
 
 SECONDS = float(os.environ.get("FIDELIS_BENCH_SERVER_SECONDS", 10))
 RECEIPTS = int(os.environ.get("FIDELIS_BENCH_SERVER_RECEIPTS", 100_000))
@@ -38,7 +39,7 @@ def live_ledger(tmp_path_factory) -> dict:
     with Ledger.create(ledger_path, load_program(chain["program"])) as ledger:
         load_files(ledger, [chain["receipts"]], customers_file=chain["customers"])
         customers = [row[0] for row in ledger.db.execute("SELECT customer_id FROM customers")]
-        keys = {role: ledger.create_api_key(role) for role in ("read", "write")}
+        keys = {role: create_api_key(ledger, role) for role in ("read", "write")}
     # a second history for the concurrent bulk load: other receipt ids, the same customers, later
     later = write_chain(generate_chain(4 * RECEIPTS, seed=22, start=dt.date(2027, 1, 1)), folder / "later",
                         receipts_format="parquet")

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .localtime import local_calendar
+
 #: 1970-01-01 was a Thursday; weekday 0 is Monday.
 EPOCH_WEEKDAY = 3
 
@@ -66,6 +68,36 @@ class ReceiptBatch:
     original_receipt_id: pa.Array | None = None
     metadata: dict = field(default_factory=dict)
 
+    @classmethod
+    def build(cls, *, receipt_id: pa.Array, customer_id: pa.Array, store_code: np.ndarray, store_names: list[str],
+              instant_us: np.ndarray, timezone: str, line_offsets: np.ndarray, line_category_code: np.ndarray,
+              category_names: list[str], line_qty: np.ndarray, line_amount_minor: np.ndarray,
+              line_sku: pa.Array | None = None, original_receipt_id: pa.Array | None = None,
+              metadata: dict | None = None) -> "ReceiptBatch":
+        """A batch from its receipts' instants and lines: the local calendar (day, minute,
+        month in the chain's ``timezone``) is derived here, and every column gets its dtype,
+        so every reader builds receipts the one way."""
+        instant_us = np.ascontiguousarray(instant_us, dtype=np.int64)
+        calendar = local_calendar(instant_us, timezone)
+        return cls(
+            receipt_id=receipt_id,
+            customer_id=customer_id,
+            store_code=np.ascontiguousarray(store_code, dtype=np.int32),
+            instant_us=instant_us,
+            local_day=calendar.local_day,
+            local_minute=calendar.local_minute,
+            local_month=calendar.local_month,
+            line_offsets=np.ascontiguousarray(line_offsets, dtype=np.int64),
+            line_category_code=np.ascontiguousarray(line_category_code, dtype=np.int32),
+            line_qty=np.ascontiguousarray(line_qty, dtype=np.int32),
+            line_amount_minor=np.ascontiguousarray(line_amount_minor, dtype=np.int64),
+            store_names=store_names,
+            category_names=category_names,
+            line_sku=line_sku,
+            original_receipt_id=original_receipt_id,
+            metadata={} if metadata is None else metadata,
+        )
+
     def __len__(self) -> int:
         return len(self.instant_us)
 
@@ -87,7 +119,7 @@ class ReceiptBatch:
 
     def take(self, receipt_indices: np.ndarray) -> "ReceiptBatch":
         """A batch of the given receipts (in the given order), lines carried along."""
-        receipt_indices = np.asarray(receipt_indices, dtype=np.int64)
+        receipt_indices = np.ascontiguousarray(receipt_indices, dtype=np.int64)
         starts = self.line_offsets[receipt_indices]
         counts = self.line_offsets[receipt_indices + 1] - starts
         offsets = np.zeros(len(receipt_indices) + 1, dtype=np.int64)

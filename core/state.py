@@ -160,6 +160,11 @@ class CustomerState:
         known = months > 0
         self.records["birth_month"][indices[known]] = months[known]
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The known customers' rows of the state arrays: records, rolling totals, tiers reached."""
+        count = len(self)
+        return self.records[:count], self.rolling_totals[:count], self.tier_reached_month[:count]
+
     # ---- persistence -----------------------------------------------------------------
     def copy(self) -> "CustomerState":
         clone = CustomerState.__new__(CustomerState)
@@ -174,7 +179,8 @@ class CustomerState:
         return clone
 
     def to_bytes(self) -> bytes:
-        """The state as one ``.npz`` blob (what the ledger stores between loads)."""
+        """The state as one ``.npz`` blob: a state saved to a file between runs (the ledger stores
+        each customer's rows instead, :mod:`fidelis.core.ledger.customers`)."""
         count = len(self)
         buffer = io.BytesIO()
         header = {

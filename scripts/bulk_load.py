@@ -9,7 +9,7 @@ Running it again after a crash or by mistake is safe: receipts already loaded ar
 """
 import sys
 
-from fidelis.core.cli import cli
+from fidelis.core import cli
 
 if __name__ == "__main__":
     sys.exit(cli(["load", *sys.argv[1:]], prog_name="bulk_load.py"))

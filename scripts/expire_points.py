@@ -12,7 +12,7 @@ says which), 2 wrong arguments.
 """
 import sys
 
-from fidelis.core.cli import cli
+from fidelis.core import cli
 
 if __name__ == "__main__":
     sys.exit(cli(["expire", *sys.argv[1:]], prog_name="expire_points.py"))

@@ -9,7 +9,7 @@ it closes whatever months have ended and were not closed yet.
 """
 import sys
 
-from fidelis.core.cli import cli
+from fidelis.core import cli
 
 if __name__ == "__main__":
     sys.exit(cli(["month-end", *sys.argv[1:]], prog_name="month_end.py"))

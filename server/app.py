@@ -4,15 +4,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from fidelis.core import Ledger
 from flask import Flask, request
-
-from fidelis.core.ledger.handle import Ledger
 
 from . import customers, errors, meta, receipts, returns
 from .config import BATCH_ENDPOINTS, settings
 from .errors import ApiError
 from .spec import spec
-
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:

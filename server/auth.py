@@ -10,10 +10,9 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+from fidelis.core import API_ROLES, api_key_role
 from flask import request
 from werkzeug.exceptions import BadRequest
-
-from fidelis.core.ledger.handle import API_ROLES
 
 from .config import BATCH_ENDPOINTS
 from .errors import ApiError
@@ -58,7 +57,7 @@ def require(role: str) -> Callable:
         def checked(*args, **kwargs):
             handle = ledger()
             with handle.reading():  # one read snapshot: the key check and, for lookups, the view
-                _check_key(handle.api_key_role(key) if (key := presented_key()) else None, key, role, needed)
+                _check_key(api_key_role(handle, key) if (key := presented_key()) else None, key, role, needed)
                 _parse_json_body()
                 if role == "read":
                     return view(*args, **kwargs)

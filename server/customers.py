@@ -1,15 +1,21 @@
 """Customers: balance, history and redemption."""
 from __future__ import annotations
 
+from fidelis import core
 from flask import Blueprint, request
 from spectree import Response
-
-from fidelis.core.jobs.month_end import expiring_at_next_close
 
 from .auth import require
 from .errors import ApiError
 from .handles import ledger
-from .models import BalanceOut, ErrorOut, HistoryOut, HistoryQuery, RedemptionIn, RedemptionOut
+from .models import (
+    BalanceOut,
+    ErrorOut,
+    HistoryOut,
+    HistoryQuery,
+    RedemptionIn,
+    RedemptionOut,
+)
 from .spec import spec
 
 blueprint = Blueprint("customers", __name__, url_prefix="/v1/customers")
@@ -22,8 +28,8 @@ _ERRORS = {"HTTP_401": ErrorOut, "HTTP_403": ErrorOut, "HTTP_404": ErrorOut}
 def balance(customer_id: str):
     """Points, tier, progress to the next tier, and the points the next close would expire."""
     handle = ledger()
-    standing = handle.standing(customer_id)
-    close, expiring = expiring_at_next_close(handle, customer_id, index=standing.customer_index)
+    standing = core.standing(handle, customer_id)
+    close, expiring = core.expiring_at_next_close(handle, customer_id, index=standing.customer_index)
     return BalanceOut(customer_id=customer_id, points=standing.points, tier=standing.tier,
                       next_tier=standing.next_tier, to_next_tier=standing.to_next_tier,
                       expiring_points=expiring, expiring_at_close_of=close)
@@ -37,7 +43,7 @@ def history(customer_id: str):
     """Journal entries, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
     query: HistoryQuery = request.context.query
     before = int(query.cursor) if query.cursor is not None else None
-    entries = ledger().history(customer_id, limit=query.limit + 1, before_entry=before)
+    entries = core.history(ledger(), customer_id, limit=query.limit + 1, before_entry=before)
     more = len(entries) > query.limit
     entries = entries[:query.limit]
     return HistoryOut(customer_id=customer_id, entries=entries,
@@ -60,5 +66,5 @@ def redeem(customer_id: str):
         raise ApiError(400, "missing_idempotency_key",
                        "a redemption needs an Idempotency-Key header (1 to 128 printable characters)")
     body: RedemptionIn = request.context.json
-    done = ledger().redeem(customer_id, body.points, key)
+    done = core.redeem(ledger(), customer_id, body.points, key)
     return RedemptionOut.model_validate(done, from_attributes=True), 200 if done.existing else 201

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import logging
 
+from fidelis.core import (
+    IdempotencyConflict,
+    InputError,
+    InputProblem,
+    InsufficientPoints,
+    LateReceipt,
+    LedgerBusy,
+    ReceiptConflict,
+    RedemptionError,
+    ScoringError,
+    UnknownCustomer,
+)
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
-
-from fidelis.core.errors import LateReceipt, ReceiptConflict
-from fidelis.core.errors import InputError, InputProblem, ScoringError
-from fidelis.core.errors import IdempotencyConflict, InsufficientPoints, LedgerBusy, RedemptionError, UnknownCustomer
 
 log = logging.getLogger("fidelis.server")
 

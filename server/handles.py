@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import threading
 
+from fidelis.core import Ledger
 from flask import current_app, g
-
-from fidelis.core.ledger.handle import Ledger
 
 _per_thread = threading.local()
 

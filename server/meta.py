@@ -16,7 +16,7 @@ blueprint = Blueprint("meta", __name__)
 def health():
     """200 when the ledger answers."""
     handle = ledger()
-    handle.db.execute("SELECT 1").fetchone()
+    handle.ping()
     return HealthOut(status="ok", program=handle.current_program().program.info.name)
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from fidelis.core import MAX_QTY
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from fidelis.core.ingest.columns import MAX_QTY
 
 #: Ids and names: printable text (a control character in an id is a corrupt till, not a receipt)
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"

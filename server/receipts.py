@@ -4,13 +4,16 @@ from __future__ import annotations
 import threading
 
 import pyarrow as pa
+from fidelis.core import (
+    Accrued,
+    GroupCommit,
+    InputError,
+    accrue,
+    check_receipt_table,
+    decode_msgpack_batch,
+)
 from flask import Blueprint, current_app, request
 from spectree import Response
-
-from fidelis.core.jobs.accrual import Accrued, GroupCommit, accrue
-from fidelis.core.ingest.msgpack_batch import decode
-from fidelis.core.errors import InputError
-from fidelis.core.ingest.receipts import check_receipt_table
 
 from .auth import require
 from .errors import ApiError, problem_details
@@ -58,7 +61,7 @@ def accrue_batch():
     load` reads), scored and committed all or nothing. Receipts already loaded are skipped."""
     if request.mimetype != "application/msgpack":
         raise ApiError(415, "unsupported_media_type", "send the batch as application/msgpack")
-    table = decode(request.get_data(cache=False), source="request body")
+    table = decode_msgpack_batch(request.get_data(cache=False), source="request body")
     if table.num_rows > current_app.config["MAX_BATCH_LINES"]:
         raise ApiError(413, "request_entity_too_large",
                        f"the batch has {table.num_rows} lines; at most {current_app.config['MAX_BATCH_LINES']} "

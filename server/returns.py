@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pyarrow as pa
+from fidelis.core import RETURN
 from flask import Blueprint, request
 from spectree import Response
-
-from fidelis.core.ingest.columns import RETURN
 
 from .auth import require
 from .models import AccrualOut, ReturnIn

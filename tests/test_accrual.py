@@ -14,14 +14,16 @@ from fidelis.core.errors import InputError
 from fidelis.core.ingest.receipts import check_receipt_table
 from fidelis.core.jobs.check import check_ledger
 from fidelis.core.jobs.load import load_files
-from fidelis.core.ledger.handle import LINE_DTYPE, Ledger
+from fidelis.core.ledger.receipts import LINE_DTYPE
+from fidelis.core.ledger.handle import Ledger
 from fidelis.core.program.model import load_program
 from fidelis.core.synthetic import generate_chain, write_chain
+from fidelis.core.ledger.receipts import category_names
 
 
 def ledger_rows(ledger: Ledger) -> dict[str, list]:
     """What a load writes, with names for the ledger's own ids (which follow the order names arrive in)."""
-    categories = ledger.category_names()
+    categories = category_names(ledger)
     skus = dict(ledger.db.execute("SELECT sku_id, sku FROM skus").fetchall())
 
     def lines(blob: bytes) -> list[tuple]:

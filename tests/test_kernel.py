@@ -85,7 +85,7 @@ def test_status_as_of_equals_reference(data):
     # the first day of a month after the whole history, as a month-end close would ask
     month = int(batch.local_month.max()) + data.draw(st.integers(1, 26))
     as_of = dt.date(1970 + month // 12, month % 12 + 1, 1)
-    statuses = kernel.status_as_of(compiled, state, month)
+    statuses = kernel.standing_of(compiled, *state.arrays(), month)[0]
     for customer_id in state.customer_ids:
         expected = reference.status_as_of(program, history, customer_id, as_of)
         assert statuses[state.lookup(customer_id)] == expected, (customer_id, as_of)

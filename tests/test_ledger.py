@@ -19,13 +19,20 @@ import pytest
 from fidelis.core.errors import InputError, UnsupportedFileError
 from fidelis.core.jobs.check import check_ledger
 from fidelis.core.jobs.load import load_files
-from fidelis.core.ledger.handle import LINE_DTYPE, Ledger
+from fidelis.core.ledger.receipts import LINE_DTYPE
+from fidelis.core.ledger.handle import Ledger
 from fidelis.core.errors import IdempotencyConflict, InsufficientPoints, LedgerError, RedemptionError
 from fidelis.core.program.model import load_program, parse_program
-from fidelis.core.engine.engines import score_files
+from fidelis.core.jobs.score import score_files
 from fidelis.core.synthetic import generate_chain, write_chain
 
 from .conftest import CASES_DIR
+from fidelis.core.ledger.figures import counts
+from fidelis.core.ledger.journal import balance, history
+from fidelis.core.ledger.receipts import existing_receipts
+from fidelis.core.points.adjustment import adjust
+from fidelis.core.points.redemption import redeem
+from fidelis.core.points.standing import standing
 
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
@@ -112,7 +119,7 @@ def test_overlapping_files_give_no_double_points(ledger, load, write_receipts):
     summary = load(ledger, [write_receipts("b.csv", R2, R3)])
     assert (summary.receipts_loaded, summary.duplicates_skipped) == (1, 1)
     # R1 (Saturday, summer weekends x2): 10.00 x 2 = 20 + welcome 100; R2 (Monday): 20
-    assert ledger.balance("C1") == 140
+    assert balance(ledger, "C1") == 140
 
 
 def test_a_conflicting_duplicate_is_refused_or_set_aside(ledger, load, write_receipts, tmp_path):
@@ -120,7 +127,7 @@ def test_a_conflicting_duplicate_is_refused_or_set_aside(ledger, load, write_rec
     changed = ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "99.00"]
     with pytest.raises(InputError, match="receipt 'R1': a different receipt with this id is already in the ledger"):
         load(ledger, [write_receipts("b.csv", changed, R3)])
-    assert ledger.counts()["receipts"] == 1  # nothing written
+    assert counts(ledger)["receipts"] == 1  # nothing written
     rejects = tmp_path / "rejects.csv"
     summary = load(ledger, [write_receipts("b.csv", changed, R3)], skip_bad=True, rejects_file=rejects)
     assert (summary.receipts_loaded, summary.conflicts) == (1, 1)
@@ -144,7 +151,7 @@ def test_bad_rows_stop_the_load_or_go_to_the_rejects_file(ledger, load, write_re
     bad = ["R9", "C1", "S1", "2025-06-08T10:00", "grocery", 0, "10.00"]
     with pytest.raises(InputError, match="qty"):
         load(ledger, [write_receipts("a.csv", R1, bad)])
-    assert ledger.counts()["receipts"] == 0
+    assert counts(ledger)["receipts"] == 0
     rejects = tmp_path / "rejects.csv"
     sibling = ["R9", "C1", "S1", "2025-06-08T10:00", "baby", 2, "5.00"]
     summary = load(ledger, [write_receipts("a.csv", R1, bad, sibling)], skip_bad=True, rejects_file=rejects)
@@ -168,7 +175,7 @@ def test_chunked_load_equals_one_shot_scoring_and_balances_are_the_journal(tmp_p
             "SELECT c.customer_id, SUM(j.points) FROM journal j JOIN customers c USING (customer_index) "
             "GROUP BY c.customer_id").fetchall())
         for customer_id in list(journal)[:20]:
-            assert ledger.balance(customer_id) == journal[customer_id]
+            assert balance(ledger, customer_id) == journal[customer_id]
         lots = ledger.db.execute("SELECT SUM(points_remaining) FROM lots").fetchone()[0]
         assert lots == sum(journal.values())
         # lines are stored exactly, sku included, in every chunk (the last receipt is in the last one)
@@ -268,12 +275,12 @@ def test_a_killed_load_finishes_on_rerun_with_the_same_ledger(tmp_path):
 
 def test_standing_uses_the_kernels_status_function(ledger, write_receipts):
     load_files(ledger, [write_receipts("a.csv", R1, R2, ["R4", "C1", "S1", "2025-06-10T10:00", "grocery", 1, "480.00"])])
-    june = ledger.standing("C1", dt.date(2025, 6, 11))
+    june = standing(ledger, "C1", dt.date(2025, 6, 11))
     assert (june.tier, june.qualifying_total, june.next_tier, june.to_next_tier) == ("Silver", 51000, "Gold", 99000)
-    january = ledger.standing("C1", dt.date(2026, 1, 1))  # held by 2025 (next_year), nothing yet in 2026
+    january = standing(ledger, "C1", dt.date(2026, 1, 1))  # held by 2025 (next_year), nothing yet in 2026
     assert (january.tier, january.qualifying_total, january.to_next_tier) == ("Silver", 0, 150000)
-    assert ledger.standing("C1", dt.date(2027, 1, 1)).tier == "Base"
-    assert june.points == ledger.balance("C1")
+    assert standing(ledger, "C1", dt.date(2027, 1, 1)).tier == "Base"
+    assert june.points == balance(ledger, "C1")
 
 
 def test_customer_attributes_from_the_customers_file(ledger, write_receipts, tmp_path):
@@ -290,10 +297,10 @@ def test_the_same_receipt_in_two_files_of_one_load_is_refused_not_merged(ledger,
     files = [write_receipts("a.csv", R1, R2), write_receipts("b.csv", R2, R3)]
     with pytest.raises(InputError, match=r"receipt 'R2' is in more than one file of this load"):
         load(ledger, files)
-    assert ledger.counts()["receipts"] == 0
+    assert counts(ledger)["receipts"] == 0
     for path in files:  # one at a time: the overlap is skipped as already loaded
         load(ledger, [path])
-    assert ledger.counts()["receipts"] == 3 and ledger.balance("C1") == 140
+    assert counts(ledger)["receipts"] == 3 and balance(ledger, "C1") == 140
 
 
 def test_receipts_at_the_same_instant_keep_receipt_id_order_across_loads(ledger, write_receipts):
@@ -334,7 +341,7 @@ def test_receipts_beyond_the_exact_bound_are_refused_before_anything_is_written(
     rows = [R1, huge, ["BIG", "C2", "S1", "2025-06-08T10:00", "baby", 1, "6000000000.00"], R3]
     with pytest.raises(InputError, match="'BIG' is larger than the engine's exact-arithmetic bound"):
         load(ledger, [write_receipts("a.csv", *rows)])
-    assert ledger.counts()["receipts"] == 0
+    assert counts(ledger)["receipts"] == 0
     summary = load(ledger, [write_receipts("a.csv", *rows)], skip_bad=True)
     assert summary.receipts_loaded == 2
     assert ledger.db.execute("SELECT status FROM runs ORDER BY run_id DESC").fetchone()[0] == "done"
@@ -357,16 +364,18 @@ def test_files_that_are_not_ledgers_are_refused_and_left_alone(tmp_path):
 
 def test_a_load_builds_on_what_another_writer_wrote_while_it_read(ledger, write_receipts, monkeypatch, tmp_path):
     first, second = write_receipts("a.csv", R1, R2), write_receipts("b.csv", R3)
-    real_existing = Ledger.existing_receipts
+    from fidelis.core.jobs import load as load_job
 
-    def another_load_meanwhile(self, receipt_ids):
-        found = real_existing(self, receipt_ids)
-        monkeypatch.setattr(Ledger, "existing_receipts", real_existing)
-        with Ledger(self.path) as other:  # a second process, loading after this one read the state
+    real_existing = existing_receipts
+
+    def another_load_meanwhile(handle, receipt_ids):
+        found = real_existing(handle, receipt_ids)
+        monkeypatch.setattr(load_job, "existing_receipts", real_existing)
+        with Ledger(handle.path) as other:  # a second process, loading after this one read the state
             load_files(other, [second])
         return found
 
-    monkeypatch.setattr(Ledger, "existing_receipts", another_load_meanwhile)
+    monkeypatch.setattr(load_job, "existing_receipts", another_load_meanwhile)
     load_files(ledger, [first])
     with Ledger.create(tmp_path / "in-turn.db", ledger.current_program().program) as in_turn:
         load_files(in_turn, [second])
@@ -433,7 +442,7 @@ def test_every_kind_of_bad_row_is_named_and_set_aside(ledger, load, write_receip
     with pytest.raises(InputError, match=reason) as refused:
         load(ledger, [path])
     assert f"a.csv, row 2, column {column!r}" in str(refused.value)
-    assert ledger.counts()["receipts"] == 0
+    assert counts(ledger)["receipts"] == 0
     rejects = tmp_path / "rejects.csv"
     summary = load(ledger, [path], skip_bad=True, rejects_file=rejects)
     assert (summary.receipts_loaded, summary.rejected_rows) == (3, len(bad_rows))
@@ -462,7 +471,7 @@ def test_an_unusable_file_stops_the_load_or_is_set_aside_whole(ledger, load, wri
     (tmp_path / name).write_bytes(content)
     with pytest.raises(InputError, match=reason):
         load(ledger, [good, tmp_path / name])
-    assert ledger.counts()["receipts"] == 0
+    assert counts(ledger)["receipts"] == 0
     rejects = tmp_path / "rejects.csv"
     summary = load(ledger, [good, tmp_path / name], skip_bad=True, rejects_file=rejects)
     assert (summary.receipts_loaded, summary.rejected_files) == (3, 1)
@@ -476,7 +485,7 @@ def test_an_unknown_file_type_is_refused_before_anything_is_read(ledger, load, w
     with pytest.raises(UnsupportedFileError, match=r"receipts.txt: unsupported file type; Fidelis reads .*\.parquet"):
         load(ledger, [write_receipts("a.csv", *GOOD), tmp_path / "receipts.txt"], skip_bad=True,
              rejects_file=tmp_path / "rejects.csv")
-    assert ledger.counts()["receipts"] == 0
+    assert counts(ledger)["receipts"] == 0
 
 
 def by_customer_id(ledger: Ledger) -> dict[str, list]:
@@ -555,21 +564,21 @@ def lots_of(ledger: Ledger, customer_id: str = "C1") -> list[tuple[int, int]]:
 
 
 def test_a_redemption_takes_the_oldest_lots_first(three_lots):
-    done = three_lots.redeem("C1", 150, "till-1")
+    done = redeem(three_lots, "C1", 150, "till-1")
     assert (done.points, done.balance, done.existing) == (150, 90, False)
     assert lots_of(three_lots) == [(665, 0), (666, 90)]
-    assert three_lots.history("C1", limit=1)[0] | {"at": None} == {
+    assert history(three_lots, "C1", limit=1)[0] | {"at": None} == {
         "entry_id": done.entry_id, "kind": "redeem", "points": -150, "at": None, "reference": "till-1"}
     assert check_ledger(three_lots) == []
 
 
 def test_a_redemption_is_made_once_per_reference(three_lots):
-    first = three_lots.redeem("C1", 100, "till-1")
-    again = three_lots.redeem("C1", 100, "till-1")
+    first = redeem(three_lots, "C1", 100, "till-1")
+    again = redeem(three_lots, "C1", 100, "till-1")
     assert again.existing and (again.entry_id, again.balance) == (first.entry_id, 140)
-    assert three_lots.balance("C1") == 140
+    assert balance(three_lots, "C1") == 140
     with pytest.raises(IdempotencyConflict, match="'till-1' was already made for 100 points"):
-        three_lots.redeem("C1", 50, "till-1")
+        redeem(three_lots, "C1", 50, "till-1")
 
 
 def test_a_redemption_never_overdraws_and_follows_the_programs_rules(tmp_path, write_receipts, verde_club):
@@ -577,23 +586,23 @@ def test_a_redemption_never_overdraws_and_follows_the_programs_rules(tmp_path, w
     with Ledger.create(tmp_path / "rules.db", parse_program(rules)) as ledger:
         load_files(ledger, [write_receipts("a.csv", R1, R2, JULY)])
         with pytest.raises(InsufficientPoints, match="has 240 points; 250 cannot be redeemed"):
-            ledger.redeem("C1", 250, "a")
+            redeem(ledger, "C1", 250, "a")
         for points, why in ((25, "at least 50"), (60, "multiples of 25")):
             with pytest.raises(RedemptionError, match=why):
-                ledger.redeem("C1", points, "b")
-        assert ledger.balance("C1") == 240 and ledger.counts()["journal"] == 3
-        assert ledger.redeem("C1", 75, "c").balance == 165
+                redeem(ledger, "C1", points, "b")
+        assert balance(ledger, "C1") == 240 and counts(ledger)["journal"] == 3
+        assert redeem(ledger, "C1", 75, "c").balance == 165
 
 
 def test_adjustments_add_to_this_months_lot_or_take_from_the_oldest(three_lots):
-    three_lots.adjust("C1", 30, "goodwill: late delivery", instant_us=1_752_000_000_000_000)  # 2025-07-08
+    adjust(three_lots, "C1", 30, "goodwill: late delivery", instant_us=1_752_000_000_000_000)  # 2025-07-08
     assert lots_of(three_lots) == [(665, 140), (666, 130)]
-    three_lots.adjust("C1", -150, "duplicate card merged")
+    adjust(three_lots, "C1", -150, "duplicate card merged")
     assert lots_of(three_lots) == [(665, 0), (666, 120)]
     assert three_lots.db.execute("SELECT note FROM journal WHERE kind = 'adjust' ORDER BY entry_id").fetchall() == [
         ("goodwill: late delivery",), ("duplicate card merged",)]
     with pytest.raises(LedgerError, match="cannot take 500"):
-        three_lots.adjust("C1", -500, "too much")
+        adjust(three_lots, "C1", -500, "too much")
     assert check_ledger(three_lots) == []
 
 
@@ -605,7 +614,7 @@ def test_concurrent_redemptions_never_overdraw(three_lots):
     results = [(process.wait(timeout=120), process.stderr.read()) for process in processes]
     assert sum(code == 0 for code, _ in results) == 4
     assert all("has 40 points; 50 cannot be redeemed" in err for code, err in results if code != 0), results
-    assert three_lots.balance("C1") == 40 and min(points for _, points in lots_of(three_lots)) >= 0
+    assert balance(three_lots, "C1") == 40 and min(points for _, points in lots_of(three_lots)) >= 0
     assert check_ledger(three_lots) == []
 
 
@@ -635,7 +644,7 @@ def test_lots_sum_points_exactly_past_two_to_the_53(tmp_path, write_receipts):
         rows = [[f"B{i}", "C1", "S1", f"2025-06-{i + 1:02d}T10:00", "grocery", 1, "9999999999.99"] for i in range(10)]
         load_files(ledger, [write_receipts("a.csv", *rows)])
         expected = 10 * 999_999_999_999_000 + 1
-        assert expected > 2**53 and ledger.balance("C1") == expected
+        assert expected > 2**53 and balance(ledger, "C1") == expected
         assert lots_of(ledger) == [(665, expected)]
         assert check_ledger(ledger) == []
 
@@ -675,7 +684,7 @@ def test_writes_work_where_the_writers_lock_file_cannot_be_made(ledger, write_re
     lock.mkdir()  # not a file: writers fall back to SQLite's own lock
     with Ledger(ledger.path) as reopened:
         load_files(reopened, [write_receipts("a.csv", R1)])
-        assert reopened.balance("C1") == 120
+        assert balance(reopened, "C1") == 120
 
 
 def test_a_write_inside_a_write_on_one_handle_is_refused_plainly(ledger):

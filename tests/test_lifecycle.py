@@ -20,8 +20,13 @@ from fidelis.core.errors import LedgerError
 from fidelis.core.localtime import month_start_us, parse_month
 from fidelis.core.jobs.month_end import replay_close
 from fidelis.core.program.model import load_program, parse_program
-from fidelis.core.engine.engines import score_files
+from fidelis.core.jobs.score import score_files
 from fidelis.core.synthetic import generate_chain, write_chain
+from fidelis.core.ledger.closes import month_closes
+from fidelis.core.ledger.journal import balance
+from fidelis.core.points.adjustment import adjust
+from fidelis.core.points.redemption import redeem
+from fidelis.core.points.standing import standing
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
 # Verde Club: R1 on Saturday 7 June 2025 earns 120 (10.00 x2 summer weekend + 100 welcome),
@@ -63,29 +68,29 @@ def expired(ledger: Ledger) -> list[tuple[str, int, str]]:
 
 def test_end_of_next_month_expiry(chain):
     ledger = chain(R1, R2, R7, extra="\n[expiry]\nafter_months = 1\n")
-    assert ledger.balance("C1") == 240
+    assert balance(ledger, "C1") == 240
     closes = month_end(ledger, parse_month("2025-07"))
     assert [(c.label, c.expired_points) for c in closes] == [("2025-06", 0), ("2025-07", 140)]
     assert expired(ledger) == [("C1", -140, "expiry 2025-07")]
     month_end(ledger, parse_month("2025-08"))
-    assert ledger.balance("C1") == 0 and check_ledger(ledger) == []
+    assert balance(ledger, "C1") == 0 and check_ledger(ledger) == []
 
 
 def test_eighteen_months_without_activity_expire_everything(chain):
     ledger = chain(R1, R2, extra="\n[expiry]\ninactivity_months = 18\n")
     month_end(ledger, parse_month("2026-11"))  # June 2025 was active: 17 full months since
-    assert ledger.balance("C1") == 140 and expired(ledger) == []
+    assert balance(ledger, "C1") == 140 and expired(ledger) == []
     [december] = month_end(ledger, parse_month("2026-12"))  # July 2025 … December 2026: 18
     assert (december.expired_points, december.customers_expired) == (140, 1)
-    assert ledger.balance("C1") == 0 and check_ledger(ledger) == []
+    assert balance(ledger, "C1") == 0 and check_ledger(ledger) == []
 
 
 def test_a_redemption_across_lots_then_expiry_of_the_rest(chain):
     ledger = chain(R1, R2, R7, extra="\n[expiry]\nafter_months = 1\n")
-    ledger.redeem("C1", 150, "till-1", instant_us=1_751_900_000_000_000)  # 7 July 2025: June's 140 + 10
+    redeem(ledger, "C1", 150, "till-1", instant_us=1_751_900_000_000_000)  # 7 July 2025: June's 140 + 10
     month_end(ledger, parse_month("2025-08"))
     assert expired(ledger) == [("C1", -90, "expiry 2025-08")]
-    assert ledger.balance("C1") == 0 and check_ledger(ledger) == []
+    assert balance(ledger, "C1") == 0 and check_ledger(ledger) == []
 
 
 def test_calendar_year_status_is_held_through_the_next_year_then_lost(chain):
@@ -116,15 +121,15 @@ def test_month_end_twice_is_once_and_agrees_with_the_next_receipt(chain, tmp_pat
     # status at the close of December == the tier of a receipt on 1 January
     status = ledger.db.execute("SELECT tier FROM customer_status").fetchall()
     assert status == [(1,)]
-    assert ledger.standing("C1", dt.date(2026, 1, 1)).tier == "Silver"
+    assert standing(ledger, "C1", dt.date(2026, 1, 1)).tier == "Silver"
 
 
 @pytest.mark.parametrize("extra", ["\n[expiry]\nafter_months = 1\n", "\n[expiry]\ninactivity_months = 2\n",
                                    '\n[expiry]\npolicy = "end_of_next_year"\n'])
 def test_a_replayed_close_reproduces_it(chain, extra):
     ledger = chain(R1, R2, SILVER, R7, extra=extra)
-    ledger.redeem("C1", 100, "till-1", instant_us=1_751_900_000_000_000)
-    ledger.adjust("C1", 30, "goodwill", instant_us=1_752_000_000_000_000)
+    redeem(ledger, "C1", 100, "till-1", instant_us=1_751_900_000_000_000)
+    adjust(ledger, "C1", 30, "goodwill", instant_us=1_752_000_000_000_000)
     closes = month_end(ledger, parse_month("2026-12"))
     assert sum(close.expired_points for close in closes) > 0
     for close in closes:
@@ -178,14 +183,14 @@ COMEBACK = ["F1", "C1", "S1", "2026-02-02T10:00", "grocery", 1, "10.00"]  # 10
 @pytest.mark.parametrize("one_run", [True, False], ids=["catching-up", "month-by-month"])
 def test_inactivity_is_judged_within_the_month_closed_whenever_the_close_runs(chain, one_run):
     ledger = chain(JANUARY, COMEBACK, extra="\n[expiry]\ninactivity_months = 12\n")
-    ledger.adjust("C1", 50, "goodwill", instant_us=1_770_033_600_000_000)  # 2 February 2026, before the close
+    adjust(ledger, "C1", 50, "goodwill", instant_us=1_770_033_600_000_000)  # 2 February 2026, before the close
     months = [parse_month("2026-02")] if one_run else range(parse_month("2025-01"), parse_month("2026-02") + 1)
     for month in months:
         month_end(ledger, month)
     # February 2025 … January 2026 without activity: January 2025's 110 expire at January's
     # close; February 2026's points (the comeback, the goodwill) are not January's to expire
     assert expired(ledger) == [("C1", -110, "expiry 2026-01")]
-    assert ledger.balance("C1") == 60 and check_ledger(ledger) == []
+    assert balance(ledger, "C1") == 60 and check_ledger(ledger) == []
     assert replay_close(ledger, parse_month("2026-01")) == []
 
 
@@ -208,7 +213,7 @@ def test_month_end_refuses_months_that_have_not_ended(chain):
         month_end(ledger, parse_month("2025-08"), today=dt.date(2025, 8, 31))
     with pytest.raises(LedgerError, match="has not ended yet"):  # today in the chain's time zone
         lifecycle.month_end(ledger, parse_month("2199-01"))
-    assert ledger.closes() == []
+    assert month_closes(ledger) == []
 
 
 def test_a_load_during_month_end_stops_the_close(chain, tmp_path, monkeypatch):
@@ -228,7 +233,7 @@ def test_a_load_during_month_end_stops_the_close(chain, tmp_path, monkeypatch):
     with pytest.raises(LedgerError, match="receipts were loaded while month-end ran; run it again"):
         month_end(ledger, parse_month("2025-06"))
     monkeypatch.setattr(lifecycle, "month_end_statuses", real)
-    assert ledger.closes() == []
+    assert month_closes(ledger) == []
     [june] = month_end(ledger, parse_month("2025-06"))
     assert june.movements == 1 and replay_close(ledger, june.month) == []
 
@@ -237,15 +242,15 @@ def test_the_month_end_report_by_hand(chain, tmp_path):
     program = "\n[expiry]\nafter_months = 1\n[redemption]\npoint_value = \"0.01\"\n"
     anonymous = ["A1", "", "S1", "2025-07-02T10:00", "grocery", 1, "40.00"]
     ledger = chain(R1, R2, SILVER, R7, anonymous, extra=program)
-    ledger.redeem("C1", 100, "till-1", instant_us=1_751_900_000_000_000)  # 7 July 2025
-    ledger.adjust("C1", 30, "goodwill", instant_us=1_752_000_000_000_000)  # 8 July 2025
+    redeem(ledger, "C1", 100, "till-1", instant_us=1_751_900_000_000_000)  # 7 July 2025
+    adjust(ledger, "C1", 30, "goodwill", instant_us=1_752_000_000_000_000)  # 8 July 2025
     month_end(ledger, parse_month("2025-07"))
     report = reports.month_report(ledger, parse_month("2025-07"))
     # June: 120 + 20 + 500 (Base; Silver from the next receipt) = 640; July: R7 at Silver 125.
     # The July close expires what is left of June's lot: 640 - 100 redeemed = 540.
     assert report.points == {"issued": 125, "redeemed": 100, "expired": 540, "reversed": 0, "adjusted": 30,
                              "unrecovered": 0}
-    assert report.outstanding_points == 640 + 125 - 100 - 540 + 30 == ledger.balance("C1")
+    assert report.outstanding_points == 640 + 125 - 100 - 540 + 30 == balance(ledger, "C1")
     assert report.outstanding_value == Decimal("1.55")
     assert report.breakage_rate == pytest.approx(540 / 765)
     assert report.customers == {"active": 1, "new": 0, "lapsed": 0}

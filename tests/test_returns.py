@@ -16,9 +16,13 @@ import pytest
 from fidelis.core.errors import InputError
 from fidelis.core.jobs.check import check_ledger
 from fidelis.core.jobs.load import load_files
-from fidelis.core.ledger.handle import LINE_DTYPE, Ledger
+from fidelis.core.ledger.receipts import LINE_DTYPE
+from fidelis.core.ledger.handle import Ledger
 from fidelis.core.program.model import parse_program
 from fidelis.core.returns import remaining_amount
+from fidelis.core.ledger.journal import balance
+from fidelis.core.points.redemption import redeem
+from fidelis.core.points.standing import standing
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount", "sku", "kind",
           "original_receipt_id", "line"]
@@ -94,7 +98,7 @@ def test_partial_return_that_drops_the_basket_bonus(chain):
     # 2 grocery units left keep floor(45.99 × 2/3) = 30.66: 40 + 61.32 = 101.32 -> 101 rate points;
     # 4 eligible items miss the basket bonus: 181 earned before, 101 after, 80 taken back
     assert shop.points("X1") == (-80, 0)
-    assert shop.ledger.balance("C1") == 281 - 80
+    assert balance(shop.ledger, "C1") == 281 - 80
     assert check_ledger(shop.ledger) == []
 
 
@@ -102,7 +106,7 @@ def test_partial_return_that_keeps_the_basket_bonus(chain):
     shop = chain()
     shop.load(*R1, return_row("X1", "2025-06-08T12:00", line=2))  # tobacco: excluded, nothing to take
     assert shop.points("X1") == (0, 0)
-    assert shop.ledger.balance("C1") == 281
+    assert balance(shop.ledger, "C1") == 281
 
 
 def test_a_return_in_a_later_load_is_rescored_in_the_original_context(chain):
@@ -125,7 +129,7 @@ def test_two_returns_of_one_receipt_count_against_each_other(chain):
         summary.problems[0])
     shop.load(return_row("X3", "2025-06-09T12:00", line=3, qty=1))
     assert shop.points("X3") == (-30, 0)  # 70 - 40: together, all the grocery line and the bonus earned
-    assert shop.ledger.balance("C1") == 281 - 141
+    assert balance(shop.ledger, "C1") == 281 - 141
 
 
 def test_the_same_return_twice_takes_back_once(chain):
@@ -134,7 +138,7 @@ def test_the_same_return_twice_takes_back_once(chain):
     shop.load(*rows)
     again = shop.load(*rows)
     assert again.duplicates_skipped == 2 and again.returns_loaded == 0
-    assert shop.ledger.balance("C1") == 201
+    assert balance(shop.ledger, "C1") == 201
     assert shop.ledger.db.execute("SELECT COUNT(*) FROM journal WHERE kind = 'reverse'").fetchone()[0] == 1
 
 
@@ -186,29 +190,29 @@ def test_returned_spend_leaves_the_qualifying_total(chain):
     tier = shop.ledger.db.execute("SELECT tier FROM receipts WHERE receipt_id = 'R4'").fetchone()[0]
     assert tier == 0  # 600.00 bought and returned: R4 is scored at Base, not Silver
     assert shop.points("R4")[0] == 100
-    assert shop.ledger.standing("C1", dt.date(2025, 6, 30)).qualifying_total == 10_000
+    assert standing(shop.ledger, "C1", dt.date(2025, 6, 30)).qualifying_total == 10_000
 
 
-@pytest.mark.parametrize("policy, taken, balance, unrecovered, debt", [
+@pytest.mark.parametrize("policy, taken, expected_balance, unrecovered, debt", [
     ("allow", 141, -110, 0, 110),
     ("floor_zero", 31, 0, 110, None),
 ])
-def test_return_after_the_points_were_spent(chain, policy, taken, balance, unrecovered, debt):
+def test_return_after_the_points_were_spent(chain, policy, taken, expected_balance, unrecovered, debt):
     shop = chain(f'\n[returns]\nnegative_balance = "{policy}"\n')
     shop.load(*R1)
-    shop.ledger.redeem("C1", 250, "gift-1", instant_us=1749456000000000)  # 2025-06-09
+    redeem(shop.ledger, "C1", 250, "gift-1", instant_us=1749456000000000)  # 2025-06-09
     # all 3 grocery units back: 40 rate points left, no basket bonus; 181 - 40 = 141 to take back
     summary = shop.load(return_row("X1", "2025-06-10T12:00", line=3, qty=3))
     assert (summary.points_taken_back, summary.points_unrecovered) == (141, unrecovered)
     assert shop.points("X1") == (-141, unrecovered)
-    assert shop.ledger.balance("C1") == balance
+    assert balance(shop.ledger, "C1") == expected_balance
     assert shop.ledger.db.execute("SELECT points FROM journal WHERE kind = 'reverse'").fetchone()[0] == -taken
     owed = shop.ledger.db.execute("SELECT points FROM debts").fetchone()
     assert (owed[0] if owed else None) == debt
     assert check_ledger(shop.ledger) == []
     # later earnings pay the debt first
     shop.load(["R5", "C1", "S1", "2025-06-16T10:00", "grocery", 1, "20.00", "", "", "", ""])
-    assert shop.ledger.balance("C1") == balance + 20
+    assert balance(shop.ledger, "C1") == expected_balance + 20
     assert check_ledger(shop.ledger) == []
 
 
@@ -234,7 +238,7 @@ def test_month_end_replays_exactly_with_returns_and_debts(chain):
 
     shop = chain("\n[expiry]\nafter_months = 1\n")
     shop.load(*R1)
-    shop.ledger.redeem("C1", 250, "gift-1", instant_us=1749456000000000)  # 2025-06-09
+    redeem(shop.ledger, "C1", 250, "gift-1", instant_us=1749456000000000)  # 2025-06-09
     shop.load(return_row("X1", "2025-07-02T12:00", line=3, qty=3))  # 141 back, 31 held: owes 110
     shop.load(["R5", "C1", "S1", "2025-07-10T10:00", "grocery", 1, "100.00", "", "", "", ""])  # pays 100 of it
     lifecycle.month_end(shop.ledger, parse_month("2025-08"), today=dt.date(2030, 1, 1))
@@ -242,7 +246,7 @@ def test_month_end_replays_exactly_with_returns_and_debts(chain):
         assert replay_close(shop.ledger, parse_month(month)) == []
     july = reports.month_report(shop.ledger, parse_month("2025-07"))
     assert (july.points["reversed"], july.owed_by_customers, july.outstanding_points) == (141, 10, 0)
-    assert shop.ledger.balance("C1") == 281 - 250 - 141 + 100
+    assert balance(shop.ledger, "C1") == 281 - 250 - 141 + 100
     assert check_ledger(shop.ledger) == []
 
 
@@ -252,7 +256,7 @@ def test_a_floor_zero_report_shows_what_returns_could_not_take_back(chain):
 
     shop = chain('\n[returns]\nnegative_balance = "floor_zero"\n')
     shop.load(*R1)
-    shop.ledger.redeem("C1", 250, "gift-1", instant_us=1749456000000000)
+    redeem(shop.ledger, "C1", 250, "gift-1", instant_us=1749456000000000)
     shop.load(return_row("X1", "2025-06-10T12:00", line=3, qty=3))
     june = reports.month_report(shop.ledger, parse_month("2025-06"))
     assert (june.points["reversed"], june.points["unrecovered"]) == (31, 110)
@@ -261,7 +265,7 @@ def test_a_floor_zero_report_shows_what_returns_could_not_take_back(chain):
 
 def test_context_rebuilt_for_receipts_loaded_before_returns_existed(chain):
     """The m007 migration rebuilds the context of receipts stored before it, as the kernel gives it."""
-    from fidelis.core.ledger.handle import CONTEXT_BACKFILL
+    from fidelis.core.ledger.schema import CONTEXT_BACKFILL
 
     shop = chain()
     shop.load(*R1, ["R2", "C1", "S1", "2025-06-07T11:00", "grocery", 1, "5.00", "", "", "", ""],
@@ -276,7 +280,7 @@ def test_context_rebuilt_for_receipts_loaded_before_returns_existed(chain):
 
 
 def test_scoring_files_with_returns_gives_what_they_take_back(chain, engine, tmp_path):
-    from fidelis.core.engine.engines import score_files
+    from fidelis.core.jobs.score import score_files
 
     shop = chain()
     path = shop.write(*R1, return_row("X1", "2025-06-08T12:00", line=3), return_row("X2", "2025-06-09T12:00", line=3))
@@ -289,7 +293,7 @@ def test_scoring_files_with_returns_gives_what_they_take_back(chain, engine, tmp
 
 
 def test_scoring_a_return_of_a_receipt_not_in_the_files_is_an_input_error(chain, tmp_path):
-    from fidelis.core.engine.engines import score_files
+    from fidelis.core.jobs.score import score_files
 
     shop = chain()
     path = shop.write(*R1, return_row("X1", "2025-06-08T12:00", line=1, original="R0"))

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from fidelis.core.ledger.handle import Ledger
+from fidelis.core.ledger.journal import balance
 
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"
@@ -61,5 +62,5 @@ def test_expire_points_expires_what_is_due_and_lists_what_is_next(tmp_path, verd
     second = run("expire_points.py", tmp_path / "chain.db", "--as-of", "2025-08-01", "-q")
     assert second.returncode == 0 and second.stdout.startswith("Expired 120 points in 1 month closes")
     with Ledger(tmp_path / "chain.db") as ledger:
-        assert ledger.balance("C1") == 0
+        assert balance(ledger, "C1") == 0
     assert run("expire_points.py", tmp_path / "missing.db").returncode == 1

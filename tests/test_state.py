@@ -90,6 +90,6 @@ def test_status_in_the_past_of_the_state_is_refused(verde_club, make_batch):
     state = kernel.new_state(compiled)
     kernel.score(make_batch([("R1", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "600.00")]), compiled, state)
     june_2025 = (2025 - 1970) * 12 + 5
-    assert kernel.status_as_of(compiled, state, june_2025 + 1).tolist() == [1]
+    assert kernel.standing_of(compiled, *state.arrays(), june_2025 + 1)[0].tolist() == [1]
     with pytest.raises(ValueError, match="already holds receipts after"):
-        kernel.status_as_of(compiled, state, june_2025 - 1)
+        kernel.standing_of(compiled, *state.arrays(), june_2025 - 1)

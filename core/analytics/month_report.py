@@ -30,11 +30,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..ingest.files import write_table
-from ..ledger.handle import Ledger
 from ..errors import LedgerError
-from ..localtime import month_start_us
-from ..localtime import month_label
+from ..ingest.files import write_table
+from ..ledger.closes import close_record, movements_of
+from ..ledger.figures import (
+    customer_activity,
+    journal_flows,
+    outstanding_points,
+    sales_split,
+    unrecovered_points,
+)
+from ..ledger.handle import Ledger
+from ..localtime import month_label, month_start_us
 
 #: Months without a purchase after which a customer counts as lapsed, and the look-back before them.
 LAPSED_AFTER_MONTHS = 3
@@ -92,26 +99,26 @@ def month_report(ledger: Ledger, month: int) -> MonthReport:
     program = ledger.current_program().program
     timezone = program.info.timezone
     start_us, end_us = month_start_us(month, timezone), month_start_us(month + 1, timezone)
-    flows = ledger.journal_flows(start_us, end_us)
+    flows = journal_flows(ledger, start_us, end_us)
     points = {"issued": flows.get("earn", 0), "redeemed": -flows.get("redeem", 0),
               "expired": -flows.get("expire", 0), "reversed": -flows.get("reverse", 0),
-              "adjusted": flows.get("adjust", 0), "unrecovered": ledger.unrecovered_points(start_us, end_us)}
-    outstanding, owed_by_customers = ledger.outstanding_points(end_us)
+              "adjusted": flows.get("adjust", 0), "unrecovered": unrecovered_points(ledger, start_us, end_us)}
+    outstanding, owed_by_customers = outstanding_points(ledger, end_us)
     value = None
     if program.redemption.point_value is not None:
         value = (outstanding * program.redemption.point_value).quantize(Decimal(1).scaleb(-program.info.minor_units))
-    to_date = ledger.journal_flows(None, end_us)
+    to_date = journal_flows(ledger, None, end_us)
     issued_to_date = to_date.get("earn", 0)
     breakage = -to_date.get("expire", 0) / issued_to_date if issued_to_date else None
     look_back = month_start_us(month - LAPSED_AFTER_MONTHS - LOOK_BACK_MONTHS + 1, timezone)
     recent = month_start_us(month - LAPSED_AFTER_MONTHS + 1, timezone)
-    customers = ledger.customer_activity(start_us, end_us, look_back, recent)
-    identified, total = ledger.sales_split(start_us, end_us)
+    customers = customer_activity(ledger, start_us, end_us, look_back, recent)
+    identified, total = sales_split(ledger, start_us, end_us)
     tier_names = [tier.name for tier in program.tiers]
     moves = None
-    if ledger.close_record(month) is not None:
+    if close_record(ledger, month) is not None:
         moves = np.zeros((len(tier_names), len(tier_names)), dtype=np.int64)
-        for source, target in ledger.movements_of(month).values():
+        for source, target in movements_of(ledger, month).values():
             moves[source, target] += 1
     return MonthReport(month, program.info.currency, points, outstanding, owed_by_customers, value, breakage, customers,
                        identified / total if total else None, tier_names, moves)

@@ -5,14 +5,15 @@ status 1 here, in one place; a user never sees a traceback for bad input.
 """
 from __future__ import annotations
 
-import sys
 import time
 from importlib.metadata import version as package_version
 from pathlib import Path
 
 import click
+import fidelis.core as core
 
 from ..errors import FidelisError
+from ..ledger import figures as ledger_figures
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -90,7 +91,7 @@ def score(program_file, receipt_files, customers_file, output, engine, threads, 
     Example: fidelis score program.toml receipts.csv --customers customers.csv -o scores.csv
     """
     from ..ingest.files import check_writable, write_table
-    from ..engine.engines import score_files
+    from ..jobs.score import score_files
 
     check_writable(output)
     started = time.perf_counter()
@@ -155,9 +156,9 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
 
     Example: fidelis load chain.db receipts.csv --customers customers.csv --skip-bad --rejects rejects.csv
     """
+    from ..ingest.staging import PART_ROWS
     from ..jobs.load import CHUNK_RECEIPTS, load_files
     from ..ledger.handle import Ledger
-    from ..ingest.staging import PART_ROWS
 
     if skip_bad and rejects_file is None:
         raise click.UsageError("--skip-bad needs --rejects FILE: rows set aside must go somewhere")
@@ -196,7 +197,7 @@ def balance(ledger_file, customer_id, as_of) -> None:
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        standing = ledger.standing(customer_id, as_of.date() if as_of else None)
+        standing = core.standing(ledger, customer_id, as_of.date() if as_of else None)
         program = ledger.current_program().program
     line = f"{customer_id}: {standing.points:,} points; {standing.tier}"
     if standing.next_tier is not None:
@@ -224,7 +225,7 @@ def history(ledger_file, customer_id, limit) -> None:
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        entries = ledger.history(customer_id, limit=limit)
+        entries = core.history(ledger, customer_id, limit=limit)
     for entry in entries:
         click.echo(f"{entry['at']}  {entry['kind']:<7} {entry['points']:>+10,}  {entry['reference']}")
 
@@ -242,7 +243,7 @@ def redeem(ledger_file, customer_id, points, reference) -> None:
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        done = ledger.redeem(customer_id, points, reference)
+        done = core.redeem(ledger, customer_id, points, reference)
     again = " (already redeemed under this reference; nothing more was taken)" if done.existing else ""
     click.echo(f"{customer_id}: redeemed {done.points:,} points{again}; {done.balance:,} points left")
 
@@ -260,7 +261,7 @@ def adjust(ledger_file, customer_id, points, reason) -> None:
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        balance_now = ledger.adjust(customer_id, points, reason)
+        balance_now = core.adjust(ledger, customer_id, points, reason)
     click.echo(f"{customer_id}: adjusted by {points:+,} points; {balance_now:,} points now")
 
 
@@ -278,9 +279,10 @@ def month_end(ledger_file, as_of, replay_month, quiet) -> None:
 
     Example: fidelis month-end chain.db --as-of 2026-01-01
     """
+    from ..jobs.month_end import month_end as close_months
+    from ..jobs.month_end import replay_close
     from ..ledger.handle import Ledger
     from ..localtime import last_completed_month, parse_month
-    from ..jobs.month_end import month_end as close_months, replay_close
 
     if replay_month is not None:
         with Ledger(ledger_file) as ledger:
@@ -321,10 +323,10 @@ def expire(ledger_file, as_of, upcoming_file, quiet) -> None:
     import pyarrow as pa
 
     from ..ingest.files import TableWriter
+    from ..jobs.month_end import month_end as close_months
     from ..ledger.handle import Ledger
-    from ..localtime import last_completed_month
-    from ..jobs.month_end import month_end as close_months, upcoming_expiry
-    from ..localtime import month_label
+    from ..localtime import last_completed_month, month_label
+    from ..points.expiry import upcoming_expiry
 
     if upcoming_file is not None:
         TableWriter.check(upcoming_file)
@@ -356,9 +358,9 @@ def report(ledger_file, month, output_dir) -> None:
 
     Example: fidelis report chain.db --month 2025-12 -o reports/
     """
+    from ..analytics.month_report import month_report, write_report
     from ..ledger.handle import Ledger
     from ..localtime import parse_month
-    from ..analytics.month_report import month_report, write_report
 
     with Ledger(ledger_file) as ledger:
         figures = month_report(ledger, parse_month(month))
@@ -407,7 +409,7 @@ def api_key_create(ledger_file, role, name) -> None:
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        key = ledger.create_api_key(role, name)
+        key = core.create_api_key(ledger, role, name)
     click.echo(key)
     click.echo(f"A {role} key. Store it now: it is not shown again (revoke with `fidelis api-key revoke "
                f"{ledger_file} {key.split('_')[1]}`).", err=True)
@@ -423,7 +425,7 @@ def api_key_list(ledger_file) -> None:
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        for key_id, role, name, created, revoked in ledger.api_keys():
+        for key_id, role, name, created, revoked in core.api_keys(ledger):
             state = f"revoked {revoked}" if revoked else "active"
             click.echo(f"{key_id}  {role:<5}  {state:<28}  created {created}  {name or ''}")
 
@@ -439,7 +441,7 @@ def api_key_revoke(ledger_file, key_id) -> None:
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        ledger.revoke_api_key(key_id)
+        core.revoke_api_key(ledger, key_id)
     click.echo(f"revoked {key_id}")
 
 
@@ -481,7 +483,7 @@ def check(ledger_file, quiet) -> None:
 
     with Ledger(ledger_file) as ledger:
         problems = check_ledger(ledger, progress=not quiet)
-        counts = ledger.counts()
+        counts = ledger_figures.counts(ledger)
     if problems:
         for problem in problems:
             click.secho(problem, fg="red", err=True)
@@ -549,18 +551,18 @@ def demo(receipt_count, directory, seed) -> None:
 def _print_tour(ledger, ledger_file: Path, paths) -> None:
     program = ledger.current_program().program
     click.secho("\nReceipts by status tier at purchase", bold=True)
-    by_tier = ledger.receipts_by_tier()
+    by_tier = ledger_figures.receipts_by_tier(ledger)
     total = sum(by_tier.values()) or 1
     for index, tier in enumerate(program.tiers):
         count = by_tier.get(index, 0)
         click.echo(f"  {tier.name:<10} {count:>10,}  {count / total:6.1%}")
     click.secho("\nPoints by rule", bold=True)
-    for name, value in ledger.points_by_rule().items():
+    for name, value in ledger_figures.points_by_rule(ledger).items():
         click.echo(f"  {name.removesuffix('_points'):<15} {value:>14,}")
-    customer_id = ledger.top_customer()
+    customer_id = ledger_figures.top_customer(ledger)
     if customer_id is not None:
-        click.secho(f"\nCustomer {customer_id}: {ledger.balance(customer_id):,} points; latest entries", bold=True)
-        for entry in ledger.history(customer_id, limit=5):
+        click.secho(f"\nCustomer {customer_id}: {core.balance(ledger, customer_id):,} points; latest entries", bold=True)
+        for entry in core.history(ledger, customer_id, limit=5):
             click.echo(f"  {entry['at']}  {entry['kind']:<7} {entry['points']:>+8,}  {entry['reference']}")
         click.secho("\nTry next", bold=True)
         click.echo(f"  fidelis balance {ledger_file} {customer_id}")

@@ -14,14 +14,13 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..batch import CustomerTable, ReceiptBatch
-from ..program.tables import CompiledProgram, padded_table
-from ..errors import ExtensionNotBuiltError, ScoringError
+from ..errors import ExtensionNotBuiltError, IncompatibleStateError, ScoringError
 from ..program.model import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR
+from ..program.tables import ProgramTables, padded_table
 from ..returns import OriginalReceipt
-from .return_arrays import kernel_returns
 from ..scores import Scores
 from ..state import CustomerState
-from ..errors import IncompatibleStateError
+from .return_arrays import kernel_returns
 
 try:
     from . import _kernel
@@ -57,13 +56,13 @@ class PreparedBatch:
     """
 
     batch: ReceiptBatch
-    compiled: CompiledProgram
+    compiled: ProgramTables
     customer_index: np.ndarray
     store_class_of_code: np.ndarray
     category_class_of_code: np.ndarray
 
 
-def prepare(batch: ReceiptBatch, compiled: CompiledProgram, state: CustomerState) -> PreparedBatch:
+def prepare(batch: ReceiptBatch, compiled: ProgramTables, state: CustomerState) -> PreparedBatch:
     """Resolve customer ids (registering new customers in ``state``) and map vocabularies."""
     if len(batch) and int(batch.local_day.min()) < 0:
         raise ValueError("the batch has local dates before 1970, which the readers never produce")
@@ -108,7 +107,7 @@ def partition(prepared: PreparedBatch, part_count: int) -> list[PreparedBatch]:
 
 def score_partitions(
     parts: list[PreparedBatch],
-    compiled: CompiledProgram,
+    compiled: ProgramTables,
     state: CustomerState,
     *,
     out: list[Scores] | None = None,
@@ -119,7 +118,7 @@ def score_partitions(
         return list(pool.map(lambda k: score(parts[k], compiled, state, out=out[k]), range(len(parts))))
 
 
-def check_compatible(prepared: PreparedBatch, compiled: CompiledProgram, state: CustomerState) -> None:
+def check_compatible(prepared: PreparedBatch, compiled: ProgramTables, state: CustomerState) -> None:
     """Refuse combinations the kernel would read out of bounds with, before it runs."""
     if prepared.compiled is not compiled:
         raise IncompatibleStateError("the batch was prepared for another compiled program")
@@ -136,7 +135,7 @@ def check_compatible(prepared: PreparedBatch, compiled: CompiledProgram, state: 
 
 def score(
     batch: ReceiptBatch | PreparedBatch,
-    compiled: CompiledProgram,
+    compiled: ProgramTables,
     state: CustomerState,
     *,
     out: Scores | None = None,
@@ -244,7 +243,7 @@ def _utc(instant_us: int) -> str:
     return str(np.datetime64(int(instant_us), "us")) + "Z"
 
 
-def new_state(compiled: CompiledProgram, customers: CustomerTable | None = None) -> CustomerState:
+def new_state(compiled: ProgramTables, customers: CustomerTable | None = None) -> CustomerState:
     """An empty state for ``compiled``'s rules, with the customers file's birth months."""
     state = CustomerState.for_program(compiled, capacity=max(1024, len(customers) if customers else 0))
     if customers is not None:
@@ -252,38 +251,16 @@ def new_state(compiled: CompiledProgram, customers: CustomerTable | None = None)
     return state
 
 
-def status_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> np.ndarray:
-    """Every known customer's status tier for a receipt in ``local_month`` (int8, by index).
-
-    This is the kernel's own status function (PROGRAM.md §4), so month-end tier reports
-    agree with the tier the next receipt would be scored at. The state must hold no receipt
-    after ``local_month``: status in the past is not recoverable from it.
-    """
-    return standing_as_of(compiled, state, local_month)[0]
-
-
-def status_of(compiled: CompiledProgram, records: np.ndarray, rolling_totals: np.ndarray,
-              tier_reached_month: np.ndarray, local_month: int) -> np.ndarray:
-    """Status tiers from state arrays (rows of :class:`CustomerState`'s), for customers whose
-    state holds no receipt after ``local_month``; for stored state read without its directory."""
-    return _standing(compiled, records, rolling_totals, tier_reached_month, local_month)[0]
-
-
-def standing_of(compiled: CompiledProgram, records: np.ndarray, rolling_totals: np.ndarray,
+def standing_of(compiled: ProgramTables, records: np.ndarray, rolling_totals: np.ndarray,
                 tier_reached_month: np.ndarray, local_month: int) -> tuple[np.ndarray, np.ndarray]:
-    """Status tiers and qualifying totals from state arrays (see :func:`status_of`)."""
-    return _standing(compiled, records, rolling_totals, tier_reached_month, local_month)
+    """Status tiers (int8) and qualifying totals (int64, measure units) for a receipt in
+    ``local_month``, from rows of the state arrays (:meth:`CustomerState.arrays`, or stored
+    state read without its directory).
 
-
-def standing_as_of(compiled: CompiledProgram, state: CustomerState, local_month: int) -> tuple[np.ndarray, np.ndarray]:
-    """Status tiers (int8) and qualifying totals (int64, measure units) for ``local_month``."""
-    count = len(state)
-    return _standing(compiled, state.records[:count], state.rolling_totals[:count],
-                     state.tier_reached_month[:count], local_month)
-
-
-def _standing(compiled: CompiledProgram, records: np.ndarray, rolling_totals: np.ndarray,
-              tier_reached_month: np.ndarray, local_month: int) -> tuple[np.ndarray, np.ndarray]:
+    This is the kernel's own status function (PROGRAM.md §4), so month-end tier reports and
+    balance lookups agree with the tier the next receipt is scored at. The rows must hold no
+    receipt after ``local_month``: status in the past is not recoverable from them.
+    """
     if len(records) and int(records["last_visit_month"].max()) > local_month:
         raise ValueError(
             f"the customer state already holds receipts after local month {local_month}; "

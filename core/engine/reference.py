@@ -46,10 +46,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-
 from ..batch import CustomerTable, ReceiptBatch
 from ..errors import ScoringError
-from ..program.model import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, Promotion
+from ..program.model import (
+    MAX_POINTS_PER_RECEIPT,
+    MAX_RECEIPT_AMOUNT_MINOR,
+    WEEKDAYS,
+    Program,
+    Promotion,
+)
 from ..scores import NO_TIER, Scores
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)

@@ -5,9 +5,8 @@ usage, birthday) and the lines the original keeps, pro-rata by :func:`fidelis.co
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
-
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 

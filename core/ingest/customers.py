@@ -9,8 +9,25 @@ import pyarrow.compute as pc
 
 from ..batch import CustomerTable
 from ..errors import InputError, InputProblem
-from .columns import CUSTOMER_COLUMNS, _located_problems, InputSegment, _CARD_NUMBER_HINT, _DATE_PATTERN, _EMPTY, _Findings, _cast_each, _combined, _encode, _integers, _mask, _one_array, _real_calendar, _text_column
+from .columns import (
+    _CARD_NUMBER_HINT,
+    _DATE_PATTERN,
+    _EMPTY,
+    CUSTOMER_COLUMNS,
+    InputSegment,
+    _cast_each,
+    _combined,
+    _encode,
+    _Findings,
+    _integers,
+    _located_problems,
+    _mask,
+    _one_array,
+    _real_calendar,
+    _text_column,
+)
 from .files import read_table
+
 
 def read_customers(path: str | Path) -> CustomerTable:
     """Read the optional customers file; every bad row is reported in one InputError."""

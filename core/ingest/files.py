@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from . import msgpack_batch as columnar
 from ..errors import InputError, InputProblem, OutputError, UnsupportedFileError
+from . import msgpack_batch as columnar
 
 #: File name endings this module reads and writes.
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".msgpack")

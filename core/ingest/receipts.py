@@ -42,13 +42,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import localtime
 from ..batch import ReceiptBatch, processing_order
 from ..errors import InputError, InputProblem
-from .columns import InputSegment, _located_problems, Progress, RETURN, _Lines, _encode, _in_parallel, _mask, _one_array, _parse_lines, _text_column, table_problems
+from .columns import (
+    RETURN,
+    InputSegment,
+    Progress,
+    _display_values,
+    _encode,
+    _in_parallel,
+    _Lines,
+    _located_problems,
+    _mask,
+    _one_array,
+    _parse_lines,
+    _text_column,
+    table_problems,
+)
 from .files import file_kind, read_table
 from .return_rows import ReturnLine, _check_return_rows
-from .columns import _display_values
+
 
 @dataclass
 class CheckedReceipts:
@@ -211,11 +224,10 @@ def check_segments(
 
 def _no_receipts(timezone: str, minor_units: int) -> ReceiptBatch:
     empty = np.zeros(0, dtype=np.int32)
-    return ReceiptBatch(
-        receipt_id=pa.array([], pa.string()), customer_id=pa.array([], pa.string()), store_code=empty,
-        instant_us=np.zeros(0, np.int64), local_day=empty, local_minute=np.zeros(0, np.int16), local_month=empty,
-        line_offsets=np.zeros(1, np.int64), line_category_code=empty, line_qty=empty,
-        line_amount_minor=np.zeros(0, np.int64), store_names=[], category_names=[],
+    return ReceiptBatch.build(
+        receipt_id=pa.array([], pa.string()), customer_id=pa.array([], pa.string()), store_code=empty, store_names=[],
+        instant_us=np.zeros(0, np.int64), timezone=timezone, line_offsets=np.zeros(1, np.int64),
+        line_category_code=empty, category_names=[], line_qty=empty, line_amount_minor=np.zeros(0, np.int64),
         metadata={"timezone": timezone, "minor_units": minor_units, "sources": [],
                   "first_input_row": np.zeros(0, np.int64)},
     )
@@ -396,22 +408,18 @@ def _assemble(
     store_codes, store_names = _vocabulary(lines.store_id.take(pa.array(header_rows)))
     customer = _one_array(lines.customer_id.take(pa.array(header_rows)))
     customer = pc.if_else(pc.equal(customer, ""), pa.scalar(None, customer.type), customer)
-    instant_us = lines.instant_us[header_rows]
-    calendar = localtime.local_calendar(instant_us, timezone)
-    batch = ReceiptBatch(
+    batch = ReceiptBatch.build(
         receipt_id=receipts.ids.take(pa.array(chosen)),
         customer_id=customer,
         store_code=store_codes,
-        instant_us=instant_us,
-        local_day=calendar.local_day,
-        local_minute=calendar.local_minute,
-        local_month=calendar.local_month,
+        store_names=store_names,
+        instant_us=lines.instant_us[header_rows],
+        timezone=timezone,
         line_offsets=line_offsets,
         line_category_code=category_codes,
-        line_qty=line_values(lines.qty).astype(np.int32, copy=False),
-        line_amount_minor=line_values(lines.amount_minor).astype(np.int64, copy=False),
-        store_names=store_names,
         category_names=category_names,
+        line_qty=line_values(lines.qty),
+        line_amount_minor=line_values(lines.amount_minor),
         line_sku=None if lines.sku is None else _one_array(line_values(lines.sku)),
         metadata={
             "timezone": timezone,

@@ -7,10 +7,9 @@ return receipts that the pro-rata rule in :mod:`fidelis.core.returns` scores.
 """
 from __future__ import annotations
 
-from typing import Mapping
-
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -18,9 +17,18 @@ import pyarrow.compute as pc
 
 from ..batch import ReceiptBatch, processing_order
 from ..errors import InputProblem
-from ..localtime import local_calendar
 from ..returns import OriginalReceipt, original_positions, remaining_amount
-from .columns import InputSegment, MAX_QTY, _EMPTY, _QTY_REASONS, _TIMESTAMP_REASONS, _instant_column, _qty_column, _text_column
+from .columns import (
+    _EMPTY,
+    _QTY_REASONS,
+    _TIMESTAMP_REASONS,
+    MAX_QTY,
+    InputSegment,
+    _instant_column,
+    _qty_column,
+    _text_column,
+)
+
 
 @dataclass(frozen=True)
 class ReturnLine:
@@ -288,24 +296,20 @@ def _return_batch(accepted: list, timezone: str) -> ReceiptBatch:
         quantities.append(units)
         amounts.append(remaining_amount(amount, qty, qty - before) - remaining_amount(amount, qty, qty - after))
         skus += original.line_sku
-    instant_us = np.array(instants, dtype=np.int64)
-    calendar = local_calendar(instant_us, timezone)
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    batch = ReceiptBatch(
+    batch = ReceiptBatch.build(
         receipt_id=pa.array(ids, pa.string()),
         customer_id=pa.array(customers, pa.string()),
         store_code=np.array(stores, dtype=np.int32),
-        instant_us=instant_us,
-        local_day=calendar.local_day,
-        local_minute=calendar.local_minute,
-        local_month=calendar.local_month,
+        store_names=list(store_names),
+        instant_us=np.array(instants, dtype=np.int64),
+        timezone=timezone,
         line_offsets=offsets,
         line_category_code=np.array(categories, dtype=np.int32),
+        category_names=list(category_names),
         line_qty=np.concatenate(quantities).astype(np.int32),
         line_amount_minor=np.concatenate(amounts).astype(np.int64),
-        store_names=list(store_names),
-        category_names=list(category_names),
         line_sku=pa.array(skus, pa.string()),
         original_receipt_id=pa.array(originals, pa.string()),
         metadata={"first_input_row": np.array([members[0].input_row for *_, members in accepted], dtype=np.int64)},

@@ -29,10 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputError, InputProblem
-from .fingerprints import text_hashes
-from .columns import NO_ROWS, column_type_problems, table_problems
-from .columns import InputSegment
+from .columns import NO_ROWS, InputSegment, column_type_problems, table_problems
 from .files import estimated_rows, file_kind, read_table, read_table_parts
+from .fingerprints import text_hashes
 
 #: Input rows validated at once: bounds a load's memory (about 0.5 KB a row while validating).
 PART_ROWS = 1_000_000

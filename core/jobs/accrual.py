@@ -15,6 +15,7 @@ gives its stored result again, marked ``existing``.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -23,20 +24,38 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..engine import kernel
 from ..batch import ReceiptBatch
-from ..errors import FidelisError, InputError, InputProblem
+from ..engine import kernel
+from ..errors import (
+    FidelisError,
+    InputError,
+    InputProblem,
+    LateReceipt,
+    LedgerBusy,
+    ReceiptConflict,
+)
+from ..ingest.columns import InputSegment
 from ..ingest.fingerprints import receipt_fingerprints
 from ..ingest.receipts import CheckedReceipts, check_segments
-from ..ingest.columns import InputSegment
+from ..ingest.return_rows import originals_outside, resolve_returns, with_returns
+from ..ledger.customers import (
+    advance_state_generation,
+    current_state_generation,
+    customer_states,
+    insert_customers,
+)
+from ..ledger.handle import Ledger
+from ..ledger.journal import realtime_run
+from ..ledger.receipts import (
+    existing_receipts,
+    receipt_results,
+    stored_originals,
+    vocabulary_ids,
+)
+from ..scores import POINT_COLUMNS
+from .admission import late_reasons, receipts_over
 from .commit import append_chunk, sku_ids_of
 from .rejects import input_location
-from .admission import late_reasons, receipts_over
-from ..ledger.handle import Ledger
-from ..errors import LedgerBusy
-from ..ingest.return_rows import originals_outside, resolve_returns, with_returns
-from ..scores import POINT_COLUMNS
-from ..errors import LateReceipt, ReceiptConflict
 
 
 @dataclass(frozen=True)
@@ -70,14 +89,14 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
     with ledger.write() as connection:
         batch = checked.batch
         if checked.returns:
-            returned, problems = resolve_returns(checked.returns, batch, ledger.stored_originals,
+            returned, problems = resolve_returns(checked.returns, batch, functools.partial(stored_originals, ledger),
                                                  program.info.timezone)
             if problems:
                 raise InputError(problems)
             batch = with_returns(batch, returned)
         receipt_ids = batch.receipt_id.to_pylist()
         prints = receipt_fingerprints(batch)
-        stored = ledger.existing_receipts(receipt_ids)
+        stored = existing_receipts(ledger, receipt_ids)
         for receipt_id, fingerprint in zip(receipt_ids, prints.tolist()):
             if receipt_id in stored and stored[receipt_id] != fingerprint:
                 raise ReceiptConflict(f"receipt {receipt_id!r} is already in the ledger with other content; "
@@ -91,19 +110,19 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
 
 def _commit(ledger: Ledger, connection, compiled, version: int, batch: ReceiptBatch, prints: np.ndarray) -> None:
     """Score ``batch`` from its customers' stored state and write it (inside the transaction)."""
-    state, stored_index = ledger.customer_states(compiled, batch.customer_id.drop_null().to_pylist())
+    state, stored_index = customer_states(ledger, compiled, batch.customer_id.drop_null().to_pylist())
     known = len(state)
     late = late_reasons(ledger, batch, state, stored_index=stored_index)
     if late:
         raise LateReceipt(next(iter(late.values())))
     prepared = kernel.prepare(batch, compiled, state)
-    scores = kernel.score(prepared, compiled, state, originals=ledger.stored_originals(originals_outside(batch)))
+    scores = kernel.score(prepared, compiled, state, originals=stored_originals(ledger, originals_outside(batch)))
     if len(state) > known:  # customers seen for the first time
-        stored_index = np.concatenate([stored_index, ledger.insert_customers(connection, state.customer_ids[known:])])
-    category_ids = ledger.vocabulary_ids(connection, "categories", batch.category_names)
+        stored_index = np.concatenate([stored_index, insert_customers(connection, state.customer_ids[known:])])
+    category_ids = vocabulary_ids(connection, "categories", batch.category_names)
     append_chunk(connection, ledger, prepared, scores, prints, category_ids, sku_ids_of(ledger, connection, batch),
-                 version, ledger.realtime_run(connection), state, stored_index)
-    ledger.advance_state_generation(connection, ledger.current_state_generation(connection))
+                 version, realtime_run(ledger, connection), state, stored_index)
+    advance_state_generation(ledger, connection, current_state_generation(connection))
 
 
 #: How far ahead of this machine's clock a receipt may be dated (tills' clocks drift): a receipt
@@ -137,7 +156,7 @@ def _problem_at(checked: CheckedReceipts, position: int, column: str, reason: st
 
 def _results(ledger: Ledger, connection, program, receipt_ids: list[str], existing: np.ndarray) -> list[Accrued]:
     tiers = [tier.name for tier in program.tiers]
-    rows = ledger.receipt_results(connection, receipt_ids)
+    rows = receipt_results(connection, receipt_ids)
     results = []
     for receipt_id, was_there in zip(receipt_ids, existing.tolist()):
         customer_id, tier, points, unrecovered, original, balance = rows[receipt_id]

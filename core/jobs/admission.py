@@ -4,12 +4,14 @@ A receipt is refused when it is beyond the engine's exact bounds, when its id is
 stored (a duplicate if the same content, a conflict if not), or when it is late: before its
 customer's last scored receipt, or in a closed month (history is never rescored).
 """
-
+from __future__ import annotations
 
 import numpy as np
 
 from ..batch import ReceiptBatch
+from ..ledger.closes import last_closed_month
 from ..ledger.handle import Ledger
+from ..ledger.receipts import last_receipt_at
 from ..localtime import month_label
 from ..state import CustomerState
 
@@ -32,13 +34,13 @@ def late_reasons(ledger: Ledger, batch: ReceiptBatch, state: CustomerState, amon
     late = among & known & (batch.instant_us < last_instant)
     for position in np.flatnonzero(among & known & (batch.instant_us == last_instant)):
         index = int(customer_index[position] if stored_index is None else stored_index[customer_index[position]])
-        last_id = ledger.last_receipt_at(index, int(last_instant[position]))
+        last_id = last_receipt_at(ledger, index, int(last_instant[position]))
         late[position] = last_id is not None and receipt_ids[position] < last_id
     reasons = {int(position): f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) comes before "
                               f"customer {batch.customer_id[position].as_py()}'s last loaded receipt "
                               f"({_utc(last_instant[position])}); history is not rescored"
                for position in np.flatnonzero(late)}
-    closed = ledger.last_closed_month()
+    closed = last_closed_month(ledger)
     if closed is not None:
         for position in np.flatnonzero(among & ~late & (batch.local_month <= closed)):
             reasons[int(position)] = (f"receipt {receipt_ids[position]!r} ({_utc(batch.instant_us[position])}) is in "

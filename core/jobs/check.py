@@ -1,14 +1,20 @@
 """Checking a ledger: every invariant, and a replay of every stored receipt through the kernel."""
-
+from __future__ import annotations
 
 import numpy as np
 from tqdm import tqdm
 
 from ..engine import kernel
-from ..program.tables import compile_program
+from ..ledger.customers import load_state
+from ..ledger.figures import (
+    anonymous_receipts_with_points,
+    balance_mismatches,
+    debts_with_points_held,
+    earn_mismatches,
+)
 from ..ledger.handle import Ledger
 from ..points.replay import ledger_batch
-
+from ..program.tables import compile_program
 
 #: Customers replayed at once by ``check``: bounds its memory whatever the ledger's size.
 CHECK_BLOCK_CUSTOMERS = 50_000
@@ -29,17 +35,17 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     so memory stays bounded whatever the ledger's size.
     """
     problems = []
-    for customer_id, journal, lots in ledger.balance_mismatches():
+    for customer_id, journal, lots in balance_mismatches(ledger):
         problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")
-    for receipt_id, points, earned in ledger.earn_mismatches():
+    for receipt_id, points, earned in earn_mismatches(ledger):
         problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal entries")
-    for customer_id, debt, held in ledger.debts_with_points_held():
+    for customer_id, debt, held in debts_with_points_held(ledger):
         problems.append(f"customer {customer_id!r}: owes {debt} points yet holds {held} in lots")
 
     program = ledger.current_program().program
     compiled = compile_program(program)
     stored = kernel.CustomerState.for_program(compiled)
-    ledger.load_state(stored)
+    load_state(ledger, stored)
     replay = kernel.CustomerState.for_program(compiled, capacity=max(len(stored), 1))
     replay.index_of(stored.customer_ids)
     replay.records["birth_month"][: len(stored)] = stored.records["birth_month"][: len(stored)]
@@ -53,7 +59,7 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
                              for i in np.flatnonzero(scores.points != points)[:20 - len(wrong_points)]]
     for receipt_id, stored_points, replayed in wrong_points:
         problems.append(f"receipt {receipt_id!r}: stored {stored_points} points, its replay gives {replayed}")
-    for receipt_id, points in ledger.anonymous_receipts_with_points():
+    for receipt_id, points in anonymous_receipts_with_points(ledger):
         problems.append(f"receipt {receipt_id!r}: anonymous, but stored with {points} points")
     differing = np.flatnonzero(
         (stored.records[:count] != replay.records[:count])

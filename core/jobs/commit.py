@@ -1,20 +1,30 @@
-"""Writing scored receipts: one chunk's receipts, journal entries, lots and customer state."""
+"""Writing scored receipts: one chunk's receipts, journal entries, lots and customer state.
+
+Shared by loads and real-time accrual, so a receipt is stored the same way whichever way it
+came in.
+"""
+from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 
-from ..engine import kernel
 from ..batch import ReceiptBatch
-from ..ledger.handle import LINE_DTYPE, Ledger
+from ..engine import kernel
+from ..ledger.customers import save_state
+from ..ledger.handle import Ledger
+from ..ledger.journal import add_earn_entries
+from ..ledger.receipts import encode_lines, insert_receipts, vocabulary_ids
+from ..points.lots import add_to_lots
+from ..points.takeback import take_back
 from ..scores import Scores
 
 
 def sku_ids_of(ledger: Ledger, connection, batch: ReceiptBatch) -> np.ndarray | None:
     if batch.line_sku is None:
         return None
-    return _per_distinct_value(batch.line_sku, lambda skus: ledger.vocabulary_ids(connection, "skus", skus),
+    return _per_distinct_value(batch.line_sku, lambda skus: vocabulary_ids(connection, "skus", skus),
                                np.int32(0))
 
 
@@ -39,15 +49,8 @@ def append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sco
     local = prepared.customer_index
     customer = local if stored_index is None else np.append(stored_index, -1)[local]  # -1 stays -1
     is_return = batch.is_return
-    lines = np.empty(batch.line_count, dtype=LINE_DTYPE)
-    lines["category_id"] = category_ids[batch.line_category_code]
-    lines["sku_id"] = 0 if sku_ids is None else sku_ids
-    lines["qty"] = batch.line_qty
-    lines["amount_minor"] = batch.line_amount_minor
-    offsets = (batch.line_offsets * LINE_DTYPE.itemsize).astype(np.int64)
-    blobs = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), count, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(lines.tobytes())]
-    ).to_pylist()
+    blobs = encode_lines(batch.line_offsets, category_ids[batch.line_category_code], sku_ids, batch.line_qty,
+                         batch.line_amount_minor)
     amount = np.add.reduceat(batch.line_amount_minor, batch.line_offsets[:-1]) if batch.line_count else np.zeros(count)
     amount[np.diff(batch.line_offsets) == 0] = 0
     amount = np.where(is_return, -amount, amount)  # a return's goods leave the sales
@@ -77,7 +80,12 @@ def append_chunk(connection, ledger: Ledger, prepared: kernel.PreparedBatch, sco
     taking = np.flatnonzero(identified & is_return & (scores.points < 0))
     returns = list(zip(batch.receipt_id.take(pa.array(taking)).to_pylist(), customer[taking].tolist(),
                        (-scores.points[taking]).tolist(), batch.instant_us[taking].tolist()))
-    unrecovered = ledger.append_scored(connection, receipts, earn_entries, lots, program_version, run_id, returns)
+    insert_receipts(connection, receipts, program_version, run_id)
+    add_earn_entries(connection, earn_entries, run_id)
+    add_to_lots(ledger, connection, *lots)
+    # taken back after the chunk's earnings, in processing order
+    unrecovered = sum(take_back(ledger, connection, owner, points, instant_us, return_id, run_id)
+                      for return_id, owner, points, instant_us in returns)
     touched = np.unique(local[identified])
-    ledger.save_state(connection, state, touched, None if stored_index is None else stored_index[touched])
+    save_state(connection, state, touched, None if stored_index is None else stored_index[touched])
     return unrecovered

@@ -17,6 +17,7 @@ Everything is validated before the first write.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import pickle
 import shutil
@@ -31,24 +32,38 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from ..engine import kernel
 from ..batch import ReceiptBatch
-from ..program.tables import CompiledProgram, compile_program
+from ..engine import kernel
 from ..errors import InputError, InputProblem
+from ..ingest.customers import read_customers
+from ..ingest.files import TableWriter
 from ..ingest.fingerprints import receipt_fingerprints
 from ..ingest.receipts import CheckedReceipts, check_segments
-from ..ingest.files import TableWriter
-from ..ingest.customers import read_customers
-from ..ledger.handle import Ledger
-from ..returns import original_positions
 from ..ingest.return_rows import originals_outside, resolve_returns, with_returns
+from ..ingest.staging import (
+    PART_ROWS,
+    remove_stale_scratch,
+    scratch_folder,
+    stage_receipts,
+)
+from ..ledger.customers import (
+    add_customers,
+    advance_state_generation,
+    current_state_generation,
+    load_state,
+    reload_state,
+    state_generation,
+)
+from ..ledger.handle import Ledger
+from ..ledger.journal import finish_run, start_run
+from ..ledger.receipts import existing_receipts, stored_originals, vocabulary_ids
+from ..program.tables import ProgramTables, compile_program
+from ..returns import original_positions
 from ..scores import Scores
-from ..ingest.staging import PART_ROWS, remove_stale_scratch, scratch_folder, stage_receipts
 from ..state import CustomerState
 from .admission import late_reasons, receipts_over
 from .commit import append_chunk, sku_ids_of
 from .rejects import _Rejects, input_location
-
 
 #: Receipts committed per transaction: bounds what a crash can cost and the memory of a chunk.
 CHUNK_RECEIPTS = 200_000
@@ -124,8 +139,8 @@ def load_files(
     paths = [Path(path) for path in receipt_files]
 
     state = kernel.CustomerState.for_program(compiled)
-    generation = ledger.state_generation()
-    ledger.load_state(state)
+    generation = state_generation(ledger)
+    load_state(ledger, state)
     stored_customers = len(state)
     customers = read_customers(Path(customers_file)) if customers_file is not None else None
     if customers is not None:
@@ -165,16 +180,16 @@ def load_files(
         arguments = {"files": [str(p) for p in paths], "customers": str(customers_file) if customers_file else None,
                      "skip_bad": skip_bad}
         with ledger.write() as connection:
-            current = ledger.current_state_generation(connection)
+            current = current_state_generation(connection)
             if current != generation:
                 # another writer (a till through the API, another load) changed customers or
                 # their state while this load read its files: start from the ledger as it is now
                 state, stored_customers = _restate(ledger, compiled, state, stored_customers, customers)
-            generation = ledger.advance_state_generation(connection, current)
-            run_id = ledger.start_run(connection, "load", arguments, {str(p): _file_sha256(p) for p in paths})
-            ledger.add_customers(connection, state, stored_customers, customers)
+            generation = advance_state_generation(ledger, connection, current)
+            run_id = start_run(connection, "load", arguments, {str(p): _file_sha256(p) for p in paths})
+            add_customers(connection, state, stored_customers, customers)
             for table, names in vocabulary.items():
-                ledger.vocabulary_ids(connection, table, list(names))
+                vocabulary_ids(connection, table, list(names))
         try:
             writer = _ChunkWriter(ledger, compiled, state, program.version, run_id, generation, chunk_receipts,
                                   summary)
@@ -186,19 +201,19 @@ def load_files(
                         summary.points += points
                         loading.update(loaded)
         except BaseException:
-            ledger.finish_run(run_id, "failed", summary.as_counts())
+            finish_run(ledger, run_id, "failed", summary.as_counts())
             raise
     summary.seconds = time.perf_counter() - started
-    ledger.finish_run(run_id, "done", summary.as_counts())
+    finish_run(ledger, run_id, "done", summary.as_counts())
     return summary
 
 
-def _restate(ledger: Ledger, compiled: CompiledProgram, stale: CustomerState, stored_customers: int,
+def _restate(ledger: Ledger, compiled: ProgramTables, stale: CustomerState, stored_customers: int,
              customers) -> tuple[CustomerState, int]:
     """The stored state as it is now, with the customers this load met for the first time
     registered after the ledger's (inside the caller's write transaction)."""
     state = kernel.CustomerState.for_program(compiled)
-    ledger.load_state(state)
+    load_state(ledger, state)
     now_stored = len(state)
     state.index_of(stale.customer_ids[stored_customers:])
     if customers is not None:
@@ -215,7 +230,7 @@ def _timed(summary: LoadSummary, stage: str) -> Iterator[None]:
         summary.stage_seconds[stage] += time.perf_counter() - started
 
 
-def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: CustomerState, summary: LoadSummary,
+def _check_part(ledger: Ledger, segments, compiled: ProgramTables, state: CustomerState, summary: LoadSummary,
                 rejects: "_Rejects") -> ReceiptBatch:
     """Validate one part of the input and refuse what the ledger cannot take.
 
@@ -256,7 +271,7 @@ def _check_part(ledger: Ledger, segments, compiled: CompiledProgram, state: Cust
                                    f"bound of {amount_bound} minor units")
 
     # exactly once: receipts already in the ledger are skipped, or conflicts if changed
-    existing = ledger.existing_receipts(receipt_ids)
+    existing = existing_receipts(ledger, receipt_ids)
     for position, receipt_id in enumerate(receipt_ids) if existing else ():
         stored = existing.get(receipt_id)
         if stored is None or not keep[position]:
@@ -294,7 +309,7 @@ def _with_returns(ledger: Ledger, checked: CheckedReceipts, batch: ReceiptBatch,
     """The part's sales with its valid return rows resolved into return receipts; returns
     that cannot be resolved are refused (their rows to the rejects, with the reason)."""
     return_of_row = {(line.source, line.row): line.return_id for line in checked.returns}
-    returned, refused = resolve_returns(checked.returns, batch, ledger.stored_originals, timezone)
+    returned, refused = resolve_returns(checked.returns, batch, functools.partial(stored_originals, ledger), timezone)
     problems += refused
     summary.rejected_rows += len(refused)
     for problem in refused:
@@ -365,7 +380,7 @@ class _ChunkWriter:
     the load builds on what the others wrote instead of overwriting it.
     """
 
-    def __init__(self, ledger: Ledger, compiled: CompiledProgram, state: CustomerState, program_version: int,
+    def __init__(self, ledger: Ledger, compiled: ProgramTables, state: CustomerState, program_version: int,
                  run_id: int, generation: int, chunk_receipts: int, summary: LoadSummary):
         self.ledger, self.compiled, self.state, self.summary = ledger, compiled, state, summary
         self.program_version, self.run_id, self.generation = program_version, run_id, generation
@@ -381,7 +396,7 @@ class _ChunkWriter:
         prints = batch.metadata["content_fingerprint"]
         prepared = kernel.prepare(batch, self.compiled, self.state)
         with self.ledger.write() as connection:
-            category_ids = self.ledger.vocabulary_ids(connection, "categories", batch.category_names)
+            category_ids = vocabulary_ids(connection, "categories", batch.category_names)
             sku_ids = sku_ids_of(self.ledger, connection, batch)
         for start in range(0, len(batch), self.chunk_receipts):
             stop = min(start + self.chunk_receipts, len(batch))
@@ -397,18 +412,18 @@ class _ChunkWriter:
             chunk_skus = None if sku_ids is None else sku_ids[batch.line_offsets[start]:batch.line_offsets[stop]]
             chunk_prints = prints[start:stop]
             with _timed(self.summary, "writing"), self.ledger.write() as connection:
-                current = self.ledger.current_state_generation(connection)
+                current = current_state_generation(connection)
                 if current != self.generation:
                     self.resync = True  # another writer wrote meanwhile: from now on, trust the ledger
                 if self.resync:
                     keep = self._not_stored(chunk, chunk_prints)
-                    self.ledger.reload_state(self.state, np.unique(chunk.customer_index[chunk.customer_index >= 0]))
+                    reload_state(self.ledger, self.state, np.unique(chunk.customer_index[chunk.customer_index >= 0]))
                     keep &= self._not_late(chunk)
                     if not keep.all():
                         chunk, chunk_prints, chunk_skus = _kept(chunk, keep, chunk_prints, chunk_skus)
                     scores = kernel.score(chunk, self.compiled, self.state, out=self.out,
                                           originals=self._stored_originals(chunk.batch))
-                self.generation = self.ledger.advance_state_generation(connection, current)
+                self.generation = advance_state_generation(self.ledger, connection, current)
                 unrecovered = append_chunk(connection, self.ledger, chunk, scores, chunk_prints, category_ids,
                                             chunk_skus, self.program_version, self.run_id, self.state)
             returns = chunk.batch.is_return
@@ -422,7 +437,7 @@ class _ChunkWriter:
         sent in real time while its export loads is a duplicate; another receipt under its
         id, a conflict): both counted, neither loaded twice."""
         receipt_ids = chunk.batch.receipt_id.to_pylist()
-        stored = self.ledger.existing_receipts(receipt_ids)
+        stored = existing_receipts(self.ledger, receipt_ids)
         for receipt_id, fingerprint in zip(receipt_ids, prints.tolist()):
             if receipt_id in stored:
                 if stored[receipt_id] == fingerprint:
@@ -454,7 +469,7 @@ class _ChunkWriter:
     def _stored_originals(self, chunk: ReceiptBatch) -> dict:
         """Originals of the chunk's returns that are not in the chunk: loaded before, or in an
         earlier chunk of this load (committed by now)."""
-        return self.ledger.stored_originals(originals_outside(chunk))
+        return stored_originals(self.ledger, originals_outside(chunk))
 
 
 

@@ -18,24 +18,36 @@ are read from the stored state directly.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from ..engine import kernel
-from ..points.replay import ledger_batch
-from ..ledger.handle import Ledger
 from ..errors import LedgerError
-from ..localtime import cached_month_start_us, last_completed_month, local_months, month_first_day, month_label, month_start_us
-from ..ingest.return_rows import originals_outside
-from ..state import CustomerState
-
-#: Customers replayed at once when their status must be recomputed from their receipts.
-BLOCK_CUSTOMERS = 50_000
+from ..ledger.closes import (
+    close_record,
+    expire_lots,
+    expired_by_close,
+    journal_entries,
+    month_closed,
+    movements_of,
+    next_month_to_close,
+    record_close,
+    record_status,
+)
+from ..ledger.customers import check_state_generation, state_generation
+from ..ledger.handle import Ledger
+from ..ledger.journal import journal_end, start_run
+from ..localtime import (
+    last_completed_month,
+    local_months,
+    month_first_day,
+    month_label,
+    month_start_us,
+)
+from ..points.expiry import expiry_rule
+from ..points.standing import BLOCK_CUSTOMERS, month_end_statuses
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,8 @@ def month_end(ledger: Ledger, through_month: int | None = None, *, progress: boo
     if through_month > completed:
         raise LedgerError(f"{month_label(through_month)} has not ended yet (the last completed month is "
                           f"{month_label(completed)}); a month is closed once, after it ends")
-    generation = ledger.state_generation()
-    first = ledger.next_month_to_close()
+    generation = state_generation(ledger)
+    first = next_month_to_close(ledger)
     if first is None or first > through_month:
         return []
     months = list(range(first, through_month + 1))
@@ -81,126 +93,27 @@ def month_end(ledger: Ledger, through_month: int | None = None, *, progress: boo
     return closes
 
 
-def month_end_statuses(ledger: Ledger, months: list[int], *, block_customers: int = BLOCK_CUSTOMERS) -> list[np.ndarray]:
-    """Every customer's status tier as of the first day after each month (int8, by customer index).
-
-    Customers whose stored history ends before a month's end are read from the stored state;
-    the others are replayed through the kernel up to it.
-    """
-    program, compiled = ledger.compiled_program()
-    timezone = program.info.timezone
-    records, rolling_totals, tier_reached_month = ledger.stored_state_arrays(compiled)
-    boundaries = np.array([month_start_us(month + 1, timezone) for month in months], dtype=np.int64)
-    last_instant = records["last_instant_us"]
-    result = []
-    for month, boundary in zip(months, boundaries):
-        tiers = np.zeros(len(records), dtype=np.int8)
-        # the stored state holds no receipt after this month for these customers
-        settled = np.flatnonzero(last_instant < boundary)
-        tiers[settled] = kernel.status_of(compiled, records[settled], rolling_totals[settled],
-                                          tier_reached_month[settled], month + 1)
-        result.append(tiers)
-    unsettled = np.flatnonzero(last_instant >= boundaries.min()) if len(months) else np.zeros(0, np.int64)
-    for start in range(0, len(unsettled), block_customers):
-        block = unsettled[start:start + block_customers]
-        customer_ids, birth_months = ledger.customer_details(block)
-        replay = CustomerState.for_program(compiled, capacity=max(len(block), 1))
-        replay.index_of(customer_ids)
-        replay.records["birth_month"][:len(block)] = birth_months
-        batch, _ = ledger_batch(ledger, customers=block)
-        cut = 0
-        for position, (month, boundary) in enumerate(zip(months, boundaries)):
-            upto = int(np.searchsorted(batch.instant_us, boundary, side="left"))
-            if upto > cut:
-                _replay(ledger, batch, cut, upto, compiled, replay)
-                cut = upto
-            mine = last_instant[block] >= boundary
-            if mine.any():
-                result[position][block[mine]] = kernel.status_as_of(compiled, replay, month + 1)[mine]
-    return result
-
-
-def _replay(ledger: Ledger, batch, start: int, stop: int, compiled, state: CustomerState) -> None:
-    """Score stored receipts ``start:stop`` of ``batch`` into ``state``; returns of receipts
-    before ``start`` are re-scored from the ledger's record of their originals."""
-    part = batch.slice(start, stop)
-    point = (int(batch.instant_us[start]), batch.receipt_id[start].as_py()) if len(part) else None
-    # as they stood when this part begins: the returns stored before it
-    originals = {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(point))
-                 for receipt_id, original in ledger.stored_originals(originals_outside(part)).items()}
-    kernel.score(part, compiled, state, originals=originals)
-
-
 def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict, generation: int) -> MonthClose:
     """Expire, record movements and the close of one month, in one transaction."""
     program = ledger.current_program().program
     end_us = month_start_us(month + 1, program.info.timezone) - 1
     # inactive: no earn or redemption since the start of the month inactivity_months - 1
     # before this one, i.e. inactivity_months full months have passed without any
-    gone_day, inactive_before = _expiry_rule(program, month)
+    gone_day, inactive_before = expiry_rule(program, month)
     with ledger.write() as connection:
-        if ledger.month_closed(connection, month):
+        if month_closed(connection, month):
             raise LedgerError(f"{month_label(month)} was closed meanwhile by another process; run again")
         # statuses were computed from the receipts as they were when this run started
-        ledger.check_state_generation(connection, generation, "receipts were loaded while month-end ran; run it "
+        check_state_generation(ledger, connection, generation, "receipts were loaded while month-end ran; run it "
                                       "again (the months it closed stay closed)")
-        run_id = ledger.start_run(connection, "month-end", {**run_arguments, "month": month_label(month)}, {})
-        journal_before = ledger.journal_end(connection)
-        expired = ledger.expire_lots(connection, month, gone_day, inactive_before, end_us,
+        run_id = start_run(connection, "month-end", {**run_arguments, "month": month_label(month)}, {})
+        journal_before = journal_end(connection)
+        expired = expire_lots(connection, month, gone_day, inactive_before, end_us,
                                      f"expiry {month_label(month)}", run_id)
-        movements = ledger.record_status(connection, month, tiers)
+        movements = record_status(connection, month, tiers)
         close = MonthClose(month, sum(expired.values()), len(expired), movements)
-        ledger.record_close(connection, close, run_id, journal_before)
+        record_close(connection, close, run_id, journal_before)
     return close
-
-
-def upcoming_expiry(ledger: Ledger) -> tuple[int, list[tuple[str, int]]]:
-    """The next month to close and what its close would expire as things stand: (customer id,
-    points) by customer, largest first — the list a chain sends "your points expire" notices to.
-
-    Activity (an earn or a redemption) before the month ends still saves points from the
-    inactivity rule, so the list shrinks as the month goes on.
-    """
-    month = ledger.next_month_to_close()
-    if month is None:
-        return 0, []
-    program = ledger.current_program().program
-    gone_day, inactive_before = _expiry_rule(program, month)
-    end_us = month_start_us(month + 1, program.info.timezone) - 1
-    due: dict[int, int] = {}
-    for customer, _, points in Ledger.due_lots(ledger.db.conn, month, gone_day, inactive_before, end_us):
-        due[customer] = due.get(customer, 0) + points
-    ranked = sorted(due.items(), key=lambda item: (-item[1], item[0]))
-    return month, list(zip(ledger.customer_ids([customer for customer, _ in ranked]),
-                           [points for _, points in ranked]))
-
-
-def expiring_at_next_close(ledger: Ledger, customer_id: str, *, index: int | None = None) -> tuple[str | None, int]:
-    """(the next month to close, the points of one customer its close would expire as things stand)."""
-    index = ledger.customer_index(customer_id) if index is None else index
-    month = ledger.next_month_to_close()
-    if month is None:
-        return None, 0
-    program = ledger.current_program().program
-    gone_day, inactive_before = _expiry_rule(program, month)
-    end_us = cached_month_start_us(month + 1, program.info.timezone) - 1
-    due = Ledger.due_lots(ledger.db.conn, month, gone_day, inactive_before, end_us, customer=index)
-    return month_label(month), sum(points for _, _, points in due)
-
-
-def _expiry_rule(program, month: int) -> tuple[int, int | None]:
-    """(the day lots due by this close are gone on, the instant activity must reach to keep points)."""
-    return _close_bounds(program.info.timezone, program.expiry.inactivity_months, month)
-
-
-@functools.lru_cache(maxsize=256)
-def _close_bounds(timezone: str, inactivity_months: int | None, month: int) -> tuple[int, int | None]:
-    # (remembered: balance lookups ask for the next close's bounds on every request)
-    gone_day = int(month_first_day(np.array([month + 1]))[0])
-    inactive_before = None
-    if inactivity_months is not None:
-        inactive_before = month_start_us(month - inactivity_months + 1, timezone)
-    return gone_day, inactive_before
 
 
 def replay_close(ledger: Ledger, month: int) -> list[str]:
@@ -212,15 +125,15 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
     rules applied to them, and every customer's status at the close and at the one before
     recomputed from their receipts. An empty list: the close is reproduced exactly.
     """
-    record = ledger.close_record(month)
+    record = close_record(ledger, month)
     if record is None:
         raise LedgerError(f"{month_label(month)} is not closed; nothing to replay")
     run_id, journal_before = record
     program = ledger.current_program().program
-    gone_day, inactive_before = _expiry_rule(program, month)
+    gone_day, inactive_before = expiry_rule(program, month)
     end_us = month_start_us(month + 1, program.info.timezone) - 1
     expected: dict[int, int] = {}
-    entries = ledger.journal_entries(journal_before)  # by customer, then entry
+    entries = journal_entries(ledger, journal_before)  # by customer, then entry
     if entries:
         customers, kinds, points, instants, _ = (np.array(column) for column in zip(*entries))
         months = local_months(instants, program.info.timezone)
@@ -243,7 +156,7 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
             if gone:
                 expected[int(customers[first])] = gone
     problems = []
-    recorded = ledger.expired_by_close(run_id)
+    recorded = expired_by_close(ledger, run_id)
     for customer in sorted(set(expected) | set(recorded)):
         if expected.get(customer, 0) != recorded.get(customer, 0):
             problems.append(f"customer #{customer}: the close expired {recorded.get(customer, 0)} points, "
@@ -251,7 +164,7 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
     before, after = month_end_statuses(ledger, [month - 1, month])
     moved = np.flatnonzero(before != after)
     expected_moves = {int(c): (int(before[c]), int(after[c])) for c in moved}
-    recorded_moves = ledger.movements_of(month)
+    recorded_moves = movements_of(ledger, month)
     for customer in sorted(set(expected_moves) | set(recorded_moves)):
         if expected_moves.get(customer) != recorded_moves.get(customer):
             problems.append(f"customer #{customer}: the close recorded the move {recorded_moves.get(customer)}, "

@@ -1,4 +1,5 @@
 """The rejects file of a load: every rejected input row as it came, and why."""
+from __future__ import annotations
 
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputProblem
-from ..ingest.receipts import CheckedReceipts
 from ..ingest.files import TableWriter
+from ..ingest.receipts import CheckedReceipts
 
 
 class _Rejects:

@@ -1,8 +1,19 @@
 """The ledger: SQLite storage of customers, receipts, journal, lots and closes — tables, not rules.
 
-- ``handle.py``  :class:`Ledger`: connect, the write lock, a reading snapshot, the program cache
+- ``handle.py``     :class:`Ledger`: connect, the write lock, a reading snapshot, the program cache
+- ``schema.py``     the numbered migrations every ledger file is brought up to
+- ``customers.py``  the id directory and each customer's stored scoring state
+- ``receipts.py``   scored receipts, and every encode and decode of their stored lines
+- ``journal.py``    journal entries, lots, debts and runs; balances and history
+- ``closes.py``     month closes: what each expired, tier movements, the lots due
+- ``figures.py``    sums and counts for checks and reports
+- ``api_keys.py``   the server's API keys (hashed secrets, roles)
+- ``clock.py``      when something is recorded
 
-Storage only: imports no engine, ingest, points or jobs. All SQL text lives here.
+Queries are functions of the handle (reads) or of its write connection (writes inside the
+caller's transaction). Storage only: imports no engine, ingest, points or jobs, and decides
+no rule (which lot pays, when points expire: :mod:`fidelis.core.points`). All SQL text lives
+here.
 """
 from ..errors import (
     IdempotencyConflict,
@@ -12,7 +23,9 @@ from ..errors import (
     RedemptionError,
     UnknownCustomer,
 )
-from .handle import API_ROLES, LINE_DTYPE, Ledger, Redemption, Standing
+from .api_keys import API_ROLES
+from .handle import Ledger, ProgramVersion
+from .receipts import LINE_DTYPE
 
 __all__ = [
     "API_ROLES",
@@ -22,8 +35,7 @@ __all__ = [
     "Ledger",
     "LedgerBusy",
     "LedgerError",
-    "Redemption",
+    "ProgramVersion",
     "RedemptionError",
-    "Standing",
     "UnknownCustomer",
 ]

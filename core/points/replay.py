@@ -6,15 +6,26 @@ after later receipts were loaded.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 
 from ..batch import ReceiptBatch
-from ..ledger.handle import LINE_DTYPE, Ledger
-from ..localtime import local_calendar
+from ..engine import kernel
+from ..ingest.return_rows import originals_outside
+from ..ledger.handle import Ledger
+from ..ledger.receipts import (
+    category_names,
+    decode_receipt_lines,
+    stored_originals,
+    stored_receipts,
+)
+from ..program.tables import ProgramTables
+from ..state import CustomerState
 
 
-def ledger_batch(ledger: Ledger, customers: range | None = None) -> tuple[ReceiptBatch, np.ndarray]:
+def ledger_batch(ledger: Ledger, customers: range | np.ndarray | None = None) -> tuple[ReceiptBatch, np.ndarray]:
     """Stored receipts as a batch in processing order, and their stored points.
 
     Rebuilt from the ledger alone (lines, vocabularies, instants), so replaying it through
@@ -22,30 +33,34 @@ def ledger_batch(ledger: Ledger, customers: range | None = None) -> tuple[Receip
     receipts of a range of customer indices (None: every receipt, anonymous ones included).
     """
     program = ledger.current_program().program
-    rows = ledger.stored_receipts(customers)
-    category_names = ledger.category_names()
-    lines = np.frombuffer(b"".join(row[4] for row in rows), dtype=LINE_DTYPE)
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([len(row[4]) // LINE_DTYPE.itemsize for row in rows], out=offsets[1:])
+    rows = stored_receipts(ledger, customers)
+    lines, offsets = decode_receipt_lines([row[4] for row in rows])
     stores = pa.array([row[2] for row in rows], type=pa.string()).dictionary_encode()
-    instant_us = np.array([row[3] for row in rows], dtype=np.int64)
-    calendar = local_calendar(instant_us, program.info.timezone)
-    batch = ReceiptBatch(
+    batch = ReceiptBatch.build(
         receipt_id=pa.array([row[0] for row in rows], type=pa.string()),
         customer_id=pa.array([row[1] for row in rows], type=pa.string()),
-        store_code=stores.indices.to_numpy(zero_copy_only=False).astype(np.int32),
-        instant_us=instant_us,
-        local_day=calendar.local_day,
-        local_minute=calendar.local_minute,
-        local_month=calendar.local_month,
-        line_offsets=offsets,
-        line_category_code=lines["category_id"].astype(np.int32),
-        line_qty=lines["qty"].astype(np.int32),
-        line_amount_minor=lines["amount_minor"].astype(np.int64),
+        store_code=stores.indices.to_numpy(zero_copy_only=False),
         store_names=stores.dictionary.to_pylist(),
-        category_names=category_names,
+        instant_us=np.array([row[3] for row in rows], dtype=np.int64),
+        timezone=program.info.timezone,
+        line_offsets=offsets,
+        line_category_code=lines["category_id"],
+        category_names=category_names(ledger),
+        line_qty=lines["qty"],
+        line_amount_minor=lines["amount_minor"],
         original_receipt_id=pa.array([row[6] for row in rows], type=pa.string())
         if any(row[6] is not None for row in rows) else None,
     )
     return batch, np.array([row[5] for row in rows], dtype=np.int64)
 
+
+def replay_part(ledger: Ledger, batch: ReceiptBatch, start: int, stop: int, compiled: ProgramTables,
+                state: CustomerState) -> None:
+    """Score stored receipts ``start:stop`` of ``batch`` into ``state``; returns of receipts
+    before ``start`` are re-scored from the ledger's record of their originals."""
+    part = batch.slice(start, stop)
+    point = (int(batch.instant_us[start]), batch.receipt_id[start].as_py()) if len(part) else None
+    # as they stood when this part begins: the returns stored before it
+    originals = {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(point))
+                 for receipt_id, original in stored_originals(ledger, originals_outside(part)).items()}
+    kernel.score(part, compiled, state, originals=originals)

@@ -1,4 +1,4 @@
-"""CompiledProgram: a Program flattened into the numpy tables the kernel indexes.
+"""ProgramTables: a Program flattened into the numpy tables the kernel indexes.
 
 Compiling once per program keeps every decision about the program's text out of the hot
 loop: rates become integer numerators over one common denominator (exact, see
@@ -7,7 +7,7 @@ and category and store names become small integer classes.
 
 Category class 0 is "any category the program does not name"; store class 0 likewise. A
 batch's own category and store vocabularies are mapped onto these classes by
-:meth:`CompiledProgram.category_classes` and :meth:`CompiledProgram.store_classes`.
+:meth:`ProgramTables.category_classes` and :meth:`ProgramTables.store_classes`.
 """
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..localtime import day_number
-from .model import MAX_POINTS_PER_RECEIPT, MAX_RECEIPT_AMOUNT_MINOR, WEEKDAYS, Program, combined_rates
 from ..state import NEVER
+from .model import (
+    MAX_POINTS_PER_RECEIPT,
+    MAX_RECEIPT_AMOUNT_MINOR,
+    WEEKDAYS,
+    Program,
+    combined_rates,
+)
 
 _LAST_DAY = np.iinfo(np.int32).max
 _ALL_TIERS = np.uint64(2**64 - 1)
@@ -37,7 +43,7 @@ def padded_table(values, dtype) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CompiledProgram:
+class ProgramTables:
     """Flat tables for the kernel; attribute names are read by ``_kernel.score_receipts``."""
 
     program: Program
@@ -105,7 +111,11 @@ class CompiledProgram:
         return np.array([lookup.get(name, 0) for name in store_names], dtype=np.int32)
 
 
-def compile_program(program: Program) -> CompiledProgram:
+#: The name of :class:`ProgramTables` before the tables had a module of their own.
+CompiledProgram = ProgramTables
+
+
+def compile_program(program: Program) -> ProgramTables:
     """Flatten a validated program into kernel tables."""
     earning = program.earning
     tier_names = [tier.name for tier in program.tiers]
@@ -149,7 +159,7 @@ def compile_program(program: Program) -> CompiledProgram:
     bonuses = program.basket_bonuses
     caps = program.caps
     qualification = program.qualification
-    return CompiledProgram(
+    return ProgramTables(
         program=program,
         rounding=ROUNDING_CODES[earning.rounding],
         basis=BASIS_CODES[qualification.basis],

@@ -1,0 +1,194 @@
+"""Receipts as stored: their facts and points, their lines, and the names lines refer to.
+
+A receipt's lines are stored as fixed-width records (:data:`LINE_DTYPE`: category id, sku
+id, qty, amount), so a chunk's lines are one buffer and each receipt's value is a slice of
+it, with no per-receipt encoding in Python. Every encode and decode of that value is here.
+Category and sku names get ledger-wide ids on first sight.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from ..localtime import instant_month
+from ..returns import OriginalReceipt
+
+if TYPE_CHECKING:
+    from .handle import Ledger
+
+#: A stored line: the layout of a receipt's ``lines`` value, record after record.
+LINE_DTYPE = np.dtype([("category_id", "<i4"), ("sku_id", "<i4"), ("qty", "<i4"), ("amount_minor", "<i8")])
+
+
+def encode_lines(line_offsets: np.ndarray, category_ids: np.ndarray, sku_ids: np.ndarray | None, qty: np.ndarray,
+                 amount_minor: np.ndarray) -> list[bytes]:
+    """The ``lines`` value of each receipt of a batch (lines in CSR by ``line_offsets``), built
+    as one buffer and sliced, not record by record."""
+    lines = np.empty(len(qty), dtype=LINE_DTYPE)
+    lines["category_id"] = category_ids
+    lines["sku_id"] = 0 if sku_ids is None else sku_ids
+    lines["qty"] = qty
+    lines["amount_minor"] = amount_minor
+    offsets = (line_offsets * LINE_DTYPE.itemsize).astype(np.int64)
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(line_offsets) - 1, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(lines.tobytes())]
+    ).to_pylist()
+
+
+def decode_lines(value: bytes) -> np.ndarray:
+    """One receipt's stored ``lines`` value as records of :data:`LINE_DTYPE`."""
+    return np.frombuffer(value, dtype=LINE_DTYPE)
+
+
+def decode_receipt_lines(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Several receipts' ``lines`` values as one array of records and their CSR offsets."""
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum([len(value) // LINE_DTYPE.itemsize for value in values], out=offsets[1:])
+    return np.frombuffer(b"".join(values), dtype=LINE_DTYPE), offsets
+
+
+def insert_receipts(connection: sqlite3.Connection, receipts, program_version: int, run_id: int) -> None:
+    """Scored receipts, one row each: receipt id, customer index (-1 anonymous), store id,
+    instant, local day, amount, tier (-1 anonymous), rate, basket, visit, welcome and cap
+    points, points, content fingerprint, lines, original receipt id (None on a sale), visit
+    rank, points earned earlier that day, birthday."""
+    connection.executemany(
+        "INSERT INTO receipts (receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, "
+        "rate_points, basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines, "
+        "original_receipt_id, visit_rank, earned_before_today, birthday, program_version, run_id) "
+        "VALUES (?, NULLIF(?, -1), ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        f"{int(program_version)}, {int(run_id)})",
+        receipts,
+    )
+
+
+def record_unrecovered(connection: sqlite3.Connection, return_id: str, points: int) -> None:
+    """The points a return could not take back, on the return."""
+    connection.execute("UPDATE receipts SET unrecovered_points = ? WHERE receipt_id = ?", (points, return_id))
+
+
+def vocabulary_ids(connection: sqlite3.Connection, table: str, names: list[str]) -> np.ndarray:
+    """Ledger-wide ids of category or sku names (int32, by position), adding new names."""
+    column = {"categories": ("category_id", "name"), "skus": ("sku_id", "sku")}[table]
+    wanted = list(dict.fromkeys(names))
+    if len(wanted) < 1000:  # a few names (a receipt): look them up rather than read the table
+        known = dict(connection.execute(
+            f"SELECT {column[1]}, {column[0]} FROM {table} WHERE {column[1]} IN (SELECT value FROM json_each(?))",
+            (json.dumps(wanted),)).fetchall())
+    else:
+        known = dict(connection.execute(f"SELECT {column[1]}, {column[0]} FROM {table}").fetchall())
+    new = [name for name in wanted if name not in known]
+    if new:
+        start = (connection.execute(f"SELECT COALESCE(MAX({column[0]}), 0) FROM {table}").fetchone()[0]) + 1
+        connection.executemany(f"INSERT INTO {table} ({column[0]}, {column[1]}) VALUES (?, ?)",
+                               zip(range(start, start + len(new)), new))
+        known.update(zip(new, range(start, start + len(new))))
+    return np.array([known[name] for name in names], dtype=np.int32)
+
+
+def last_receipt_at(ledger: Ledger, customer_index: int, instant_us: int) -> str | None:
+    """The customer's last receipt id (in processing order) at exactly ``instant_us``."""
+    row = ledger.db.execute(
+        "SELECT MAX(receipt_id) FROM receipts WHERE customer_index = ? AND instant_us = ?",
+        (customer_index, instant_us),
+    ).fetchone()
+    return row[0]
+
+
+def receipt_results(connection: sqlite3.Connection, receipt_ids: list[str]) -> dict[str, tuple]:
+    """Receipt id -> (customer id, tier, (rate, basket, visit, welcome, cap points, points),
+    unrecovered points, original receipt id, the customer's balance now)."""
+    rows = connection.execute(
+        "SELECT r.receipt_id, c.customer_id, r.tier, r.rate_points, r.basket_points, r.visit_points, "
+        "r.welcome_points, r.cap_points, r.points, r.unrecovered_points, r.original_receipt_id, "
+        "(SELECT COALESCE(SUM(points), 0) FROM journal j WHERE j.customer_index = r.customer_index) "
+        "FROM receipts r LEFT JOIN customers c USING (customer_index) "
+        "WHERE r.receipt_id IN (SELECT value FROM json_each(?))", (json.dumps(receipt_ids),)).fetchall()
+    return {row[0]: (row[1], row[2], tuple(row[3:9]), row[9], row[10], row[11] if row[1] is not None else None)
+            for row in rows}
+
+
+def existing_receipts(ledger: Ledger, receipt_ids: list[str]) -> dict[str, int]:
+    """Receipt id -> stored content fingerprint, for the ids already in the ledger."""
+    if not ledger.db.execute("SELECT 1 FROM receipts LIMIT 1").fetchone():
+        return {}
+    found: dict[str, int] = {}
+    # ids go in as one JSON array per block: no temporary table to write, no variable limit
+    for start in range(0, len(receipt_ids), 50_000):
+        found.update(ledger.db.execute(
+            "SELECT receipt_id, content_hash FROM receipts WHERE receipt_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(receipt_ids[start:start + 50_000]),),
+        ).fetchall())
+    return found
+
+
+def stored_originals(ledger: Ledger, receipt_ids: list[str]) -> dict[str, OriginalReceipt]:
+    """Stored sale receipts a return may refer to, with the returns stored of them."""
+    if not receipt_ids or not ledger.db.execute("SELECT 1 FROM receipts LIMIT 1").fetchone():
+        return {}
+    zone = ledger.current_program().program.info.zone()
+    categories = category_names(ledger)
+    skus = dict(ledger.db.execute("SELECT sku_id, sku FROM skus").fetchall())
+    found = {}
+    for start in range(0, len(receipt_ids), 50_000):
+        block = json.dumps(receipt_ids[start:start + 50_000])
+        returned: dict[str, list] = {}
+        for return_id, original_id, instant_us, lines in ledger.db.execute(
+                "SELECT receipt_id, original_receipt_id, instant_us, lines FROM receipts "
+                "WHERE original_receipt_id IN (SELECT value FROM json_each(?))", (block,)):
+            qty = decode_lines(lines)["qty"].astype(np.int64)
+            returned.setdefault(original_id, []).append((instant_us, return_id, qty))
+        for (receipt_id, customer_id, store_id, instant_us, local_day, tier, visit_rank, earned_before_today,
+             birthday, lines) in ledger.db.execute(
+                "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.local_day, r.tier, r.visit_rank, "
+                "r.earned_before_today, r.birthday, r.lines FROM receipts r "
+                "LEFT JOIN customers c USING (customer_index) "
+                "WHERE r.receipt_id IN (SELECT value FROM json_each(?)) AND r.original_receipt_id IS NULL",
+                (block,)):
+            records = decode_lines(lines)
+            local = dt.datetime.fromtimestamp(instant_us // 1_000_000, zone)
+            found[receipt_id] = OriginalReceipt(
+                receipt_id=receipt_id, customer_id=customer_id, store_id=store_id, instant_us=instant_us,
+                local_day=local_day, local_minute=local.hour * 60 + local.minute,
+                local_month=instant_month(instant_us, zone),
+                line_category=[categories[i] for i in records["category_id"].tolist()],
+                line_sku=[skus.get(i) for i in records["sku_id"].tolist()],
+                line_qty=records["qty"].astype(np.int64), line_amount_minor=records["amount_minor"].astype(np.int64),
+                tier=tier if tier is not None else 0, visit_rank=visit_rank,
+                earned_before_today=earned_before_today, birthday=bool(birthday),
+                returned_qty=sum((units for _, _, units in returned.get(receipt_id, ())),
+                                 np.zeros(len(records), dtype=np.int64)),
+                stored_returns=tuple(sorted(returned.get(receipt_id, ()), key=lambda r: r[:2])),
+            )
+    return found
+
+
+def stored_receipts(ledger: Ledger, customers: range | np.ndarray | None = None) -> list[tuple]:
+    """(receipt id, customer id, store id, instant, lines, points, original receipt id) in
+    processing order.
+
+    ``customers``: only the receipts of those customer indices (a range or an array; no
+    anonymous receipts then).
+    """
+    where, parameters = "", ()
+    if isinstance(customers, range):
+        where, parameters = "WHERE r.customer_index >= ? AND r.customer_index < ? ", (customers.start, customers.stop)
+    elif customers is not None:
+        where = "WHERE r.customer_index IN (SELECT value FROM json_each(?)) "
+        parameters = (json.dumps(np.asarray(customers).tolist()),)
+    return ledger.db.execute(
+        "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points, r.original_receipt_id "
+        f"FROM receipts r LEFT JOIN customers c USING (customer_index) {where}"
+        "ORDER BY r.instant_us, r.receipt_id", parameters
+    ).fetchall()
+
+
+def category_names(ledger: Ledger) -> list[str]:
+    """Category names by ledger category id (position 0 unused)."""
+    categories = dict(ledger.db.execute("SELECT category_id, name FROM categories").fetchall())
+    return [categories.get(i, "") for i in range(max(categories, default=0) + 1)]
