@@ -56,3 +56,10 @@ def test_return_row_layout_matches_dtype():
     layout = _kernel.return_row_layout()
     assert layout.pop("itemsize") == RETURN_ROW_DTYPE.itemsize
     assert layout == {name: RETURN_ROW_DTYPE.fields[name][1] for name in RETURN_ROW_DTYPE.names}
+
+
+def test_the_customer_state_record_is_48_bytes_as_documented():
+    # README and _types.pxd say 48; the prefetch in the kernel assumes at most two cache lines
+    from fidelis.core.state import CUSTOMER_STATE_DTYPE
+
+    assert CUSTOMER_STATE_DTYPE.itemsize == 48

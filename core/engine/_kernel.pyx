@@ -667,7 +667,7 @@ cdef int _score_loop(
         if ahead < receipt_stop:
             upcoming = customer_index[ahead]
             if upcoming >= 0:
-                # a 40-byte record may straddle two cache lines: fetch both ends
+                # a 48-byte record may straddle two cache lines: fetch both ends
                 prefetch(&states[upcoming])
                 prefetch(<char *> &states[upcoming] + sizeof(customer_state_t) - 1)
                 if has_rolling:

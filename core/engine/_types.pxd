@@ -39,7 +39,7 @@ ctypedef struct customer_state_t:
     uint8_t flags                   # WELCOMED
     int16_t reserved                # always 0: names the padding, so every stored byte is defined
 
-# One return, as the kernel re-scores it (PROGRAM.md §1 returns; fidelis.core.kernel RETURN_ROW_DTYPE).
+# One return, as the kernel re-scores it (PROGRAM.md §1 returns; fidelis.core.engine.return_arrays.RETURN_ROW_DTYPE).
 # The original receipt is re-scored twice in its original context: with the lines left before
 # this return and with the lines left after it; the difference is what the return claws back.
 ctypedef struct return_row_t:
