@@ -53,7 +53,7 @@ from ..ledger.receipts import (
     vocabulary_ids,
 )
 from ..scores import POINT_COLUMNS
-from .admission import late_reasons, receipts_over
+from .admission import late_reasons, receipts_over, stored_verdicts
 from .commit import append_chunk, sku_ids_of
 from .rejects import input_location
 
@@ -96,12 +96,11 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
             batch = with_returns(batch, returned)
         receipt_ids = batch.receipt_id.to_pylist()
         prints = receipt_fingerprints(batch)
-        stored = existing_receipts(ledger, receipt_ids)
-        for receipt_id, fingerprint in zip(receipt_ids, prints.tolist()):
-            if receipt_id in stored and stored[receipt_id] != fingerprint:
-                raise ReceiptConflict(f"receipt {receipt_id!r} is already in the ledger with other content; "
-                                      "a receipt id is used once")
-        new = np.array([receipt_id not in stored for receipt_id in receipt_ids], dtype=bool)
+        duplicate, conflict = stored_verdicts(existing_receipts(ledger, receipt_ids), receipt_ids, prints)
+        if conflict.any():
+            raise ReceiptConflict(f"receipt {receipt_ids[int(np.argmax(conflict))]!r} is already in the ledger with "
+                                  "other content; a receipt id is used once")
+        new = ~(duplicate | conflict)
         if new.any():
             fresh = batch if new.all() else batch.take(np.flatnonzero(new))
             _commit(ledger, connection, compiled, version, fresh, prints[new])

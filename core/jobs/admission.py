@@ -16,6 +16,20 @@ from ..localtime import month_label
 from ..state import CustomerState
 
 
+def stored_verdicts(stored: dict[str, int], receipt_ids: list[str], fingerprints: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(duplicate, conflict) per receipt, given the fingerprints ``stored`` under ids already
+    in the ledger: the same content again is a duplicate (skipped, counted), other content
+    under a used id a conflict (refused). Receipt ids are idempotency keys."""
+    duplicate = np.zeros(len(receipt_ids), dtype=bool)
+    conflict = np.zeros(len(receipt_ids), dtype=bool)
+    for position, (receipt_id, fingerprint) in enumerate(zip(receipt_ids, np.asarray(fingerprints).tolist())):
+        if receipt_id in stored:
+            duplicate[position] = stored[receipt_id] == fingerprint
+            conflict[position] = not duplicate[position]
+    return duplicate, conflict
+
+
 def late_reasons(ledger: Ledger, batch: ReceiptBatch, state: CustomerState, among: np.ndarray | None = None,
                  stored_index: np.ndarray | None = None) -> dict[int, str]:
     """Why receipts of ``batch`` cannot be scored now, by position: history is never rescored.

@@ -61,7 +61,7 @@ from ..program.tables import ProgramTables, compile_program
 from ..returns import original_positions
 from ..scores import Scores
 from ..state import CustomerState
-from .admission import late_reasons, receipts_over
+from .admission import late_reasons, receipts_over, stored_verdicts
 from .commit import append_chunk, sku_ids_of
 from .rejects import _Rejects, input_location
 
@@ -271,18 +271,13 @@ def _check_part(ledger: Ledger, segments, compiled: ProgramTables, state: Custom
                                    f"bound of {amount_bound} minor units")
 
     # exactly once: receipts already in the ledger are skipped, or conflicts if changed
-    existing = existing_receipts(ledger, receipt_ids)
-    for position, receipt_id in enumerate(receipt_ids) if existing else ():
-        stored = existing.get(receipt_id)
-        if stored is None or not keep[position]:
-            continue
-        keep[position] = False
-        if stored == fingerprints[position]:
-            summary.duplicates_skipped += 1
-        else:
-            summary.conflicts += 1
-            refuse(position, "receipt_id",
-                   f"receipt {receipt_id!r}: a different receipt with this id is already in the ledger (conflict)")
+    duplicate, conflict = stored_verdicts(existing_receipts(ledger, receipt_ids), receipt_ids, fingerprints)
+    summary.duplicates_skipped += int((keep & duplicate).sum())
+    for position in np.flatnonzero(keep & conflict):
+        summary.conflicts += 1
+        refuse(position, "receipt_id", f"receipt {receipt_ids[position]!r}: a different receipt with this id is "
+                                       "already in the ledger (conflict)")
+    keep &= ~duplicate
 
     late = np.zeros(len(batch), dtype=bool)
     for position, reason in late_reasons(ledger, batch, state, keep).items():
@@ -437,17 +432,14 @@ class _ChunkWriter:
         sent in real time while its export loads is a duplicate; another receipt under its
         id, a conflict): both counted, neither loaded twice."""
         receipt_ids = chunk.batch.receipt_id.to_pylist()
-        stored = existing_receipts(self.ledger, receipt_ids)
-        for receipt_id, fingerprint in zip(receipt_ids, prints.tolist()):
-            if receipt_id in stored:
-                if stored[receipt_id] == fingerprint:
-                    self.summary.duplicates_skipped += 1
-                else:
-                    self.summary.conflicts += 1
-                    self.summary.add_problems([InputProblem(
-                        "<load>", None, "receipt_id", receipt_id,
-                        "another receipt with this id was stored while this load ran (conflict); not loaded")])
-        return np.array([receipt_id not in stored for receipt_id in receipt_ids], dtype=bool)
+        duplicate, conflict = stored_verdicts(existing_receipts(self.ledger, receipt_ids), receipt_ids, prints)
+        self.summary.duplicates_skipped += int(duplicate.sum())
+        for position in np.flatnonzero(conflict):
+            self.summary.conflicts += 1
+            self.summary.add_problems([InputProblem(
+                "<load>", None, "receipt_id", receipt_ids[position],
+                "another receipt with this id was stored while this load ran (conflict); not loaded")])
+        return ~(duplicate | conflict)
 
     def _not_late(self, chunk: kernel.PreparedBatch) -> np.ndarray:
         """Which receipts of the chunk still come after their customer's last stored one:
