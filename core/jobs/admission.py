@@ -30,6 +30,20 @@ def stored_verdicts(stored: dict[str, int], receipt_ids: list[str], fingerprints
     return duplicate, conflict
 
 
+def before_last_scored(state: CustomerState, customer_index: np.ndarray, instant_us: np.ndarray) -> np.ndarray:
+    """Which receipts come before their customer's last scored receipt in ``state``.
+
+    The second of the two "late" rules, kept beside the first (:func:`late_reasons`) until
+    they are one: a load's chunk re-checked after another writer came in between compares
+    instants only, where :func:`late_reasons` also orders receipts of the same instant by id
+    and refuses closed months.
+    """
+    last = np.full(len(customer_index), np.iinfo(np.int64).min, dtype=np.int64)
+    known = customer_index >= 0
+    last[known] = state.records["last_instant_us"][customer_index[known]]
+    return instant_us < last
+
+
 def late_reasons(ledger: Ledger, batch: ReceiptBatch, state: CustomerState, among: np.ndarray | None = None,
                  stored_index: np.ndarray | None = None) -> dict[int, str]:
     """Why receipts of ``batch`` cannot be scored now, by position: history is never rescored.

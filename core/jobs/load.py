@@ -61,7 +61,7 @@ from ..program.tables import ProgramTables, compile_program
 from ..returns import original_positions
 from ..scores import Scores
 from ..state import CustomerState
-from .admission import late_reasons, receipts_over, stored_verdicts
+from .admission import before_last_scored, late_reasons, receipts_over, stored_verdicts
 from .commit import append_chunk, sku_ids_of
 from .rejects import _Rejects, input_location
 
@@ -445,11 +445,7 @@ class _ChunkWriter:
         """Which receipts of the chunk still come after their customer's last stored one:
         another writer may have stored a later receipt of the customer meanwhile; those that
         became late are counted and named, not scored out of order."""
-        customer = chunk.customer_index
-        last = np.full(len(customer), np.iinfo(np.int64).min, dtype=np.int64)
-        known = customer >= 0
-        last[known] = self.state.records["last_instant_us"][customer[known]]
-        late = chunk.batch.instant_us < last
+        late = before_last_scored(self.state, chunk.customer_index, chunk.batch.instant_us)
         for position in np.flatnonzero(late):
             self.summary.late_receipts += 1
             self.summary.add_problems([InputProblem(
