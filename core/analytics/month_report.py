@@ -42,6 +42,7 @@ from ..ledger.figures import (
 )
 from ..ledger.handle import Ledger
 from ..localtime import month_label, month_start_us
+from .plots import plot_month
 
 #: Months without a purchase after which a customer counts as lapsed, and the look-back before them.
 LAPSED_AFTER_MONTHS = 3
@@ -147,37 +148,5 @@ def write_report(report: MonthReport, folder: str | Path) -> list[Path]:
                                                             for index, name in enumerate(report.tier_names)}}),
                     movements)
         written.append(movements)
-    written.append(_plot(report, folder / f"report-{report.label}.png"))
+    written.append(plot_month(report, folder / f"report-{report.label}.png"))
     return written
-
-
-def _plot(report: MonthReport, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, (flows, people, moves) = plt.subplots(1, 3, figsize=(15, 4.5))
-    kinds = list(report.points)
-    flows.bar(kinds, [report.points[kind] for kind in kinds], color=["#2a9d8f", "#e9c46a", "#e76f51", "#8d99ae",
-                                                                     "#264653"])
-    flows.set_title(f"Points in {report.label}")
-    flows.ticklabel_format(axis="y", style="plain")
-    people.bar(list(report.customers), list(report.customers.values()), color="#457b9d")
-    people.set_title("Customers")
-    if report.moves is not None:
-        shown = moves.imshow(report.moves, cmap="Blues")
-        moves.set_xticks(range(len(report.tier_names)), report.tier_names)
-        moves.set_yticks(range(len(report.tier_names)), report.tier_names)
-        moves.set_xlabel("to")
-        moves.set_ylabel("from")
-        for (source, target), count in np.ndenumerate(report.moves):
-            dark = count > report.moves.max() / 2
-            moves.text(target, source, f"{count:,}", ha="center", va="center", fontsize=8,
-                       color="white" if dark else "black")
-        figure.colorbar(shown, ax=moves)
-    moves.set_title("Tier movements at the close" if report.moves is not None else "Month not closed yet")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
