@@ -1,10 +1,10 @@
 """Engines: receipts scored against a program's tables, from and into customer state.
 
 - ``_types.pxd``, ``_kernel.pyx``, ``_kernel.pyi``  the compiled kernel (Cython, ``nogil``) and its C types
-- ``kernel.py``         the kernel's Python face: prepare a batch, score it, status and standing
+- ``kernel.py``         the kernel's Python face: prepare a batch, score it (also by customer
+                        partition, on threads), status and standing
 - ``reference.py``      the same rules written to be read: the executable specification
 - ``return_arrays.py``  a batch's returns as the flat arrays the kernel re-scores them from
-- ``partition.py``      the one customer-partition rule (which partition a customer scores in)
 - ``engines.py``        the choice of engine (``compiled`` or ``reference``) and its result
 
 Arrays in, arrays out: imports no SQLite, files, Flask or click, and nothing above ``program/``.

@@ -1,6 +1,12 @@
-"""Points after scoring: lots, take-back, redemption, expiry, standing, whole-history replay.
+"""Points after scoring: what happens to them in the ledger, one rule per module.
 
-- ``replay.py``  stored receipts as a batch again, to replay through the kernel
+- ``lots.py``        a new lot's expiry day; oldest lots first; debts paid from new earnings first
+- ``takeback.py``    a return's points taken back, under the program's ``negative_balance``
+- ``redemption.py``  spending points under the ``[redemption]`` terms, once per reference
+- ``adjustment.py``  manual corrections with a reason
+- ``expiry.py``      when lots are gone: expiry days and inactivity, for a month's close
+- ``standing.py``    status, balance and progress to the next tier; statuses at month ends
+- ``replay.py``      stored receipts as a batch again, replayed through the kernel
 
 Rules over the ledger's storage: may import ``ledger/``, the engine and below; not jobs or above.
 """
