@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from fidelis.core.engine import kernel
+from fidelis.core.engine.partition import partition
 from fidelis.core.scores import Scores
 
 from .conftest import RECEIPT_COUNT
@@ -192,7 +193,7 @@ def customer_partitions(kernel_workload):
 
     Built once, outside timing: partitioning is data layout, done when receipts are loaded.
     """
-    parts = kernel.partition(kernel_workload.prepared, 2)
+    parts = partition(kernel_workload.prepared, 2)
     return parts, [Scores.empty(len(part.batch)) for part in parts]
 
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fidelis.core.engine import kernel, reference
+from fidelis.core.engine import _kernel, kernel, reference
+from fidelis.core.engine.partition import PARTITION_BLOCK_BITS, customer_partition, partition
 from fidelis.core.program.tables import compile_program
 from fidelis.core.errors import ScoringError
 from fidelis.core.program.model import parse_program
@@ -158,10 +159,39 @@ def test_customer_partitions_scored_concurrently_equal_one_pass(data, part_count
     state = kernel.new_state(compiled, customers)
     whole = kernel.score(batch, compiled, state.copy())
     prepared = kernel.prepare(batch, compiled, state)
-    parts = kernel.partition(prepared, part_count)
+    parts = partition(prepared, part_count)
     assert sum(len(part.batch) for part in parts) == len(batch)
     by_receipt = {}
     for part, scores in zip(parts, kernel.score_partitions(parts, compiled, state)):
         for position, receipt_id in enumerate(part.batch.receipt_id.to_pylist()):
             by_receipt[receipt_id] = scores[position:position + 1]
     assert Scores.concatenate([by_receipt[r] for r in batch.receipt_id.to_pylist()]).equals(whole)
+
+
+@pytest.mark.parametrize("part_count", [2, 3, 5])
+def test_the_kernel_scores_in_a_part_exactly_the_customers_partition_gives_it(verde_club, make_batch, part_count):
+    """The kernel's threads and the partition module split customers by one rule, so a load's
+    scratch partitions, Dask partitions and kernel threads never disagree on who goes where."""
+    rows = [(f"R{i:03d}", None if i % 9 == 0 else f"C{i % 23}", "S1", f"2025-06-{1 + i % 28:02d}T10:00", "grocery",
+             1, "12.50") for i in range(300)]
+    compiled = compile_program(verde_club)
+    state = kernel.new_state(compiled)
+    prepared = kernel.prepare(make_batch(rows), compiled, state)
+    part_of = customer_partition(prepared.customer_index, part_count)
+    for part in range(part_count):
+        out = Scores.empty(len(prepared.batch))
+        out.tier[:] = -2  # never written by the kernel: marks the receipts this part left alone
+        status, _ = _kernel.score_receipts(*kernel.kernel_arguments(prepared, compiled, state, out),
+                                           part, part_count, PARTITION_BLOCK_BITS)
+        assert status == _kernel.KernelStatus.OK
+        np.testing.assert_array_equal(out.tier != -2, part_of == part)
+    assert set(np.unique(part_of[prepared.customer_index >= 0])) == set(range(part_count))
+    assert np.all(part_of[prepared.customer_index < 0] == 0)
+
+
+def test_partitions_own_blocks_of_consecutive_customers():
+    index = np.arange(24)
+    np.testing.assert_array_equal(customer_partition(index, 3), (index // 2 ** PARTITION_BLOCK_BITS) % 3)
+    np.testing.assert_array_equal(customer_partition(np.array([-1, -1]), 3), [0, 0])
+    with pytest.raises(ValueError, match="part_count"):
+        customer_partition(index, 0)

@@ -55,7 +55,7 @@ def write_receipts(tmp_path):
 def load(request):
     """load_files, with the input validated in one part or split into parts of a row or so.
 
-    Split, every receipt lands in a part of its own id's choosing and shards by customer:
+    Split, every receipt lands in a part of its own id's choosing and partitions by customer:
     whatever a test asserts must hold for both.
     """
     if request.param is None:

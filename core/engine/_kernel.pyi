@@ -62,8 +62,9 @@ def score_receipts(
     out_visit_rank: np.ndarray,
     out_earned_before_today: np.ndarray,
     out_birthday: np.ndarray,
-    shard: int = 0,
-    shard_count: int = 1,
+    part: int = 0,
+    part_count: int = 1,
+    block_bits: int = -1,
     receipt_start: int = 0,
     receipt_stop: int = -1,
 ) -> tuple[int, int]: ...

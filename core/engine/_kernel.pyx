@@ -13,9 +13,10 @@ Invariants (the Python wrapper in kernel.py establishes them; the kernel trusts 
   (``wide = False``) and __int128 otherwise; rate points per receipt are at most the points
   bound and running totals are overflow-checked. Anything beyond a bound returns a status
   code, before the customer's state is touched; nothing wraps.
-- with ``shard_count > 1`` each call scores only customers with ``(index >> 2) % shard_count
-  == shard`` (kernel.customer_shard); calls on different shards touch disjoint state and
-  output slots, so they run concurrently without locks (anonymous receipts belong to shard 0).
+- with ``part_count > 1`` each call scores only customers with
+  ``(index >> block_bits) % part_count == part`` (partition.customer_partition, which hands
+  ``block_bits`` in); calls on different parts touch disjoint state and output slots, so they
+  run concurrently without locks (anonymous receipts belong to part 0).
 """
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t, INT64_MAX
 from libc.stdlib cimport malloc, free
@@ -68,8 +69,6 @@ cpdef enum Hold:
 
 cdef enum:
     PREFETCH_DISTANCE = 16  # receipts ahead whose customer state is prefetched
-    SHARD_BLOCK_BITS = 2    # shards own blocks of 4 consecutive customers, so no two shards
-                            # write to the same cache line of the state records
 
 
 ctypedef struct program_tables_t:
@@ -565,8 +564,9 @@ def score_receipts(
     int32_t[::1] out_visit_rank,
     points_t[::1] out_earned_before_today,
     int8_t[::1] out_birthday,
-    int shard=0,
-    int shard_count=1,
+    int part=0,
+    int part_count=1,
+    int block_bits=-1,
     Py_ssize_t receipt_start=0,
     Py_ssize_t receipt_stop=-1,
 ):
@@ -575,11 +575,13 @@ def score_receipts(
     Returns ``(status, receipt)``.
 
     ``status`` is a KernelStatus; on anything but OK, ``receipt`` is the index of the
-    receipt the kernel stopped at (state reflects the receipts before it in this shard).
+    receipt the kernel stopped at (state reflects the receipts before it in this part).
     ``return_index[r]`` is receipt ``r``'s row in ``returns`` or -1 for a sale (a length-1
     array of -1 when the batch has no returns); a return's outputs are the points it takes
     back (≤ 0) rule by rule, and the context columns are its original's.
     """
+    if part_count > 1 and not 0 <= block_bits < 32:
+        raise ValueError("block_bits (partition.PARTITION_BLOCK_BITS) is needed to split customers into parts")
     cdef program_tables_t tables
     load_tables(&tables, compiled)
 
@@ -625,7 +627,7 @@ def score_receipts(
             &out_tier[0], &out_rate_points[0], &out_basket_points[0], &out_visit_points[0],
             &out_welcome_points[0], &out_cap_points[0], &out_points[0],
             &out_visit_rank[0], &out_earned_before_today[0], &out_birthday[0],
-            shard, shard_count, &stopped_at,
+            part, part_count, block_bits, &stopped_at,
         )
     free(rows.applying)
     return status, stopped_at
@@ -645,7 +647,7 @@ cdef int _score_loop(
     tier_index_t *out_tier, points_t *out_rate_points, points_t *out_basket_points,
     points_t *out_visit_points, points_t *out_welcome_points, points_t *out_cap_points,
     points_t *out_points, int32_t *out_visit_rank, points_t *out_earned_before_today, int8_t *out_birthday,
-    int shard, int shard_count, Py_ssize_t *stopped_at,
+    int part, int part_count, int block_bits, Py_ssize_t *stopped_at,
 ) noexcept nogil:
     cdef Py_ssize_t r, ahead, original
     cdef customer_index_t customer, upcoming
@@ -678,7 +680,7 @@ cdef int _score_loop(
 
         customer = customer_index[r]
         if customer < 0:
-            if shard == 0:
+            if part == 0:
                 out_tier[r] = -1
                 out_rate_points[r] = 0
                 out_basket_points[r] = 0
@@ -690,7 +692,7 @@ cdef int _score_loop(
                 out_earned_before_today[r] = 0
                 out_birthday[r] = 0
             continue
-        if shard_count > 1 and (customer >> SHARD_BLOCK_BITS) % shard_count != shard:
+        if part_count > 1 and (customer >> block_bits) % part_count != part:
             continue
 
         record = &states[customer]

@@ -3,7 +3,7 @@
 :func:`score` scores one batch against a customer state and updates the state in place,
 so a history can be scored batch by batch (a bulk load, a day of real-time receipts) with
 exactly the results of scoring it at once. With ``threads > 1`` customers are split by
-index across threads that run the kernel concurrently without the GIL.
+partition (partition.py) across threads that run the kernel concurrently without the GIL.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ..program.tables import ProgramTables, padded_table
 from ..returns import OriginalReceipt
 from ..scores import Scores
 from ..state import CustomerState
+from .partition import PARTITION_BLOCK_BITS
 from .return_arrays import kernel_returns
 
 try:
@@ -75,36 +76,6 @@ def prepare(batch: ReceiptBatch, compiled: ProgramTables, state: CustomerState) 
     )
 
 
-#: Shards own blocks of ``2**SHARD_BLOCK_BITS`` consecutive customer indices (see _kernel.pyx).
-SHARD_BLOCK_BITS = 2
-
-
-def customer_shard(customer_index: np.ndarray, shard_count: int) -> np.ndarray:
-    """The shard of each receipt's customer; anonymous receipts go to shard 0."""
-    return np.where(customer_index < 0, 0, (customer_index >> SHARD_BLOCK_BITS) % shard_count)
-
-
-def partition(prepared: PreparedBatch, part_count: int) -> list[PreparedBatch]:
-    """Split a prepared batch by customer, each part in processing order.
-
-    This is how a chain's receipts are laid out for parallel scoring: no customer is in two
-    parts, so the parts can be scored concurrently against one state (or on different
-    machines, each with its customers' state) with exactly the results of one pass.
-    """
-    shard = customer_shard(prepared.customer_index, part_count)
-    parts = []
-    for part in range(part_count):
-        receipts = np.flatnonzero(shard == part)
-        parts.append(PreparedBatch(
-            batch=prepared.batch.take(receipts),
-            compiled=prepared.compiled,
-            customer_index=prepared.customer_index[receipts],
-            store_class_of_code=prepared.store_class_of_code,
-            category_class_of_code=prepared.category_class_of_code,
-        ))
-    return parts
-
-
 def score_partitions(
     parts: list[PreparedBatch],
     compiled: ProgramTables,
@@ -112,7 +83,7 @@ def score_partitions(
     *,
     out: list[Scores] | None = None,
 ) -> list[Scores]:
-    """Score customer-disjoint parts (from :func:`partition`) concurrently, one thread each."""
+    """Score customer-disjoint parts (from :func:`.partition.partition`) concurrently, one thread each."""
     out = out or [None] * len(parts)
     with ThreadPoolExecutor(max_workers=len(parts)) as pool:
         return list(pool.map(lambda k: score(parts[k], compiled, state, out=out[k]), range(len(parts))))
@@ -163,9 +134,45 @@ def score(
         raise ValueError(f"the output buffers hold {len(out)} receipts, the batch has {count}")
     if count == 0:
         return out[:0]
-    returns = kernel_returns(receipts, originals, compiled.store_classes, prepared.store_class_of_code)
+    arguments = kernel_arguments(prepared, compiled, state, out, originals)
+    chunk = chunk_receipts or count
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        for start in range(0, count, chunk):
+            stop = min(start + chunk, count)
+            if pool is None:
+                results = [_kernel.score_receipts(*arguments, 0, 1, PARTITION_BLOCK_BITS, start, stop)]
+            else:
+                results = list(pool.map(
+                    lambda part: _kernel.score_receipts(*arguments, part, threads, PARTITION_BLOCK_BITS, start, stop),
+                    range(threads),
+                ))
+            failures = [(at, status) for status, at in results if status != _kernel.KernelStatus.OK]
+            if failures:
+                stopped_at, status = min(failures)
+                raise _scoring_error(status, stopped_at, prepared, state)
+            if on_progress is not None:
+                on_progress(stop - start)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return out if len(out) == count else out[:count]
 
-    arguments = (
+
+def kernel_arguments(
+    prepared: PreparedBatch,
+    compiled: ProgramTables,
+    state: CustomerState,
+    out: Scores,
+    originals: Mapping[str, OriginalReceipt] | None = None,
+) -> tuple:
+    """The arrays ``_kernel.score_receipts`` reads and writes, contiguous and of its C types.
+
+    Followed by ``part, part_count, block_bits, start, stop`` they make one kernel call.
+    """
+    receipts = prepared.batch
+    returns = kernel_returns(receipts, originals, compiled.store_classes, prepared.store_class_of_code)
+    return (
         compiled,
         prepared.customer_index,
         _int32(receipts.store_code),
@@ -199,27 +206,6 @@ def score(
         out.earned_before_today,
         out.birthday,
     )
-    chunk = chunk_receipts or count
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
-    try:
-        for start in range(0, count, chunk):
-            stop = min(start + chunk, count)
-            if pool is None:
-                results = [_kernel.score_receipts(*arguments, 0, 1, start, stop)]
-            else:
-                results = list(pool.map(
-                    lambda shard: _kernel.score_receipts(*arguments, shard, threads, start, stop), range(threads)
-                ))
-            failures = [(at, status) for status, at in results if status != _kernel.KernelStatus.OK]
-            if failures:
-                stopped_at, status = min(failures)
-                raise _scoring_error(status, stopped_at, prepared, state)
-            if on_progress is not None:
-                on_progress(stop - start)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    return out if len(out) == count else out[:count]
 
 
 def _int32(array: np.ndarray) -> np.ndarray:

@@ -10,8 +10,9 @@ only what is missing and ends with the ledger an uninterrupted load would have p
 Memory is bounded whatever the input's size. Input larger than one part
 (:data:`~fidelis.core.ingest.staging.PART_ROWS` rows) is split by receipt id into parts that are
 validated one at a time (:mod:`~fidelis.core.ingest.staging`); the receipts each part accepts are
-set aside by customer into as many shards, and each shard is then put in processing order,
-scored and committed. A customer's receipts are all in one shard, and scoring depends only on
+set aside by customer partition (:mod:`~fidelis.core.engine.partition`), and each partition is
+then put in processing order, scored and committed. A customer's receipts are all in one
+partition, and scoring depends only on
 each customer's own history, so every receipt scores exactly as in one pass over all input.
 Everything is validated before the first write.
 """
@@ -34,6 +35,7 @@ from tqdm import tqdm
 
 from ..batch import ReceiptBatch
 from ..engine import kernel
+from ..engine.partition import customer_partition
 from ..errors import InputError, InputProblem
 from ..ingest.customers import read_customers
 from ..ingest.files import TableWriter
@@ -153,13 +155,13 @@ def load_files(
         staged = stage_receipts(paths, timezone=info.timezone, minor_units=info.minor_units, part_rows=part_rows,
                                 scratch=ledger.path.parent, skip_unusable=skip_bad,
                                 progress=lambda source, rows: reading.update(rows))
-    with staged, _Shards(staged.part_count, ledger.path.parent) as shards, \
+    with staged, _Partitions(staged.part_count, ledger.path.parent) as partitions, \
             _Rejects(rejects_file, staged.column_names) as rejects:
         summary.rejected_files = len({problem.file for problem in staged.unusable})
         summary.add_problems(staged.unusable)
         rejects.write_unusable(staged.unusable)
         # names get ledger ids up front, in input order, so that a rerun numbers them as an
-        # uninterrupted load does whichever shards it finds already loaded
+        # uninterrupted load does whichever partitions it finds already loaded
         vocabulary: dict[str, dict[str, None]] = {"categories": {}, "skus": {}}
         for part in tqdm(range(staged.part_count), desc="checking", unit=" parts",
                          disable=not progress or staged.part_count == 1):
@@ -168,7 +170,7 @@ def load_files(
                 continue
             with _timed(summary, "validating"):
                 accepted = _check_part(ledger, segments, compiled, state, summary, rejects)
-            shards.add(accepted, state.index_of(accepted.customer_id))
+            partitions.add(accepted, state.index_of(accepted.customer_id))
             vocabulary["categories"].update(dict.fromkeys(accepted.category_names))
             if accepted.line_sku is not None:
                 vocabulary["skus"].update(dict.fromkeys(pc.unique(accepted.line_sku).drop_null().to_pylist()))
@@ -193,9 +195,9 @@ def load_files(
         try:
             writer = _ChunkWriter(ledger, compiled, state, program.version, run_id, generation, chunk_receipts,
                                   summary)
-            with tqdm(total=shards.receipt_count, unit=" receipts", unit_scale=True, desc="loading",
+            with tqdm(total=partitions.receipt_count, unit=" receipts", unit_scale=True, desc="loading",
                       disable=not progress) as loading:
-                for batch in shards:
+                for batch in partitions:
                     for loaded, points in writer.load(batch):
                         summary.receipts_loaded += loaded
                         summary.points += points
@@ -313,38 +315,39 @@ def _with_returns(ledger: Ledger, checked: CheckedReceipts, batch: ReceiptBatch,
     return with_returns(batch, returned)
 
 
-class _Shards:
-    """Accepted receipts set aside by customer, then handed out shard by shard in processing order.
+class _Partitions:
+    """Accepted receipts set aside by customer, then handed out partition by partition in processing order.
 
-    With one shard they stay in memory as they are; with more, each part's receipts are
-    appended to one scratch file per shard and a shard is read back whole, so memory holds
-    one part or one shard at a time.
+    With one partition they stay in memory as they are; with more, each part's receipts are
+    appended to one scratch file per partition and a partition is read back whole, so memory
+    holds one part or one partition at a time.
     """
 
-    def __init__(self, shard_count: int, scratch: Path):
-        self.shard_count = shard_count
+    def __init__(self, partition_count: int, scratch: Path):
+        self.partition_count = partition_count
         self.receipt_count = 0
         self._kept: list[ReceiptBatch] = []
-        self._folder = None if shard_count == 1 else scratch_folder("shards", scratch)
+        self._folder = None if partition_count == 1 else scratch_folder("partitions", scratch)
 
     def add(self, batch: ReceiptBatch, customer_index: np.ndarray) -> None:
         self.receipt_count += len(batch)
         if self._folder is None:
             self._kept.append(batch)
             return
-        # blocks of customers, as the kernel partitions them; anonymous receipts spread evenly
-        shard = np.where(customer_index < 0, np.arange(len(batch)) % self.shard_count,
-                         kernel.customer_shard(customer_index, self.shard_count))
-        for number in np.unique(shard):
-            with (self._folder / f"shard{number}.pickle").open("ab") as handle:
-                pickle.dump(batch.take(np.flatnonzero(shard == number)), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        # customers by engine partition; anonymous receipts touch no state, so they spread evenly
+        number_of = np.where(customer_index < 0, np.arange(len(batch)) % self.partition_count,
+                             customer_partition(customer_index, self.partition_count))
+        for number in np.unique(number_of):
+            with (self._folder / f"partition{number}.pickle").open("ab") as handle:
+                pickle.dump(batch.take(np.flatnonzero(number_of == number)), handle,
+                            protocol=pickle.HIGHEST_PROTOCOL)
 
     def __iter__(self) -> Iterator[ReceiptBatch]:
         if self._folder is None:
             yield from self._kept
             return
-        for number in range(self.shard_count):
-            path = self._folder / f"shard{number}.pickle"
+        for number in range(self.partition_count):
+            path = self._folder / f"partition{number}.pickle"
             if not path.exists():
                 continue
             pieces = []
@@ -357,7 +360,7 @@ class _Shards:
             path.unlink()
             yield ReceiptBatch.concat(pieces)
 
-    def __enter__(self) -> "_Shards":
+    def __enter__(self) -> "_Partitions":
         return self
 
     def __exit__(self, *exc) -> None:
