@@ -5,7 +5,9 @@ readers in ``core/io.py``, so a test of an engine never rests on the code that a
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import functools
 import tomllib
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -20,6 +22,11 @@ import pytest
 from fidelis.core.batch import CustomerTable, ReceiptBatch
 from fidelis.core.program.model import Program, load_program, parse_program
 from fidelis.core.engine.engines import ENGINES
+from fidelis.core.jobs.load import load_files
+from fidelis.core.ledger.handle import Ledger
+from fidelis.core.synthetic import generate_chain, write_chain
+
+from .loads import HEADER
 
 CASES_DIR = Path(__file__).parent / "cases"
 #: Program files in ``tests/cases`` that are not golden cases themselves.
@@ -248,3 +255,44 @@ def make_batch():
 def make_customers():
     """``make_customers({"C1": "1990-06-15", "C2": None})``: see :func:`build_customers`."""
     return build_customers
+
+
+# ---- ledgers and receipt files (rows in loads.py) -------------------------------------------
+@pytest.fixture
+def write_receipts(tmp_path):
+    def write(name: str, *rows) -> str:
+        path = tmp_path / name
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(HEADER)
+            writer.writerows(rows)
+        return str(path)
+
+    return write
+
+
+@pytest.fixture(params=[None, 1], ids=["in-one-part", "split-into-parts"])
+def load(request):
+    """load_files, with the input validated in one part or split into parts of a row or so.
+
+    Split, every receipt lands in a part of its own id's choosing and partitions by customer:
+    whatever a test asserts must hold for both.
+    """
+    if request.param is None:
+        return load_files
+    return functools.partial(load_files, part_rows=request.param)
+
+
+@pytest.fixture
+def ledger(tmp_path, verde_club):
+    with Ledger.create(tmp_path / "chain.db", verde_club) as ledger:
+        yield ledger
+
+
+@pytest.fixture
+def loaded_chain(tmp_path):
+    chain = write_chain(generate_chain(2000, seed=5), tmp_path / "chain")
+    ledger = Ledger.create(tmp_path / "chain.db", load_program(chain["program"]))
+    load_files(ledger, [chain["receipts"]], customers_file=chain["customers"], chunk_receipts=500)
+    yield ledger
+    ledger.close()

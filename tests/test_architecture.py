@@ -50,3 +50,14 @@ def test_scripts_use_only_the_public_names(script):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fidelis"):
             assert node.module == "fidelis.core", f"{script.name} imports {node.module}"
             assert {alias.name for alias in node.names} <= set(fidelis.core.__all__)
+
+
+def test_no_module_imports_another_modules_private_names():
+    # what a module shares is public; a leading underscore means "only this module uses it"
+    borrowed = []
+    for path in sorted((ROOT / "core").rglob("*.py")) + sorted((ROOT / "server").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("fidelis")):
+                borrowed += [f"{path.relative_to(ROOT)}: {alias.name} from {node.module}"
+                             for alias in node.names if alias.name.startswith("_") and alias.name != "_kernel"]
+    assert borrowed == []

@@ -50,27 +50,27 @@ _TIMESTAMP_PATTERN = (
     r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
 )
 _OFFSET_PATTERN = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
-_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _QTY_PATTERN = r"^[0-9]{1,9}$"
 _MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
-_CARD_NUMBER_HINT = " (numeric card numbers lose their leading zeros; store them as text)"
+CARD_NUMBER_HINT = " (numeric card numbers lose their leading zeros; store them as text)"
 
 # Why a value is bad, as small codes per column; 0 is "fine", the tuples hold the messages.
-_EMPTY = "required value is empty"
+EMPTY_VALUE = "required value is empty"
 NO_ROWS = "no receipt rows (only a header)"
 _TS_EMPTY, _TS_NOT_ISO, _TS_DATE_ONLY, _TS_INVALID, _TS_OUT_OF_RANGE = range(1, 6)
-_TIMESTAMP_REASONS = (
+TIMESTAMP_REASONS = (
     None,
-    _EMPTY,
+    EMPTY_VALUE,
     "not an ISO 8601 timestamp such as 2025-06-07T10:00:00 or 2025-06-07 10:00:00+03:00",
     "a date without a time of day",
     "not a real date and time",
     "outside the supported range 1970-01-02T00:00Z to 2199-12-30T23:59:59Z",
 )
 _QTY_EMPTY, _QTY_NOT_INTEGER, _QTY_BELOW_ONE, _QTY_TOO_LARGE = range(1, 5)
-_QTY_REASONS = (
+QTY_REASONS = (
     None,
-    _EMPTY,
+    EMPTY_VALUE,
     "qty must be a whole number",
     "qty must be at least 1",
     f"qty must be at most {MAX_QTY}",
@@ -104,7 +104,7 @@ def _amount_reasons(minor_units: int) -> tuple[str | None, ...]:
     digits = f"{minor_units} fractional digit{'s' if minor_units != 1 else ''}"
     return (
         None,
-        _EMPTY,
+        EMPTY_VALUE,
         "amount must be a decimal number such as 12.50 (a point, no sign, no thousands separators)",
         "amount must not be negative",
         f"amount has more than {digits}, the currency's minor units",
@@ -114,7 +114,7 @@ def _amount_reasons(minor_units: int) -> tuple[str | None, ...]:
 
 
 @dataclass
-class _Findings:
+class Findings:
     """Bad values found column by column, as arrays of row indices (located at the end)."""
 
     row_count: int
@@ -138,7 +138,7 @@ class _Findings:
 
 
 @dataclass
-class _Lines:
+class ParsedLines:
     """Input rows, parsed; ``findings`` holds the rows with a bad value of their own."""
 
     receipt_id: pa.ChunkedArray
@@ -150,22 +150,22 @@ class _Lines:
     qty: np.ndarray
     amount_minor: np.ndarray
     sku: pa.ChunkedArray | None
-    findings: _Findings
+    findings: Findings
 
     def __len__(self) -> int:
         return len(self.instant_us)
 
     @classmethod
-    def concat(cls, parts: list["_Lines"]) -> "_Lines":
+    def concat(cls, parts: list["ParsedLines"]) -> "ParsedLines":
         if len(parts) == 1:
             return parts[0]
-        findings = _Findings(sum(len(part) for part in parts))
+        findings = Findings(sum(len(part) for part in parts))
         start = 0
         for part in parts:
             for rows, column, reason in part.findings.entries:
                 findings.add(rows + start, column, reason)
             start += len(part)
-        def sku_of(part: _Lines) -> pa.ChunkedArray:
+        def sku_of(part: ParsedLines) -> pa.ChunkedArray:
             if part.sku is None:  # a table without the optional column
                 return pa.chunked_array([pa.nulls(len(part), pa.string())])
             return part.sku
@@ -231,14 +231,14 @@ def column_type_problems(segment: InputSegment, *, timezone: str, minor_units: i
 
     A type is the file's, not a row's: checking a table's first row checks the whole file.
     """
-    found = _parse_lines(InputSegment(segment.source, segment.table.slice(0, 1)),
+    found = parse_lines(InputSegment(segment.source, segment.table.slice(0, 1)),
                          timezone=timezone, minor_units=minor_units)
     return found if isinstance(found, list) else []
 
 
-def _parse_lines(
+def parse_lines(
     segment: InputSegment, *, timezone: str, minor_units: int
-) -> _Lines | list[InputProblem]:
+) -> ParsedLines | list[InputProblem]:
     """Parse each column of one table, or say which column types make it unusable."""
     table, source = segment.table, segment.source
     names = table.column_names
@@ -251,15 +251,15 @@ def _parse_lines(
 
     def text_columns() -> dict[str, pa.ChunkedArray | None]:
         return {
-            name: _text_column(table.column(name), allow_integers=name != "customer_id")
+            name: text_column(table.column(name), allow_integers=name != "customer_id")
             for name in text_names
         }
 
-    text, instant, qty, amount = _in_parallel(
+    text, instant, qty, amount = in_parallel(
         table.num_rows,
         text_columns,
-        lambda: _instant_column(table.column("ts"), timezone),
-        lambda: _qty_column(table.column("qty")),
+        lambda: instant_column(table.column("ts"), timezone),
+        lambda: qty_column(table.column("qty")),
         lambda: _amount_column(table.column(amount_column), amount_column, minor_units),
     )
 
@@ -268,7 +268,7 @@ def _parse_lines(
         return InputProblem(source, None, name, None, f"column must hold {holds}, not {kind}{hint}")
 
     problems = [
-        unusable(name, "text", _CARD_NUMBER_HINT if name == "customer_id" else "")
+        unusable(name, "text", CARD_NUMBER_HINT if name == "customer_id" else "")
         for name in text_names
         if text[name] is None
     ]
@@ -285,25 +285,25 @@ def _parse_lines(
     if problems:
         return problems
 
-    findings = _Findings(table.num_rows)
+    findings = Findings(table.num_rows)
     for name in ("receipt_id", "store_id", "category"):
-        findings.add(np.flatnonzero(_mask(pc.equal(text[name], ""))), name, _EMPTY)
+        findings.add(np.flatnonzero(bool_mask(pc.equal(text[name], ""))), name, EMPTY_VALUE)
     if "kind" in names:  # return rows were taken out already: what is left must be a sale
-        kind = _text_column(table.column("kind"), allow_integers=False)
+        kind = text_column(table.column("kind"), allow_integers=False)
         if kind is None:
             kind = pa.chunked_array([pa.array(["?"] * table.num_rows)])
-        findings.add(np.flatnonzero(~_mask(pc.is_in(kind, value_set=pa.array(["", SALE])))), "kind",
+        findings.add(np.flatnonzero(~bool_mask(pc.is_in(kind, value_set=pa.array(["", SALE])))), "kind",
                      f"must be {SALE!r} or {RETURN!r} (empty is a sale)")
     instant_us, instant_codes = instant
-    findings.add_coded(instant_codes, "ts", _TIMESTAMP_REASONS)
+    findings.add_coded(instant_codes, "ts", TIMESTAMP_REASONS)
     qty_values, qty_codes = qty
-    findings.add_coded(qty_codes, "qty", _QTY_REASONS)
+    findings.add_coded(qty_codes, "qty", QTY_REASONS)
     amount_minor, amount_codes = amount
     findings.add_coded(amount_codes, amount_column, _amount_reasons(minor_units))
     sku = text.get("sku")
     if sku is not None:
         sku = pc.if_else(pc.equal(sku, ""), pa.scalar(None, sku.type), sku)
-    return _Lines(
+    return ParsedLines(
         receipt_id=text["receipt_id"],
         customer_id=text["customer_id"],
         store_id=text["store_id"],
@@ -317,7 +317,7 @@ def _parse_lines(
     )
 
 
-def _in_parallel(rows: int, *calls: Callable[[], object]) -> list:
+def in_parallel(rows: int, *calls: Callable[[], object]) -> list:
     """Run independent column work side by side; Arrow and numpy release the GIL. A few rows
     (a receipt from a till) are checked in line: starting threads would cost more."""
     if _THREADS == 1 or rows < _PARALLEL_FROM_ROWS:
@@ -327,7 +327,7 @@ def _in_parallel(rows: int, *calls: Callable[[], object]) -> list:
         return [future.result() for future in futures]
 
 
-def _text_column(column: pa.ChunkedArray, *, allow_integers: bool) -> pa.ChunkedArray | None:
+def text_column(column: pa.ChunkedArray, *, allow_integers: bool) -> pa.ChunkedArray | None:
     """The column as text with nulls as empty strings; None if it does not hold text.
 
     Chunks are kept as read: Arrow kernels work chunk by chunk, and joining them would copy.
@@ -348,7 +348,7 @@ def _text_column(column: pa.ChunkedArray, *, allow_integers: bool) -> pa.Chunked
     return pc.fill_null(column, "") if column.null_count else column
 
 
-def _instant_column(
+def instant_column(
     column: pa.ChunkedArray, timezone: str
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Instants (µs UTC) and reason codes; None for a column type that cannot hold times."""
@@ -363,16 +363,16 @@ def _instant_column(
         return instant[which], codes[which]
     if pa.types.is_date(data_type):
         codes = np.full(n, _TS_DATE_ONLY, dtype=np.int8)
-        codes[_mask(column.is_null())] = _TS_EMPTY
+        codes[bool_mask(column.is_null())] = _TS_EMPTY
         return np.zeros(n, dtype=np.int64), codes
     if pa.types.is_timestamp(data_type):
-        ticks = _integers(_combined(column).cast(pa.int64()))
+        ticks = int64_values(combined_chunks(column).cast(pa.int64()))
         if data_type.unit == "ns":
             values = np.floor_divide(ticks, 1000)
         else:
             values = ticks * _MICROS_PER_UNIT[data_type.unit]
         codes = np.zeros(n, dtype=np.int8)
-        codes[_mask(column.is_null())] = _TS_EMPTY
+        codes[bool_mask(column.is_null())] = _TS_EMPTY
         if data_type.tz is None:
             return _local_to_instant(values, codes, timezone)
         codes[(codes == 0) & _outside_supported_range(values)] = _TS_OUT_OF_RANGE
@@ -385,15 +385,15 @@ def _parse_timestamps(text: pa.Array, timezone: str) -> tuple[np.ndarray, np.nda
     n = len(text)
     instant = np.zeros(n, dtype=np.int64)
     codes = np.zeros(n, dtype=np.int8)
-    shaped = _mask(pc.match_substring_regex(text, _TIMESTAMP_PATTERN))
+    shaped = bool_mask(pc.match_substring_regex(text, _TIMESTAMP_PATTERN))
     if not shaped.all():
         unshaped = np.flatnonzero(~shaped)
         values = text.take(pa.array(unshaped))
-        date_only = _mask(pc.match_substring_regex(values, _DATE_PATTERN))
+        date_only = bool_mask(pc.match_substring_regex(values, DATE_PATTERN))
         codes[unshaped] = np.where(
-            _mask(pc.equal(values, "")), _TS_EMPTY, np.where(date_only, _TS_DATE_ONLY, _TS_NOT_ISO)
+            bool_mask(pc.equal(values, "")), _TS_EMPTY, np.where(date_only, _TS_DATE_ONLY, _TS_NOT_ISO)
         )
-    with_offset = shaped & _mask(pc.match_substring_regex(text, _OFFSET_PATTERN))
+    with_offset = shaped & bool_mask(pc.match_substring_regex(text, _OFFSET_PATTERN))
     kinds = ((shaped & ~with_offset, pa.timestamp("ns")), (with_offset, pa.timestamp("ns", "UTC")))
     for subset, target in kinds:
         rows = np.flatnonzero(subset)
@@ -423,24 +423,24 @@ def _cast_timestamps(
     """
     n = len(values)
     try:
-        nanos = _integers(pc.cast(values, target).cast(pa.int64()))
+        nanos = int64_values(pc.cast(values, target).cast(pa.int64()))
         return nanos, np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
     except pa.ArrowInvalid:
         pass
-    year, real = _real_calendar(values, with_time=True)
+    year, real = real_calendar(values, with_time=True)
     # Nanosecond timestamps span 1677-09-21 to 2262-04-11: whole years inside are safe.
     # Whether an instant is in the supported range is decided once it is parsed.
     out_of_range = (year < 1678) | (year > 2261)
     candidates = np.flatnonzero(real & ~out_of_range)
-    parsed, parsed_ok = _cast_each(values.take(pa.array(candidates)), target)
+    parsed, parsed_ok = cast_each(values.take(pa.array(candidates)), target)
     nanos = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
-    nanos[candidates] = _integers(parsed.cast(pa.int64()))
+    nanos[candidates] = int64_values(parsed.cast(pa.int64()))
     ok[candidates] = parsed_ok
     return nanos, ok, out_of_range
 
 
-def _real_calendar(values: pa.Array, *, with_time: bool) -> tuple[np.ndarray, np.ndarray]:
+def real_calendar(values: pa.Array, *, with_time: bool) -> tuple[np.ndarray, np.ndarray]:
     """The year of each well-shaped date (and time), and whether it names a real one.
 
     The fields sit at fixed places once the shape is checked: ``YYYY-MM-DD[T ]HH:MM[:SS…``.
@@ -450,7 +450,7 @@ def _real_calendar(values: pa.Array, *, with_time: bool) -> tuple[np.ndarray, np
         digits = pc.utf8_slice_codeunits(values, start, stop)
         if present is not None:
             digits = pc.if_else(present, digits, "0")
-        return _integers(pc.cast(digits, pa.int64()))
+        return int64_values(pc.cast(digits, pa.int64()))
 
     year, month, day = number(0, 4), number(5, 7), number(8, 10)
     month_index = (year - 1970) * 12 + np.clip(month, 1, 12) - 1
@@ -487,33 +487,33 @@ def _local_to_instant(
     return instant, codes
 
 
-def _qty_column(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
+def qty_column(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
     """Quantities (int32) and reason codes; None for a column type that cannot hold them."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if pa.types.is_integer(column.type):
-        array = _combined(column)
-        values = _integers(array)
+        array = combined_chunks(column)
+        values = int64_values(array)
         codes = np.select([values < 1, values > MAX_QTY], [_QTY_BELOW_ONE, _QTY_TOO_LARGE], 0)
         codes = codes.astype(np.int8)
-        codes[_mask(array.is_null())] = _QTY_EMPTY
+        codes[bool_mask(array.is_null())] = _QTY_EMPTY
         return np.where(codes == 0, values, 0).astype(np.int32), codes
     if not _is_text(column.type):
         return None
     distinct, which = _distinct(_filled(column), adjacent=False)
     values = np.zeros(len(distinct), dtype=np.int32)
     codes = np.zeros(len(distinct), dtype=np.int8)
-    valid = _mask(pc.match_substring_regex(distinct, _QTY_PATTERN))
-    values[valid] = _integers(pc.cast(distinct.filter(pa.array(valid)), pa.int64()))
+    valid = bool_mask(pc.match_substring_regex(distinct, _QTY_PATTERN))
+    values[valid] = int64_values(pc.cast(distinct.filter(pa.array(valid)), pa.int64()))
     codes[valid & (values < 1)] = _QTY_BELOW_ONE
     if not valid.all():
         invalid = np.flatnonzero(~valid)
         bad = distinct.take(pa.array(invalid))
         codes[invalid] = np.select(
             [
-                _mask(pc.equal(bad, "")),
-                _mask(pc.match_substring_regex(bad, r"^-[0-9]+$")),
-                _mask(pc.match_substring_regex(bad, r"^[0-9]+$")),
+                bool_mask(pc.equal(bad, "")),
+                bool_mask(pc.match_substring_regex(bad, r"^-[0-9]+$")),
+                bool_mask(pc.match_substring_regex(bad, r"^[0-9]+$")),
             ],
             [_QTY_EMPTY, _QTY_BELOW_ONE, _QTY_TOO_LARGE],
             _QTY_NOT_INTEGER,
@@ -533,21 +533,21 @@ def _amount_column(
         column = column.cast(column.type.value_type)
     scale = 0 if name == "amount_minor" else minor_units
     if pa.types.is_integer(column.type):
-        array = _combined(column)
-        values = _integers(array)
+        array = combined_chunks(column)
+        values = int64_values(array)
         limit = np.iinfo(np.int64).max // 10**scale
         codes = np.select([values < 0, values > limit], [_AMOUNT_NEGATIVE, _AMOUNT_TOO_LARGE], 0)
         codes = codes.astype(np.int8)
-        codes[_mask(array.is_null())] = _AMOUNT_EMPTY
+        codes[bool_mask(array.is_null())] = _AMOUNT_EMPTY
         return np.where(codes == 0, values, 0) * 10**scale, codes
     if pa.types.is_decimal(column.type) and name == "amount":
-        return _decimal_amounts(_combined(column), minor_units)
+        return _decimal_amounts(combined_chunks(column), minor_units)
     if not _is_text(column.type):
         return None
     distinct, which = _distinct(_filled(column), adjacent=False)
     pattern = f"^[0-9]{{1,{MAX_AMOUNT_DIGITS - scale}}}"
     pattern += f"(\\.[0-9]{{1,{scale}}})?$" if scale else "$"
-    valid = _mask(pc.match_substring_regex(distinct, pattern))
+    valid = bool_mask(pc.match_substring_regex(distinct, pattern))
     values = np.zeros(len(distinct), dtype=np.int64)
     codes = np.zeros(len(distinct), dtype=np.int8)
     decimals = pc.cast(distinct.filter(pa.array(valid)), pa.decimal128(MAX_AMOUNT_DIGITS, scale))
@@ -555,13 +555,13 @@ def _amount_column(
     if not valid.all():
         invalid = np.flatnonzero(~valid)
         bad = distinct.take(pa.array(invalid))
-        unsigned = _mask(pc.match_substring_regex(bad, r"^[0-9]+(\.[0-9]+)?$"))
-        point = _integers(pc.find_substring(bad, "."))
-        fraction_digits = _integers(pc.binary_length(bad)) - point - 1
+        unsigned = bool_mask(pc.match_substring_regex(bad, r"^[0-9]+(\.[0-9]+)?$"))
+        point = int64_values(pc.find_substring(bad, "."))
+        fraction_digits = int64_values(pc.binary_length(bad)) - point - 1
         codes[invalid] = np.select(
             [
-                _mask(pc.equal(bad, "")),
-                _mask(pc.match_substring_regex(bad, r"^-[0-9]*\.?[0-9]+$")),
+                bool_mask(pc.equal(bad, "")),
+                bool_mask(pc.match_substring_regex(bad, r"^-[0-9]*\.?[0-9]+$")),
                 unsigned & (point >= 0) & (fraction_digits > scale),
                 unsigned,
             ],
@@ -581,10 +581,10 @@ def _decimal_amounts(array: pa.Array, minor_units: int) -> tuple[np.ndarray, np.
     """A Parquet decimal column: exact when no value has more than ``minor_units`` digits."""
     n = len(array)
     codes = np.zeros(n, dtype=np.int8)
-    nulls = _mask(array.is_null())
+    nulls = bool_mask(array.is_null())
     scale = array.type.scale
     if not pa.types.is_decimal128(array.type):
-        array, fits = _cast_each(array, pa.decimal128(38, scale))
+        array, fits = cast_each(array, pa.decimal128(38, scale))
         codes[~fits] = _AMOUNT_TOO_LARGE
     words = np.frombuffer(array.buffers()[1], dtype="<i8").reshape(-1, 2)
     words = words[array.offset: array.offset + n]
@@ -613,17 +613,17 @@ def _distinct(column: pa.ChunkedArray, *, adjacent: bool) -> tuple[pa.Array, np.
     n = len(column)
     if adjacent and n > 1:
         change = np.ones(n, dtype=bool)
-        change[1:] = _mask(pc.not_equal(column.slice(1), column.slice(0, n - 1)))
+        change[1:] = bool_mask(pc.not_equal(column.slice(1), column.slice(0, n - 1)))
         starts = np.flatnonzero(change)
         if len(starts) <= n // 2:
-            return _one_array(column.take(pa.array(starts))), np.cumsum(change) - 1
-    which, distinct = _encode(column)
+            return one_array(column.take(pa.array(starts))), np.cumsum(change) - 1
+    which, distinct = dictionary_codes(column)
     return distinct, which
 
 
-def _cast_each(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+def cast_each(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
     """Cast, finding the values that fail one by one only when the whole cast fails."""
-    array = _one_array(array)
+    array = one_array(array)
     try:
         return pc.cast(array, target), np.ones(len(array), dtype=bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -647,7 +647,7 @@ def _cast_each(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarr
     return pa.concat_arrays(pieces), ok
 
 
-def _display_values(
+def display_values(
     segments: list[InputSegment], rows: np.ndarray, column: str | None
 ) -> list[str | None]:
     """Input values at rows (over all segments), as text for messages; error path only."""
@@ -667,14 +667,14 @@ def _display_values(
     return shown
 
 
-def _located_problems(findings: _Findings, segments: list[InputSegment]) -> list[InputProblem]:
+def located_problems(findings: Findings, segments: list[InputSegment]) -> list[InputProblem]:
     """Findings as InputProblems, ordered by row, then by the column's place in the format."""
     starts = np.array([segment.start for segment in segments], dtype=np.int64)
     rank = {name: i for i, name in enumerate(RECEIPT_COLUMNS + ("amount_minor",))}
     keyed = []
     for rows, column, reason in findings.entries:
         owner = np.searchsorted(starts, rows, side="right") - 1
-        values = _display_values(segments, rows, column)
+        values = display_values(segments, rows, column)
         numbers = np.empty(len(rows), dtype=np.int64)
         for index in np.unique(owner):
             mine = owner == index
@@ -698,12 +698,12 @@ def _filled(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.fill_null(column, "") if column.null_count else column
 
 
-def _combined(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+def combined_chunks(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """A column of numbers, times or decimals as one array."""
     return column if isinstance(column, pa.Array) else column.combine_chunks()
 
 
-def _one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+def one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One array (batch columns are plain arrays), with 64-bit offsets past 2 GiB of text."""
     if isinstance(values, pa.Array):
         return values
@@ -721,7 +721,7 @@ def _concat_text(columns: list[pa.ChunkedArray]) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, columns[0].type)
 
 
-def _encode(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+def dictionary_codes(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """Dictionary-encode: int32 indices and the distinct values, by first appearance."""
     encoded = pc.dictionary_encode(values)
     if isinstance(encoded, pa.Array):
@@ -733,13 +733,13 @@ def _encode(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return np.concatenate(indices), encoded.chunk(encoded.num_chunks - 1).dictionary
 
 
-def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def bool_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean Arrow result as numpy (null counts as False)."""
     if array.null_count:
         array = pc.fill_null(array, False)
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _integers(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def int64_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """An integer Arrow array as int64 (null as 0)."""
     return np.asarray(pc.fill_null(array, 0).to_numpy(zero_copy_only=False), dtype=np.int64)

@@ -10,21 +10,21 @@ import pyarrow.compute as pc
 from ..batch import CustomerTable
 from ..errors import InputError, InputProblem
 from .columns import (
-    _CARD_NUMBER_HINT,
-    _DATE_PATTERN,
-    _EMPTY,
+    CARD_NUMBER_HINT,
     CUSTOMER_COLUMNS,
+    DATE_PATTERN,
+    EMPTY_VALUE,
+    Findings,
     InputSegment,
-    _cast_each,
-    _combined,
-    _encode,
-    _Findings,
-    _integers,
-    _located_problems,
-    _mask,
-    _one_array,
-    _real_calendar,
-    _text_column,
+    bool_mask,
+    cast_each,
+    combined_chunks,
+    dictionary_codes,
+    int64_values,
+    located_problems,
+    one_array,
+    real_calendar,
+    text_column,
 )
 from .files import read_table
 
@@ -40,17 +40,17 @@ def read_customers(path: str | Path) -> CustomerTable:
             source, None, None, None,
             f"missing required column 'customer_id'; the columns found are: {found}",
         )])
-    text = _text_column(table.column("customer_id"), allow_integers=False)
+    text = text_column(table.column("customer_id"), allow_integers=False)
     if text is None:
         raise InputError([InputProblem(
             source, None, "customer_id", None,
-            f"column must hold text, not {table.column('customer_id').type}{_CARD_NUMBER_HINT}",
+            f"column must hold text, not {table.column('customer_id').type}{CARD_NUMBER_HINT}",
         )])
-    customer_id = _one_array(text)
-    findings = _Findings(table.num_rows)
-    empty = _mask(pc.equal(customer_id, ""))
-    findings.add(np.flatnonzero(empty), "customer_id", _EMPTY)
-    codes, distinct = _encode(customer_id)
+    customer_id = one_array(text)
+    findings = Findings(table.num_rows)
+    empty = bool_mask(pc.equal(customer_id, ""))
+    findings.add(np.flatnonzero(empty), "customer_id", EMPTY_VALUE)
+    codes, distinct = dictionary_codes(customer_id)
     if len(distinct) < len(customer_id):
         repeated = (np.bincount(codes, minlength=len(distinct))[codes] > 1) & ~empty
         reason = "customer_id appears on more than one row"
@@ -61,7 +61,7 @@ def read_customers(path: str | Path) -> CustomerTable:
         else np.full(table.num_rows, np.datetime64("NaT"), dtype="datetime64[D]")
         for name in ("birth_date", "joined_on")
     }
-    problems = _located_problems(findings, [InputSegment(source, table)])
+    problems = located_problems(findings, [InputSegment(source, table)])
     if problems:
         raise InputError(problems)
     extra = [name for name in names if name not in CUSTOMER_COLUMNS]
@@ -74,29 +74,29 @@ def read_customers(path: str | Path) -> CustomerTable:
 
 
 def _date_column(
-    column: pa.ChunkedArray, name: str, findings: _Findings, source: str
+    column: pa.ChunkedArray, name: str, findings: Findings, source: str
 ) -> np.ndarray:
     """``YYYY-MM-DD`` text or a date column as datetime64[D]; empty is unknown (NaT)."""
     result = np.full(len(column), np.datetime64("NaT"), dtype="datetime64[D]")
     if pa.types.is_date(column.type):
-        days = _combined(column).cast(pa.date32())
-        known = ~_mask(days.is_null())
-        result[known] = _integers(days.cast(pa.int32()))[known].astype("datetime64[D]")
+        days = combined_chunks(column).cast(pa.date32())
+        known = ~bool_mask(days.is_null())
+        result[known] = int64_values(days.cast(pa.int32()))[known].astype("datetime64[D]")
         return result
-    text = _text_column(column, allow_integers=False)
+    text = text_column(column, allow_integers=False)
     if text is None:
         raise InputError([
             InputProblem(source, None, name, None, f"column must hold dates, not {column.type}")
         ])
-    present = ~_mask(pc.equal(text, ""))
-    shaped = _mask(pc.match_substring_regex(text, _DATE_PATTERN))
+    present = ~bool_mask(pc.equal(text, ""))
+    shaped = bool_mask(pc.match_substring_regex(text, DATE_PATTERN))
     findings.add(np.flatnonzero(present & ~shaped), name, "not a date in the form YYYY-MM-DD")
     rows = np.flatnonzero(shaped)
-    values = _one_array(text.take(pa.array(rows)))
-    _, real = _real_calendar(values, with_time=False)
+    values = one_array(text.take(pa.array(rows)))
+    _, real = real_calendar(values, with_time=False)
     findings.add(rows[~real], name, "not a real date")
-    parsed, ok = _cast_each(values.filter(pa.array(real)), pa.date32())
-    days = _integers(parsed.cast(pa.int32()))
+    parsed, ok = cast_each(values.filter(pa.array(real)), pa.date32())
+    days = int64_values(parsed.cast(pa.int32()))
     result[rows[real][ok]] = days[ok].astype("datetime64[D]")
     findings.add(rows[real][~ok], name, "not a real date")
     return result

@@ -47,20 +47,20 @@ from ..errors import InputError, InputProblem
 from .columns import (
     RETURN,
     InputSegment,
+    ParsedLines,
     Progress,
-    _display_values,
-    _encode,
-    _in_parallel,
-    _Lines,
-    _located_problems,
-    _mask,
-    _one_array,
-    _parse_lines,
-    _text_column,
+    bool_mask,
+    dictionary_codes,
+    display_values,
+    in_parallel,
+    located_problems,
+    one_array,
+    parse_lines,
     table_problems,
+    text_column,
 )
 from .files import file_kind, read_table
-from .return_rows import ReturnLine, _check_return_rows
+from .return_rows import ReturnLine, check_return_rows
 
 
 @dataclass
@@ -197,12 +197,12 @@ def check_segments(
     # sale lines first, then return rows: each kind is validated by its own rules
     sale_segments, return_segments = _split_by_kind(segments)
     start = 0
-    parsed: list[_Lines] = []
+    parsed: list[ParsedLines] = []
     for segment in sale_segments + return_segments:
         segment.start = start
         start += segment.table.num_rows
     for segment in sale_segments:
-        found = _parse_lines(segment, timezone=timezone, minor_units=minor_units)
+        found = parse_lines(segment, timezone=timezone, minor_units=minor_units)
         if isinstance(found, list):
             unusable += found
         else:
@@ -210,11 +210,11 @@ def check_segments(
     if unusable:
         raise InputError(unusable)
     if parsed:
-        checked = _assemble(_Lines.concat(parsed), sale_segments, timezone=timezone, minor_units=minor_units)
+        checked = _assemble(ParsedLines.concat(parsed), sale_segments, timezone=timezone, minor_units=minor_units)
     else:  # return rows only
         checked = CheckedReceipts(_no_receipts(timezone, minor_units), [], np.zeros(0, dtype=bool))
     if return_segments:
-        returns, problems, rejected = _check_return_rows(return_segments, timezone)
+        returns, problems, rejected = check_return_rows(return_segments, timezone)
         checked.returns = returns
         checked.problems += problems
         checked.rejected = np.concatenate([checked.rejected, rejected])
@@ -238,8 +238,8 @@ def _split_by_kind(segments: list[InputSegment]) -> tuple[list[InputSegment], li
     sales, returns = [], []
     for segment in segments:
         table = segment.table
-        kind = _text_column(table.column("kind"), allow_integers=False) if "kind" in table.column_names else None
-        is_return = np.zeros(table.num_rows, dtype=bool) if kind is None else _mask(pc.equal(kind, RETURN))
+        kind = text_column(table.column("kind"), allow_integers=False) if "kind" in table.column_names else None
+        is_return = np.zeros(table.num_rows, dtype=bool) if kind is None else bool_mask(pc.equal(kind, RETURN))
         if not is_return.any():
             sales.append(segment)
             continue
@@ -270,11 +270,11 @@ class _Receipts:
     def group(cls, receipt_id: pa.ChunkedArray) -> "_Receipts":
         n = len(receipt_id)
         change = np.ones(n, dtype=bool)
-        change[1:] = _mask(pc.not_equal(receipt_id.slice(1), receipt_id.slice(0, n - 1)))
+        change[1:] = bool_mask(pc.not_equal(receipt_id.slice(1), receipt_id.slice(0, n - 1)))
         run_starts = np.flatnonzero(change)
         run_lengths = np.diff(np.append(run_starts, n))
-        run_ids = _one_array(receipt_id.take(pa.array(run_starts)))
-        run_receipt, ids = _encode(run_ids)
+        run_ids = one_array(receipt_id.take(pa.array(run_starts)))
+        run_receipt, ids = dictionary_codes(run_ids)
         if len(ids) == len(run_starts):
             return cls(run_ids, None, run_starts, run_lengths)
         # Some receipt's lines are split into several runs: gather them, keeping input order.
@@ -331,7 +331,7 @@ class _Receipts:
         return offsets, grouped_rows if self.row_order is None else self.row_order[grouped_rows]
 
 
-def _disagreements(lines: _Lines, receipts: _Receipts) -> dict[str, np.ndarray]:
+def _disagreements(lines: ParsedLines, receipts: _Receipts) -> dict[str, np.ndarray]:
     """Receipts whose lines disagree on customer, store or instant, by column."""
     n = len(lines)
     continues = np.ones(n - 1, dtype=bool)  # row i + 1 (grouped) is of the same receipt as row i
@@ -339,7 +339,7 @@ def _disagreements(lines: _Lines, receipts: _Receipts) -> dict[str, np.ndarray]:
     found: dict[str, np.ndarray] = {}
     for name in ("customer_id", "store_id"):
         values = receipts.grouped(getattr(lines, name))
-        differs = _mask(pc.not_equal(values.slice(1), values.slice(0, n - 1))) & continues
+        differs = bool_mask(pc.not_equal(values.slice(1), values.slice(0, n - 1))) & continues
         found[name] = np.unique(
             np.searchsorted(receipts.starts, np.flatnonzero(differs) + 1, side="right") - 1
         )
@@ -360,11 +360,11 @@ def _disagreements(lines: _Lines, receipts: _Receipts) -> dict[str, np.ndarray]:
 
 
 def _assemble(
-    lines: _Lines, segments: list[InputSegment], *, timezone: str, minor_units: int
+    lines: ParsedLines, segments: list[InputSegment], *, timezone: str, minor_units: int
 ) -> CheckedReceipts:
     """Group lines into receipts, reject receipts with a bad line, order and build the batch."""
     findings = lines.findings
-    receipts, (category_codes, category_names) = _in_parallel(
+    receipts, (category_codes, category_names) = in_parallel(
         len(lines),
         lambda: _Receipts.group(lines.receipt_id),
         # Codes are found over all rows and then carried along: integers move faster than text.
@@ -376,7 +376,7 @@ def _assemble(
             if receipt_id == "":  # rows without an id are bad already, not one receipt
                 continue
             rows = receipts.rows_of(receipt)
-            values = dict.fromkeys(_display_values(segments, rows, name))
+            values = dict.fromkeys(display_values(segments, rows, name))
             listed = ", ".join(repr(value) for value in values)
             reason = f"the lines of receipt {receipt_id!r} disagree on {name}: {listed}"
             findings.add(rows, name, reason)
@@ -406,7 +406,7 @@ def _assemble(
         category_codes, category_names = _used_vocabulary(category_codes, category_names)
     header_rows = first_rows[chosen]
     store_codes, store_names = _vocabulary(lines.store_id.take(pa.array(header_rows)))
-    customer = _one_array(lines.customer_id.take(pa.array(header_rows)))
+    customer = one_array(lines.customer_id.take(pa.array(header_rows)))
     customer = pc.if_else(pc.equal(customer, ""), pa.scalar(None, customer.type), customer)
     batch = ReceiptBatch.build(
         receipt_id=receipts.ids.take(pa.array(chosen)),
@@ -420,7 +420,7 @@ def _assemble(
         category_names=category_names,
         line_qty=line_values(lines.qty),
         line_amount_minor=line_values(lines.amount_minor),
-        line_sku=None if lines.sku is None else _one_array(line_values(lines.sku)),
+        line_sku=None if lines.sku is None else one_array(line_values(lines.sku)),
         metadata={
             "timezone": timezone,
             "minor_units": minor_units,
@@ -431,7 +431,7 @@ def _assemble(
     )
     return CheckedReceipts(
         batch=batch,
-        problems=_located_problems(findings, segments),
+        problems=located_problems(findings, segments),
         rejected=rejected,
         segments=segments,
     )
@@ -439,7 +439,7 @@ def _assemble(
 
 def _vocabulary(values: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """int32 codes into the distinct values, in order of first appearance."""
-    codes, distinct = _encode(values)
+    codes, distinct = dictionary_codes(values)
     return codes.astype(np.int32, copy=False), distinct.to_pylist()
 
 

@@ -19,14 +19,14 @@ from ..batch import ReceiptBatch, processing_order
 from ..errors import InputProblem
 from ..returns import OriginalReceipt, original_positions, remaining_amount
 from .columns import (
-    _EMPTY,
-    _QTY_REASONS,
-    _TIMESTAMP_REASONS,
+    EMPTY_VALUE,
     MAX_QTY,
+    QTY_REASONS,
+    TIMESTAMP_REASONS,
     InputSegment,
-    _instant_column,
-    _qty_column,
-    _text_column,
+    instant_column,
+    qty_column,
+    text_column,
 )
 
 
@@ -51,7 +51,7 @@ class ReturnLine:
     input_row: int = 0
 
 
-def _check_return_rows(
+def check_return_rows(
     segments: list[InputSegment], timezone: str
 ) -> tuple[list[ReturnLine], list[InputProblem], np.ndarray]:
     """Validate return rows: (the good ones, every problem, which rows were rejected).
@@ -68,12 +68,12 @@ def _check_return_rows(
         def text(name: str) -> list[str | None]:
             if name not in table.column_names:
                 return [None] * count
-            column = _text_column(table.column(name), allow_integers=name != "customer_id")
+            column = text_column(table.column(name), allow_integers=name != "customer_id")
             values = (column if column is not None else table.column(name).cast(pa.string())).to_pylist()
             return [value if value not in (None, "") else None for value in values]
 
-        instant = _instant_column(table.column("ts"), timezone)
-        quantity = _qty_column(table.column("qty"))
+        instant = instant_column(table.column("ts"), timezone)
+        quantity = qty_column(table.column("qty"))
         numbers = segment.source_rows(np.arange(count)).tolist()
         columns = {name: text(name) for name in ("receipt_id", "customer_id", "store_id", "original_receipt_id",
                                                  "sku", "line")}
@@ -81,13 +81,13 @@ def _check_return_rows(
             reasons = []
             for name in ("receipt_id", "store_id"):
                 if columns[name][i] is None:
-                    reasons.append((name, _EMPTY))
+                    reasons.append((name, EMPTY_VALUE))
             if columns["original_receipt_id"][i] is None:
                 reasons.append(("original_receipt_id", "a return row needs the id of the receipt it returns"))
             if instant is None or instant[1][i]:
-                reasons.append(("ts", _TIMESTAMP_REASONS[instant[1][i]] if instant else "not a timestamp"))
+                reasons.append(("ts", TIMESTAMP_REASONS[instant[1][i]] if instant else "not a timestamp"))
             if quantity is None or quantity[1][i]:
-                reasons.append(("qty", _QTY_REASONS[quantity[1][i]] if quantity else "qty must be a whole number"))
+                reasons.append(("qty", QTY_REASONS[quantity[1][i]] if quantity else "qty must be a whole number"))
             line = columns["line"][i]
             if line is not None and not (line.isdigit() and 1 <= int(line) <= MAX_QTY):
                 reasons.append(("line", "the line's position on the original receipt, a whole number from 1"))

@@ -65,7 +65,7 @@ from ..scores import Scores
 from ..state import CustomerState
 from .admission import before_last_scored, late_reasons, receipts_over, stored_verdicts
 from .commit import append_chunk, sku_ids_of
-from .rejects import _Rejects, input_location
+from .rejects import Rejects, input_location
 
 #: Receipts committed per transaction: bounds what a crash can cost and the memory of a chunk.
 CHUNK_RECEIPTS = 200_000
@@ -156,7 +156,7 @@ def load_files(
                                 scratch=ledger.path.parent, skip_unusable=skip_bad,
                                 progress=lambda source, rows: reading.update(rows))
     with staged, _Partitions(staged.part_count, ledger.path.parent) as partitions, \
-            _Rejects(rejects_file, staged.column_names) as rejects:
+            Rejects(rejects_file, staged.column_names) as rejects:
         summary.rejected_files = len({problem.file for problem in staged.unusable})
         summary.add_problems(staged.unusable)
         rejects.write_unusable(staged.unusable)
@@ -233,7 +233,7 @@ def _timed(summary: LoadSummary, stage: str) -> Iterator[None]:
 
 
 def _check_part(ledger: Ledger, segments, compiled: ProgramTables, state: CustomerState, summary: LoadSummary,
-                rejects: "_Rejects") -> ReceiptBatch:
+                rejects: "Rejects") -> ReceiptBatch:
     """Validate one part of the input and refuse what the ledger cannot take.
 
     Returns the receipts to load, in processing order, their content fingerprints in the

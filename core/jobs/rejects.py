@@ -12,7 +12,7 @@ from ..ingest.files import TableWriter
 from ..ingest.receipts import CheckedReceipts
 
 
-class _Rejects:
+class Rejects:
     """The rejects file, written part by part: every rejected input row as it came, and why.
 
     Rows with a bad value carry that value's reasons; the other rows of their receipt carry
@@ -65,7 +65,7 @@ class _Rejects:
                 "reason": pa.array([f"the file was not loaded: {problem}" for problem in problems], pa.string()),
             }))
 
-    def __enter__(self) -> "_Rejects":
+    def __enter__(self) -> "Rejects":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,0 +1,39 @@
+"""fidelis check: passes on a loaded ledger and names every kind of tampering."""
+import pytest
+from fidelis.core.jobs.check import check_ledger
+
+
+def test_check_passes_on_a_loaded_ledger(loaded_chain):
+    assert check_ledger(loaded_chain) == []
+
+
+@pytest.mark.parametrize(
+    "tampering, expected",
+    [
+        ("UPDATE journal SET points = points + 1 WHERE entry_id = 7", "balance (Σ journal)"),
+        ("UPDATE receipts SET points = points + 5 WHERE receipt_id = "
+         "(SELECT receipt_id FROM receipts WHERE customer_index IS NOT NULL LIMIT 1)", "in its journal entries"),
+        ("UPDATE lots SET points_remaining = points_remaining + 3 WHERE (customer_index, earned_month) = "
+         "(SELECT customer_index, earned_month FROM lots LIMIT 1)", "points in lots"),
+        ("UPDATE customer_state SET record = (SELECT record FROM customer_state WHERE customer_index = 1) "
+         "WHERE customer_index = 0", "stored scoring state differs"),
+    ],
+)
+def test_check_catches_a_tampered_ledger(loaded_chain, tampering, expected):
+    loaded_chain.db.execute(tampering)
+    problems = check_ledger(loaded_chain)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_check_replays_customers_block_by_block_as_one(loaded_chain):
+    assert check_ledger(loaded_chain, block_customers=7) == []
+    loaded_chain.db.execute("UPDATE receipts SET points = points + 1 WHERE receipt_id = "
+                            "(SELECT receipt_id FROM receipts WHERE customer_index = 9 LIMIT 1)")
+    problems = check_ledger(loaded_chain, block_customers=7)
+    assert any("its replay gives" in problem for problem in problems), problems
+
+
+def test_check_catches_points_on_an_anonymous_receipt(loaded_chain):
+    loaded_chain.db.execute("UPDATE receipts SET points = 3 WHERE receipt_id = "
+                            "(SELECT receipt_id FROM receipts WHERE customer_index IS NULL LIMIT 1)")
+    assert any("anonymous, but stored with 3 points" in problem for problem in check_ledger(loaded_chain))
