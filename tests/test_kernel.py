@@ -182,7 +182,7 @@ def test_the_kernel_scores_in_a_part_exactly_the_customers_partition_gives_it(ve
         out = Scores.empty(len(prepared.batch))
         out.tier[:] = -2  # never written by the kernel: marks the receipts this part left alone
         status, _ = _kernel.score_receipts(*kernel.kernel_arguments(prepared, compiled, state, out),
-                                           part, part_count, PARTITION_BLOCK_BITS)
+                                           part, part_count)
         assert status == _kernel.KernelStatus.OK
         np.testing.assert_array_equal(out.tier != -2, part_of == part)
     assert set(np.unique(part_of[prepared.customer_index >= 0])) == set(range(part_count))

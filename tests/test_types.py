@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fidelis.core.engine import _kernel
+from fidelis.core.engine import _kernel, partition
 from fidelis.core.program.tables import BASIS_CODES, HOLD_CODES, PERIOD_CODES, ROUNDING_CODES
 from fidelis.core.state import CUSTOMER_STATE_DTYPE, KERNEL_DTYPES, NEVER
 
@@ -63,3 +63,8 @@ def test_the_customer_state_record_is_48_bytes_as_documented():
     from fidelis.core.state import CUSTOMER_STATE_DTYPE
 
     assert CUSTOMER_STATE_DTYPE.itemsize == 48
+
+
+def test_the_partition_rule_is_the_kernels():
+    # engine/partition.py splits customers as the kernel's threads do, by the same block size
+    assert _kernel.Partitioning.PARTITION_BLOCK_BITS == partition.PARTITION_BLOCK_BITS

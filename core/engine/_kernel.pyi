@@ -64,7 +64,6 @@ def score_receipts(
     out_birthday: np.ndarray,
     part: int = 0,
     part_count: int = 1,
-    block_bits: int = -1,
     receipt_start: int = 0,
     receipt_stop: int = -1,
 ) -> tuple[int, int]: ...

@@ -14,9 +14,9 @@ Invariants (the Python wrapper in kernel.py establishes them; the kernel trusts 
   bound and running totals are overflow-checked. Anything beyond a bound returns a status
   code, before the customer's state is touched; nothing wraps.
 - with ``part_count > 1`` each call scores only customers with
-  ``(index >> block_bits) % part_count == part`` (partition.customer_partition, which hands
-  ``block_bits`` in); calls on different parts touch disjoint state and output slots, so they
-  run concurrently without locks (anonymous receipts belong to part 0).
+  ``(index >> PARTITION_BLOCK_BITS) % part_count == part`` (partition.customer_partition);
+  calls on different parts touch disjoint state and output slots, so they run concurrently
+  without locks (anonymous receipts belong to part 0).
 """
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t, INT64_MAX
 from libc.stdlib cimport malloc, free
@@ -69,6 +69,10 @@ cpdef enum Hold:
 
 cdef enum:
     PREFETCH_DISTANCE = 16  # receipts ahead whose customer state is prefetched
+
+cpdef enum Partitioning:
+    PARTITION_BLOCK_BITS = 2  # parts own blocks of 4 consecutive customers, so no two parts write
+                              # to the same cache line of the state records (engine/partition.py)
 
 
 ctypedef struct program_tables_t:
@@ -566,7 +570,6 @@ def score_receipts(
     int8_t[::1] out_birthday,
     int part=0,
     int part_count=1,
-    int block_bits=-1,
     Py_ssize_t receipt_start=0,
     Py_ssize_t receipt_stop=-1,
 ):
@@ -580,8 +583,6 @@ def score_receipts(
     array of -1 when the batch has no returns); a return's outputs are the points it takes
     back (≤ 0) rule by rule, and the context columns are its original's.
     """
-    if part_count > 1 and not 0 <= block_bits < 32:
-        raise ValueError("block_bits (partition.PARTITION_BLOCK_BITS) is needed to split customers into parts")
     cdef program_tables_t tables
     load_tables(&tables, compiled)
 
@@ -627,7 +628,7 @@ def score_receipts(
             &out_tier[0], &out_rate_points[0], &out_basket_points[0], &out_visit_points[0],
             &out_welcome_points[0], &out_cap_points[0], &out_points[0],
             &out_visit_rank[0], &out_earned_before_today[0], &out_birthday[0],
-            part, part_count, block_bits, &stopped_at,
+            part, part_count, &stopped_at,
         )
     free(rows.applying)
     return status, stopped_at
@@ -647,7 +648,7 @@ cdef int _score_loop(
     tier_index_t *out_tier, points_t *out_rate_points, points_t *out_basket_points,
     points_t *out_visit_points, points_t *out_welcome_points, points_t *out_cap_points,
     points_t *out_points, int32_t *out_visit_rank, points_t *out_earned_before_today, int8_t *out_birthday,
-    int part, int part_count, int block_bits, Py_ssize_t *stopped_at,
+    int part, int part_count, Py_ssize_t *stopped_at,
 ) noexcept nogil:
     cdef Py_ssize_t r, ahead, original
     cdef customer_index_t customer, upcoming
@@ -692,7 +693,7 @@ cdef int _score_loop(
                 out_earned_before_today[r] = 0
                 out_birthday[r] = 0
             continue
-        if part_count > 1 and (customer >> block_bits) % part_count != part:
+        if part_count > 1 and (customer >> PARTITION_BLOCK_BITS) % part_count != part:
             continue
 
         record = &states[customer]

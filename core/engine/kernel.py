@@ -20,7 +20,6 @@ from ..program.tables import ProgramTables, padded_table
 from ..returns import OriginalReceipt
 from ..scores import Scores
 from ..state import CustomerState
-from .partition import PARTITION_BLOCK_BITS
 from .return_arrays import kernel_returns
 
 try:
@@ -141,10 +140,10 @@ def score(
         for start in range(0, count, chunk):
             stop = min(start + chunk, count)
             if pool is None:
-                results = [_kernel.score_receipts(*arguments, 0, 1, PARTITION_BLOCK_BITS, start, stop)]
+                results = [_kernel.score_receipts(*arguments, 0, 1, start, stop)]
             else:
                 results = list(pool.map(
-                    lambda part: _kernel.score_receipts(*arguments, part, threads, PARTITION_BLOCK_BITS, start, stop),
+                    lambda part: _kernel.score_receipts(*arguments, part, threads, start, stop),
                     range(threads),
                 ))
             failures = [(at, status) for status, at in results if status != _kernel.KernelStatus.OK]
@@ -168,7 +167,7 @@ def kernel_arguments(
 ) -> tuple:
     """The arrays ``_kernel.score_receipts`` reads and writes, contiguous and of its C types.
 
-    Followed by ``part, part_count, block_bits, start, stop`` they make one kernel call.
+    Followed by ``part, part_count, start, stop`` they make one kernel call.
     """
     receipts = prepared.batch
     returns = kernel_returns(receipts, originals, compiled.store_classes, prepared.store_class_of_code)

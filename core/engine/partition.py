@@ -2,9 +2,10 @@
 
 A customer's state is read and written only by that customer's receipts, so receipts split
 by customer score apart — on threads of one process, in a bulk load's scratch partitions, on
-other machines — with exactly the results of one pass. This module is the one definition of
-the split; the kernel's threads are handed :data:`PARTITION_BLOCK_BITS` from here, so the
-customers a thread scores are the customers :func:`customer_partition` gives it.
+other machines — with exactly the results of one pass. This module is the split as Python
+sees it; the kernel's threads split customers by the same rule, compiled with the same
+:data:`PARTITION_BLOCK_BITS` (``_kernel.PARTITION_BLOCK_BITS``; tests/test_types.py holds the
+two equal, as it does the code maps).
 
 A partition owns blocks of ``2**PARTITION_BLOCK_BITS`` consecutive customer indices: four
 48-byte state records are three whole cache lines, so two threads never write to the same
