@@ -235,3 +235,45 @@ def test_every_caller_of_a_group_commit_gets_its_own_answer(tmp_path, small_chai
         thread.join()
     assert {receipt_id: [r.receipt_id for r in results] for receipt_id, results in answers.items()} == {
         t.column("receipt_id")[0].as_py(): [t.column("receipt_id")[0].as_py()] for t in tables}
+
+
+def test_identical_concurrent_bodies_each_get_an_answer_and_never_stall_the_queue(tmp_path, verde_club):
+    """A till retrying on a slow network sends the same receipt several times at once. Each copy
+    is its own caller: the first commits it, the others get it back as ``existing``, and the
+    queue keeps moving (copies that compared equal once lost a caller and left a leader for ever)."""
+    import threading
+
+    from fidelis.core.jobs.accrual import GroupCommit
+
+    Ledger.create(tmp_path / "live.db", verde_club).close()
+    for attempt in range(5):  # the race needs a few rounds to show
+        commit = GroupCommit("Europe/Bucharest", 2)
+        tables = [pa.table({"receipt_id": [f"A{attempt}-{n}"], "customer_id": [f"C{n}"], "store_id": ["S1"],
+                            "ts": ["2025-06-07T10:00"], "category": ["grocery"], "qty": [1], "amount": ["10.00"]})
+                  for n in range(4)]
+        start = threading.Barrier(24)
+        answers: list = []
+        lock = threading.Lock()
+
+        def caller(table):
+            with Ledger(tmp_path / "live.db") as handle:
+                start.wait()
+                try:
+                    outcome = commit.accrue(handle, table)
+                except Exception as error:  # recorded, so that the assertion shows it
+                    outcome = error
+                with lock:
+                    answers.append(outcome)
+
+        callers = [threading.Thread(target=caller, args=(tables[n % 4],), daemon=True) for n in range(24)]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in callers), "callers left waiting for ever"
+        assert all(isinstance(answer, list) for answer in answers), answers
+        copies = [result for answer in answers for result in answer]
+        assert sorted(r.receipt_id for r in copies if not r.existing) == sorted(f"A{attempt}-{n}" for n in range(4))
+        assert len(copies) == 24 and len({(r.receipt_id, r.points["points"]) for r in copies}) == 4
+    with Ledger(tmp_path / "live.db") as live:
+        assert check_ledger(live) == []

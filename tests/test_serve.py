@@ -55,3 +55,41 @@ def test_fifty_parallel_redemptions_through_gunicorn_never_overdraw(tmp_path, ve
     with Ledger(tmp_path / "chain.db") as ledger:
         assert balance(ledger, "C1") == 140 - 4 * 30
         assert check_ledger(ledger) == []
+
+
+@pytest.mark.slow
+def test_a_tills_identical_retries_through_gunicorn_each_get_an_answer(tmp_path, verde_club):
+    # 4 receipts, each sent 6 times at once: one 201 per receipt, 200 (existing) for every copy,
+    # and the server still answers afterwards (copies once hung every later accrual)
+    with Ledger.create(tmp_path / "chain.db", verde_club) as ledger:
+        key = create_api_key(ledger, "write")
+    outcomes: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+
+    def send(port: int, body: str, start: threading.Barrier) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        start.wait()
+        connection.request("POST", "/v1/receipts", body=body,
+                           headers={"X-API-Key": key, "Content-Type": "application/json"})
+        response = connection.getresponse()
+        with lock:
+            outcomes.append((response.status, json.loads(response.read())))
+
+    with served(tmp_path / "chain.db", workers=1, threads=24) as port:
+        for attempt in range(3):  # the race needs a few rounds to show
+            bodies = [json.dumps({"receipt_id": f"R{attempt}-{n}", "customer_id": f"C{n}", "store_id": "S1",
+                                  "ts": f"2025-06-0{attempt + 1}T10:00",
+                                  "lines": [{"category": "grocery", "qty": 1, "amount": "10.00"}]}) for n in range(4)]
+            start = threading.Barrier(24)
+            senders = [threading.Thread(target=send, args=(port, bodies[n % 4], start)) for n in range(24)]
+            for thread in senders:
+                thread.start()
+            for thread in senders:
+                thread.join()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/v1/customers/C0/balance", headers={"X-API-Key": key})
+        assert connection.getresponse().status == 200
+    assert sorted(status for status, _ in outcomes) == [200] * 60 + [201] * 12, outcomes
+    with Ledger(tmp_path / "chain.db") as ledger:
+        assert len({balance(ledger, f"C{n}") for n in range(4)}) == 1
+        assert check_ledger(ledger) == []

@@ -167,8 +167,8 @@ def _results(ledger: Ledger, connection, program, receipt_ids: list[str], existi
     return results
 
 
-@dataclass
-class _Ticket:
+@dataclass(eq=False)  # a caller's place in the queue: compared by identity, never by its rows,
+class _Ticket:       # for a till's retries hand in identical rows
     table: pa.Table
     ledger_path: object = None
     result: list[Accrued] | None = None
@@ -213,16 +213,8 @@ class GroupCommit:
                 self._condition.wait()
             if ticket.finished:
                 return ticket.outcome()
-            self._leading = True
-            # the leader's own rows first, then whoever waits for the same ledger, as far as
-            # max_rows allows
-            self._pending.remove(ticket)
-            group, rows = [ticket], table.num_rows
-            for waiting in list(self._pending):
-                if waiting.ledger_path == ticket.ledger_path and rows + waiting.table.num_rows <= self.max_rows:
-                    self._pending.remove(waiting)
-                    group.append(waiting)
-                    rows += waiting.table.num_rows
+            group = self._take_group(ticket)
+            self._leading = True  # set only once nothing can fail before the hand-off below
         try:
             self._commit(ledger, group)
         except BaseException as error:  # nobody in the group may be left without an answer
@@ -237,6 +229,19 @@ class GroupCommit:
                 self._leading = False
                 self._condition.notify_all()
         return ticket.outcome()
+
+    def _take_group(self, leader: _Ticket) -> list[_Ticket]:
+        """The leader's own rows first, then whoever waits for the same ledger, as far as
+        ``max_rows`` allows; taken out of the queue (by identity)."""
+        group, rows = [leader], leader.table.num_rows
+        for waiting in self._pending:
+            if waiting is not leader and waiting.ledger_path == leader.ledger_path \
+                    and rows + waiting.table.num_rows <= self.max_rows:
+                group.append(waiting)
+                rows += waiting.table.num_rows
+        taken = set(map(id, group))
+        self._pending = [waiting for waiting in self._pending if id(waiting) not in taken]
+        return group
 
     def commit(self, ledger: Ledger, tables: list[pa.Table]) -> list[list[Accrued] | BaseException]:
         """Commit several callers' rows as one group now: each caller's results or its error."""
