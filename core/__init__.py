@@ -43,6 +43,7 @@ from .errors import (
     RedemptionError,
     ScoringError,
     UnknownCustomer,
+    UnknownReceipt,
     UnsupportedFileError,
 )
 from .ingest.columns import MAX_QTY, RETURN, SALE
@@ -91,6 +92,8 @@ _LAZY = {
     "load_files": "jobs.load",
     "check_ledger": "jobs.check",
     "export_balances": "jobs.export",
+    "void_receipt": "points.void",
+    "Voided": "points.void",
     "cli": "cli",
 }
 
@@ -142,7 +145,9 @@ __all__ = [
     "ScoringError",
     "Standing",
     "UnknownCustomer",
+    "UnknownReceipt",
     "UnsupportedFileError",
+    "Voided",
     "accrue",
     "adjust",
     "api_key_role",
@@ -171,4 +176,5 @@ __all__ = [
     "score_files",
     "standing",
     "upcoming_expiry",
+    "void_receipt",
 ]

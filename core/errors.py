@@ -143,6 +143,10 @@ class LedgerBusy(LedgerError):
     """Another process holds the ledger's write lock for longer than the busy timeout."""
 
 
+class UnknownReceipt(LedgerError):
+    """No receipt with this id in the ledger."""
+
+
 class ReceiptConflict(LedgerError):
     """A receipt id already in the ledger for a receipt with other content."""
 

@@ -296,3 +296,22 @@ def loaded_chain(tmp_path):
     load_files(ledger, [chain["receipts"]], customers_file=chain["customers"], chunk_receipts=500)
     yield ledger
     ledger.close()
+
+
+@pytest.fixture
+def between_chunks(monkeypatch):
+    """``between_chunks(action)``: a load calls ``action(ledger_path, n)`` before it writes its
+    n-th chunk (from 1), as another process writing between two of its transactions would."""
+    from fidelis.core.jobs import load as load_job
+
+    def install(action):
+        real = load_job._ChunkWriter._chunks
+
+        def chunks(self, *args):
+            for number, chunk in enumerate(real(self, *args), start=1):
+                action(self.ledger.path, number)
+                yield chunk
+
+        monkeypatch.setattr(load_job._ChunkWriter, "_chunks", chunks)
+
+    return install

@@ -93,7 +93,7 @@ def test_the_same_receipt_again_gives_the_first_result(tmp_path, small_chain):
         assert (again.points, again.balance) == (first.points, first.balance)
         assert live.db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 1
         changed = table.set_column(table.schema.get_field_index("qty"), "qty", pa.array([9] * table.num_rows))
-        with pytest.raises(ReceiptConflict, match="already in the ledger with other content"):
+        with pytest.raises(ReceiptConflict, match="a different receipt with this id is already in the ledger"):
             accrue_table(live, changed)
 
 

@@ -1,6 +1,7 @@
 """fidelis check: passes on a loaded ledger and names every kind of tampering."""
 import pytest
 from fidelis.core.jobs.check import check_ledger
+from .loads import R1, R2, R3
 
 
 def test_check_passes_on_a_loaded_ledger(loaded_chain):
@@ -37,3 +38,22 @@ def test_check_catches_points_on_an_anonymous_receipt(loaded_chain):
     loaded_chain.db.execute("UPDATE receipts SET points = 3 WHERE receipt_id = "
                             "(SELECT receipt_id FROM receipts WHERE customer_index IS NULL LIMIT 1)")
     assert any("anonymous, but stored with 3 points" in problem for problem in check_ledger(loaded_chain))
+
+
+def test_check_names_receipts_written_into_a_month_after_its_close(ledger, load, write_receipts):
+    """As a load of an earlier release could: the close is set aside while a June receipt is
+    written, then put back. Both the receipt (it earned points) and the month are named."""
+    import datetime as dt
+
+    from fidelis.core.jobs.month_end import month_end
+    from fidelis.core.localtime import parse_month
+
+    load(ledger, [write_receipts("june.csv", R1, R2)])
+    month_end(ledger, parse_month("2025-06"), today=dt.date(2025, 8, 1))
+    with ledger.write() as connection:
+        close = connection.execute("SELECT * FROM month_closes").fetchone()
+        connection.execute("DELETE FROM month_closes")
+    load(ledger, [write_receipts("late.csv", R3)])
+    with ledger.write() as connection:
+        connection.execute(f"INSERT INTO month_closes VALUES ({', '.join('?' * len(close))})", close)
+    assert check_ledger(ledger) == ["receipt 'R3': dated in 2025-06, but written after that month's close"]

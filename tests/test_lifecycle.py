@@ -54,7 +54,7 @@ def chain(tmp_path, verde_club):
         with path.open("w", newline="") as handle:
             csv.writer(handle).writerows([HEADER, *rows])
         ledger = Ledger.create(tmp_path / "chain.db", parse_program((text or verde_club.text) + extra))
-        load_files(ledger, [path])
+        load_files(ledger, [path], allow_future=True)  # the stories run past today
         return ledger
 
     return make
@@ -216,26 +216,44 @@ def test_month_end_refuses_months_that_have_not_ended(chain):
     assert month_closes(ledger) == []
 
 
-def test_a_load_during_month_end_stops_the_close(chain, tmp_path, monkeypatch):
+@pytest.fixture
+def meanwhile(monkeypatch):
+    """``meanwhile(rows)``: once month-end has computed its statuses (without the write lock),
+    another process loads ``rows``; returns how often statuses were computed."""
+    def install(ledger: Ledger, *rows) -> list[int]:
+        real, calls = lifecycle.month_end_statuses, []
+        path = ledger.path.parent / "meanwhile.csv"
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([HEADER, *rows])
+
+        def statuses_then_a_load(*args, **kwargs):
+            found = real(*args, **kwargs)
+            calls.append(len(calls) + 1)
+            if len(calls) == 1:
+                with Ledger(ledger.path) as other:
+                    load_files(other, [path])
+            return found
+
+        monkeypatch.setattr(lifecycle, "month_end_statuses", statuses_then_a_load)
+        return calls
+
+    return install
+
+
+def test_a_close_is_not_concerned_by_receipts_of_later_months_written_meanwhile(chain, meanwhile):
     ledger = chain(R1, R2)
-    more = tmp_path / "more.csv"
-    with more.open("w", newline="") as handle:
-        csv.writer(handle).writerows([HEADER, SILVER])
-    real = lifecycle.month_end_statuses
-
-    def statuses_then_a_load(*args, **kwargs):
-        found = real(*args, **kwargs)
-        with Ledger(ledger.path) as other:
-            load_files(other, [more])
-        return found
-
-    monkeypatch.setattr(lifecycle, "month_end_statuses", statuses_then_a_load)
-    with pytest.raises(LedgerError, match="receipts were loaded while month-end ran; run it again"):
-        month_end(ledger, parse_month("2025-06"))
-    monkeypatch.setattr(lifecycle, "month_end_statuses", real)
-    assert month_closes(ledger) == []
+    calls = meanwhile(ledger, R7)  # a till's receipt of July while June closes
     [june] = month_end(ledger, parse_month("2025-06"))
-    assert june.movements == 1 and replay_close(ledger, june.month) == []
+    assert calls == [1] and june.movements == 0  # no second look: July is not June's business
+    assert replay_close(ledger, june.month) == [] and check_ledger(ledger) == []
+
+
+def test_a_receipt_of_the_closing_month_written_meanwhile_is_in_the_close(chain, meanwhile):
+    ledger = chain(R1, R2)
+    calls = meanwhile(ledger, SILVER)  # an offline till's June receipt, lifting C1 to Silver
+    [june] = month_end(ledger, parse_month("2025-06"))
+    assert calls == [1, 2]  # computed again under the write lock, then closed
+    assert june.movements == 1 and replay_close(ledger, june.month) == [] and check_ledger(ledger) == []
 
 
 def test_the_month_end_report_by_hand(chain, tmp_path):

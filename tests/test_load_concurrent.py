@@ -12,18 +12,18 @@ from .loads import R1, R2, R3, table_dump
 
 def test_a_load_builds_on_what_another_writer_wrote_while_it_read(ledger, write_receipts, monkeypatch, tmp_path):
     first, second = write_receipts("a.csv", R1, R2), write_receipts("b.csv", R3)
-    from fidelis.core.jobs import load as load_job
+    from fidelis.core.jobs import admission
 
     real_existing = existing_receipts
 
     def another_load_meanwhile(handle, receipt_ids):
         found = real_existing(handle, receipt_ids)
-        monkeypatch.setattr(load_job, "existing_receipts", real_existing)
+        monkeypatch.setattr(admission, "existing_receipts", real_existing)
         with Ledger(handle.path) as other:  # a second process, loading after this one read the state
             load_files(other, [second])
         return found
 
-    monkeypatch.setattr(load_job, "existing_receipts", another_load_meanwhile)
+    monkeypatch.setattr(admission, "existing_receipts", another_load_meanwhile)
     load_files(ledger, [first])
     with Ledger.create(tmp_path / "in-turn.db", ledger.current_program().program) as in_turn:
         load_files(in_turn, [second])
@@ -32,7 +32,7 @@ def test_a_load_builds_on_what_another_writer_wrote_while_it_read(ledger, write_
     assert check_ledger(ledger) == []
 
 
-def test_a_load_builds_on_receipts_accrued_between_its_chunks(tmp_path, monkeypatch):
+def test_a_load_builds_on_receipts_accrued_between_its_chunks(tmp_path, between_chunks):
     """Tills accrue through the API while an export loads: each chunk after that reads its
     customers back, skips what the tills stored, and the ledger ends as one load would leave it."""
     from fidelis.core.ingest.receipts import check_receipt_table
@@ -46,21 +46,17 @@ def test_a_load_builds_on_receipts_accrued_between_its_chunks(tmp_path, monkeypa
     with Ledger.create(tmp_path / "alone.db", program) as alone:
         load_files(alone, [chain["receipts"]])
         expected = test_accrual.ledger_rows(alone)
-    from fidelis.core.jobs import load as jobs
-
-    real_originals = jobs._ChunkWriter._stored_originals
     chunks = []
 
-    def till_meanwhile(self, chunk):  # before each chunk is written
-        chunks.append(1)
-        if len(chunks) == 2:  # after the first chunk: a till sends receipts the export also holds
-            with Ledger(self.ledger.path) as till:
+    def till_meanwhile(path, number):  # before each chunk is written
+        chunks.append(number)
+        if number == 2:  # after the first chunk: a till sends receipts the export also holds
+            with Ledger(path) as till:
                 for table in tables[100:110]:
                     accrue(till, check_receipt_table(table, timezone=program.info.timezone,
                                                      minor_units=program.info.minor_units, source="till"))
-        return real_originals(self, chunk)
 
-    monkeypatch.setattr(jobs._ChunkWriter, "_stored_originals", till_meanwhile)
+    between_chunks(till_meanwhile)
     with Ledger.create(tmp_path / "live.db", program) as live:
         summary = load_files(live, [chain["receipts"]], chunk_receipts=100)
         assert len(chunks) > 2 and summary.duplicates_skipped == 10
@@ -68,29 +64,48 @@ def test_a_load_builds_on_receipts_accrued_between_its_chunks(tmp_path, monkeypa
         assert check_ledger(live) == []
 
 
-def test_a_receipt_that_became_late_while_the_load_ran_is_counted_not_scored(ledger, write_receipts, monkeypatch):
+def test_a_receipt_that_became_late_while_the_load_ran_is_counted_not_scored(ledger, write_receipts,
+                                                                            between_chunks):
     from fidelis.core.ingest.receipts import check_receipt_table
-    from fidelis.core.jobs import load as jobs
     from fidelis.core.jobs.accrual import accrue
 
     receipts = write_receipts("a.csv", R1, ["R2", "C2", "S1", "2025-06-08T10:00", "grocery", 1, "5.00"],
                               ["R3", "C1", "S1", "2025-06-09T10:00", "grocery", 1, "5.00"])
-    real_originals = jobs._ChunkWriter._stored_originals
-    calls = []
-
-    def till_meanwhile(self, chunk):
-        calls.append(1)
-        if len(calls) == 2:  # after R1: the till sends C1's receipt of 10 June, after R3
-            with Ledger(self.ledger.path) as till:
+    def till_meanwhile(path, number):
+        if number == 2:  # after R1: the till sends C1's receipt of 10 June, after R3
+            with Ledger(path) as till:
                 accrue(till, check_receipt_table(pa.table({
                     "receipt_id": ["T1"], "customer_id": ["C1"], "store_id": ["S1"], "ts": ["2025-06-10T10:00"],
                     "category": ["grocery"], "qty": pa.array([1], pa.int64()), "amount": ["1.00"]}),
                     timezone="Europe/Bucharest", minor_units=2, source="till"))
-        return real_originals(self, chunk)
 
-    monkeypatch.setattr(jobs._ChunkWriter, "_stored_originals", till_meanwhile)
+    between_chunks(till_meanwhile)
     summary = load_files(ledger, [receipts], chunk_receipts=1)
     assert summary.late_receipts == 1 and summary.receipts_loaded == 2
     assert "R3" in [problem.value for problem in summary.problems]
     assert sorted(row[0] for row in ledger.db.execute("SELECT receipt_id FROM receipts")) == ["R1", "R2", "T1"]
     assert check_ledger(ledger) == []
+
+
+def test_a_close_between_two_chunks_refuses_the_rest_of_the_closed_month(ledger, write_receipts, between_chunks):
+    """A month-end closes June while a load is between two chunks: the load's later June
+    receipts are refused as in a closed month, counted and named, never written after the close."""
+    import datetime as dt
+
+    from fidelis.core.jobs.month_end import month_end, replay_close
+    from fidelis.core.localtime import parse_month
+
+    receipts = write_receipts("a.csv", R1, R2, R3, ["R4", "C2", "S1", "2025-07-02T10:00", "grocery", 1, "5.00"])
+
+    def close_june(path, number):
+        if number == 2:  # R1 is in: June has a receipt and has ended
+            with Ledger(path) as other:
+                month_end(other, parse_month("2025-06"), today=dt.date(2025, 8, 1))
+
+    between_chunks(close_june)
+    summary = load_files(ledger, [receipts], chunk_receipts=1, skip_bad=True)
+    assert (summary.receipts_loaded, summary.late_receipts) == (2, 2)
+    assert sorted(problem.value for problem in summary.problems) == ["R2", "R3"]
+    assert all("is in a month already closed" in problem.reason for problem in summary.problems)
+    assert sorted(row[0] for row in ledger.db.execute("SELECT receipt_id FROM receipts")) == ["R1", "R4"]
+    assert replay_close(ledger, parse_month("2025-06")) == [] and check_ledger(ledger) == []

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 import fidelis.core as core
 
-from . import cli
 from ..ledger import figures as ledger_figures
+from . import cli
 
 receipt_count_option = click.option("--receipts", "receipt_count", type=click.IntRange(1), default=200_000,
                                     show_default=True, help="How many receipts to generate.")

@@ -5,9 +5,18 @@ from __future__ import annotations
 import click
 import fidelis.core as core
 
-from . import (CONTEXT_SETTINGS, as_of_option, cli, customers_option, file_path, ledger_argument,
-               output_option, quiet_option, receipt_files_argument)
 from ..ledger import figures as ledger_figures
+from . import (
+    CONTEXT_SETTINGS,
+    as_of_option,
+    cli,
+    customers_option,
+    file_path,
+    ledger_argument,
+    output_option,
+    quiet_option,
+    receipt_files_argument,
+)
 
 customer_argument = click.argument("customer_id")
 
@@ -23,9 +32,11 @@ customer_argument = click.argument("customer_id")
               help="Receipts committed per transaction (default 200,000).")
 @click.option("--part-rows", type=click.IntRange(1000), default=None,
               help="Input rows validated at once; bounds memory (default 1,000,000, about 0.5 GB).")
+@click.option("--allow-future", is_flag=True,
+              help="Take receipts dated more than 24 hours ahead of now (synthetic data only).")
 @quiet_option()
 def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chunk_receipts, part_rows,
-         quiet) -> None:
+         allow_future, quiet) -> None:
     """Load receipt files into a ledger, exactly once.
 
     Receipts already in the ledger are skipped; loading the same files again changes nothing.
@@ -41,14 +52,14 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
     with Ledger(ledger_file) as ledger:
         summary = load_files(ledger, receipt_files, customers_file=customers_file, skip_bad=skip_bad,
                              rejects_file=rejects_file, chunk_receipts=chunk_receipts or CHUNK_RECEIPTS,
-                             part_rows=part_rows or PART_ROWS, progress=not quiet)
+                             part_rows=part_rows or PART_ROWS, allow_future=allow_future, progress=not quiet)
     rate = summary.receipts_loaded / summary.seconds if summary.seconds else 0.0
     click.echo(
         f"Loaded {summary.receipts_loaded:,} receipts ({summary.new_customers:,} new customers, "
         f"{summary.points:,} points) in {summary.seconds:.1f} s ({rate:,.0f} receipts/s); skipped "
         f"{summary.duplicates_skipped:,} already loaded; rejected {summary.rejected_rows:,} bad rows, "
-        f"{summary.rejected_files:,} unusable files, {summary.conflicts:,} conflicting and "
-        f"{summary.late_receipts:,} late receipts."
+        f"{summary.rejected_files:,} unusable files, {summary.conflicts:,} conflicting, "
+        f"{summary.late_receipts:,} late and {summary.future_receipts:,} future-dated receipts."
     )
     if summary.returns_loaded or summary.returns_refused:
         unrecovered = (f", {summary.points_unrecovered:,} of them already spent and not recovered"
@@ -142,8 +153,32 @@ def adjust(ledger_file, customer_id, points, reason) -> None:
 
 @cli.command()
 @ledger_argument
+@click.argument("receipt_id")
+@click.option("--reason", required=True, help="Why: kept with the voided receipt.")
+def void(ledger_file, receipt_id, reason) -> None:
+    """Take a customer's last receipt out of their history (a receipt dated years ahead).
+
+    Its points are taken back, the receipt is kept apart with the reason, and the customer's
+    scoring state is rebuilt from the receipts that remain; its id can be loaded again.
+
+    Example: fidelis void chain.db S003-T4-004734 --reason "year typed as 2062"
+    """
+    from ..ledger.handle import Ledger
+    from ..points.void import void_receipt
+
+    with Ledger(ledger_file) as ledger:
+        done = void_receipt(ledger, receipt_id, reason)
+    whose = "anonymous" if done.customer_id is None else f"customer {done.customer_id}"
+    unrecovered = (f"; {done.points_unrecovered:,} were already spent and not taken back"
+                   if done.points_unrecovered else "")
+    click.echo(f"Voided {receipt_id} ({whose}): {done.points_taken:,} points taken back{unrecovered}")
+
+
+@cli.command()
+@ledger_argument
+@click.option("--allow-future", is_flag=True, help="Do not report receipts dated ahead of now (synthetic data).")
 @quiet_option()
-def check(ledger_file, quiet) -> None:
+def check(ledger_file, allow_future, quiet) -> None:
     """Verify a ledger's invariants; exit status 1 naming what is wrong.
 
     Balance = Σ journal = Σ points left in lots; each receipt's points = its earn entries;
@@ -155,7 +190,7 @@ def check(ledger_file, quiet) -> None:
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        problems = check_ledger(ledger, progress=not quiet)
+        problems = check_ledger(ledger, allow_future=allow_future, progress=not quiet)
         counts = ledger_figures.counts(ledger)
     if problems:
         for problem in problems:

@@ -7,8 +7,18 @@ from pathlib import Path
 
 import click
 
-from . import (CONTEXT_SETTINGS, cli, customers_option, engine_option, file_path, ledger_argument,
-               output_option, program_argument, quiet_option, receipt_files_argument)
+from . import (
+    CONTEXT_SETTINGS,
+    cli,
+    customers_option,
+    engine_option,
+    file_path,
+    ledger_argument,
+    output_option,
+    program_argument,
+    quiet_option,
+    receipt_files_argument,
+)
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -47,13 +46,12 @@ from ..ledger.customers import (
 from ..ledger.handle import Ledger
 from ..ledger.journal import realtime_run
 from ..ledger.receipts import (
-    existing_receipts,
     receipt_results,
     stored_originals,
     vocabulary_ids,
 )
 from ..scores import POINT_COLUMNS
-from .admission import late_reasons, receipts_over, stored_verdicts
+from .admission import CONFLICT, FUTURE_TOLERANCE_US, admit, ahead_of_now, receipts_over
 from .commit import append_chunk, sku_ids_of
 from .rejects import input_location
 
@@ -77,8 +75,8 @@ class Accrued:
 def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
     """Score and commit validated receipts (and return rows) in one transaction.
 
-    Raises :class:`InputError` (bad rows, returns that cannot be taken),
-    :class:`ReceiptConflict` or :class:`LateReceipt`; nothing is written then.
+    Raises :class:`InputError` (bad rows, receipts dated ahead of now, returns that cannot
+    be taken), :class:`ReceiptConflict` or :class:`LateReceipt`; nothing is written then.
     """
     if checked.problems:
         raise InputError(checked.problems)
@@ -96,24 +94,21 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
             batch = with_returns(batch, returned)
         receipt_ids = batch.receipt_id.to_pylist()
         prints = receipt_fingerprints(batch)
-        duplicate, conflict = stored_verdicts(existing_receipts(ledger, receipt_ids), receipt_ids, prints)
-        if conflict.any():
-            raise ReceiptConflict(f"receipt {receipt_ids[int(np.argmax(conflict))]!r} is already in the ledger with "
-                                  "other content; a receipt id is used once")
-        new = ~(duplicate | conflict)
+        state, stored_index = customer_states(ledger, compiled, batch.customer_id.drop_null().to_pylist())
+        admission = admit(ledger, batch, prints, state, stored_index=stored_index)
+        for refusal in admission.refused.values():
+            raise (ReceiptConflict if refusal.kind == CONFLICT else LateReceipt)(refusal.reason)
+        new = admission.admitted
         if new.any():
             fresh = batch if new.all() else batch.take(np.flatnonzero(new))
-            _commit(ledger, connection, compiled, version, fresh, prints[new])
+            _commit(ledger, connection, compiled, version, fresh, prints[new], state, stored_index)
         return _results(ledger, connection, program, receipt_ids, existing=~new)
 
 
-def _commit(ledger: Ledger, connection, compiled, version: int, batch: ReceiptBatch, prints: np.ndarray) -> None:
-    """Score ``batch`` from its customers' stored state and write it (inside the transaction)."""
-    state, stored_index = customer_states(ledger, compiled, batch.customer_id.drop_null().to_pylist())
+def _commit(ledger: Ledger, connection, compiled, version: int, batch: ReceiptBatch, prints: np.ndarray,
+            state, stored_index: np.ndarray) -> None:
+    """Score admitted receipts from their customers' stored state and write them (inside the transaction)."""
     known = len(state)
-    late = late_reasons(ledger, batch, state, stored_index=stored_index)
-    if late:
-        raise LateReceipt(next(iter(late.values())))
     prepared = kernel.prepare(batch, compiled, state)
     scores = kernel.score(prepared, compiled, state, originals=stored_originals(ledger, originals_outside(batch)))
     if len(state) > known:  # customers seen for the first time
@@ -121,22 +116,19 @@ def _commit(ledger: Ledger, connection, compiled, version: int, batch: ReceiptBa
     category_ids = vocabulary_ids(connection, "categories", batch.category_names)
     append_chunk(connection, ledger, prepared, scores, prints, category_ids, sku_ids_of(ledger, connection, batch),
                  version, realtime_run(ledger, connection), state, stored_index)
-    advance_state_generation(ledger, connection, current_state_generation(connection))
-
-
-#: How far ahead of this machine's clock a receipt may be dated (tills' clocks drift): a receipt
-#: from the future would make every real receipt of its customer late.
-FUTURE_TOLERANCE_US = 24 * 3600 * 1_000_000
+    advance_state_generation(ledger, connection, current_state_generation(connection), batch.local_month)
 
 
 def _refuse_future(checked: CheckedReceipts) -> None:
-    latest = time.time_ns() // 1000 + FUTURE_TOLERANCE_US
-    problems = [_problem_at(checked, position, "ts", "the receipt is dated more than a day ahead of now")
-                for position in np.flatnonzero(checked.batch.instant_us > latest)]
-    future_returns = [InputProblem(line.source, line.row, "ts", None, "the return is dated more than a day ahead of now")
-                      for line in checked.returns if line.instant_us > latest]
-    if problems or future_returns:
-        raise InputError(problems + future_returns)
+    """Receipts and returns dated beyond the admission rule's tolerance, by input row."""
+    hours = FUTURE_TOLERANCE_US // 3_600_000_000
+    problems = [_problem_at(checked, position, "ts", f"the receipt is dated more than {hours} hours ahead of now")
+                for position in np.flatnonzero(ahead_of_now(checked.batch.instant_us))]
+    returns = [line for line in checked.returns if ahead_of_now(line.instant_us)]
+    problems += [InputProblem(line.source, line.row, "ts", None, f"the return is dated more than {hours} hours ahead "
+                              "of now") for line in returns]
+    if problems:
+        raise InputError(problems)
 
 
 def _refuse_beyond_bounds(checked: CheckedReceipts, amount_bound: int) -> None:

@@ -5,23 +5,29 @@ import numpy as np
 from tqdm import tqdm
 
 from ..engine import kernel
+from ..ledger.closes import months_written_after_close, receipts_after_close
 from ..ledger.customers import load_state
 from ..ledger.figures import (
     anonymous_receipts_with_points,
     balance_mismatches,
     debts_with_points_held,
     earn_mismatches,
+    receipts_ahead_of,
 )
+from ..ledger.clock import now_us
 from ..ledger.handle import Ledger
+from ..localtime import month_label
 from ..points.replay import ledger_batch
 from ..program.tables import compile_program
+from .admission import FUTURE_TOLERANCE_US, utc_text
 
 #: Customers replayed at once by ``check``: bounds its memory whatever the ledger's size.
 CHECK_BLOCK_CUSTOMERS = 50_000
 
 
 
-def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS, progress: bool = False) -> list[str]:
+def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS, allow_future: bool = False,
+                 progress: bool = False) -> list[str]:
     """Every broken invariant, as a sentence naming what is wrong (empty when all hold).
 
     - a customer's balance (Σ journal) equals the points left in their lots less their debt,
@@ -29,7 +35,12 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     - each receipt's points equal its journal entries (a return's: less what it could not
       take back), and anonymous receipts earn nothing;
     - replaying every stored receipt through the kernel from an empty state gives each
-      receipt's stored points and every customer's stored state.
+      receipt's stored points and every customer's stored state;
+    - no receipt dated in a closed month was written after its close (its expiry, statuses
+      and movements were recorded without it);
+    - no receipt is dated beyond the admission rule's tolerance ahead of now (it would make
+      every real receipt of its customer late; ``fidelis void`` repairs it), unless
+      ``allow_future`` (a ledger of synthetic data loaded with it).
 
     Customers are replayed ``block_customers`` at a time (their histories are independent),
     so memory stays bounded whatever the ledger's size.
@@ -41,6 +52,25 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
         problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal entries")
     for customer_id, debt, held in debts_with_points_held(ledger):
         problems.append(f"customer {customer_id!r}: owes {debt} points yet holds {held} in lots")
+
+    late = receipts_after_close(ledger)
+    for receipt_id, month in late[:20]:
+        problems.append(f"receipt {receipt_id!r}: dated in {month_label(month)}, but written after that month's close")
+    if len(late) > 20:
+        problems.append(f"… and {len(late) - 20} more receipts written after their month's close")
+    named = {month for _, month in late}
+    for month in months_written_after_close(ledger):
+        if month not in named:
+            problems.append(f"receipts dated in {month_label(month)} were written after that month's close")
+
+    ahead = [] if allow_future else receipts_ahead_of(ledger, now_us() + FUTURE_TOLERANCE_US)
+    for receipt_id, customer_id, instant_us in ahead[:20]:
+        whose = "anonymous" if customer_id is None else f"of customer {customer_id!r}"
+        problems.append(f"receipt {receipt_id!r} ({whose}) is dated {utc_text(instant_us)}, ahead of now, so its "
+                        f"customer's real receipts are refused as late; `fidelis void LEDGER {receipt_id} --reason …` "
+                        "takes it out")
+    if len(ahead) > 20:
+        problems.append(f"… and {len(ahead) - 20} more receipts dated ahead of now")
 
     program = ledger.current_program().program
     compiled = compile_program(program)

@@ -18,6 +18,7 @@ Everything is validated before the first write.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import pickle
@@ -58,12 +59,21 @@ from ..ledger.customers import (
 )
 from ..ledger.handle import Ledger
 from ..ledger.journal import finish_run, start_run
-from ..ledger.receipts import existing_receipts, stored_originals, vocabulary_ids
+from ..ledger.receipts import stored_originals, vocabulary_ids
 from ..program.tables import ProgramTables, compile_program
 from ..returns import original_positions
 from ..scores import Scores
 from ..state import CustomerState
-from .admission import before_last_scored, late_reasons, receipts_over, stored_verdicts
+from .admission import (
+    CLOSED,
+    CONFLICT,
+    FUTURE,
+    FUTURE_TOLERANCE_US,
+    LATE,
+    Admission,
+    admit,
+    receipts_over,
+)
 from .commit import append_chunk, sku_ids_of
 from .rejects import Rejects, input_location
 
@@ -85,7 +95,10 @@ class LoadSummary:
     rejected_files: int = 0
     duplicates_skipped: int = 0
     conflicts: int = 0
+    #: before their customer's last receipt, or in a closed month
     late_receipts: int = 0
+    #: dated further ahead of now than the tolerance (admission.FUTURE_TOLERANCE_US)
+    future_receipts: int = 0
     returns_loaded: int = 0
     returns_refused: int = 0
     #: points returns took back, and (``negative_balance = "floor_zero"``) could not
@@ -99,6 +112,11 @@ class LoadSummary:
     problems: list[InputProblem] = field(default_factory=list)
     problem_count: int = 0
 
+    def count_refusals(self, admission: Admission) -> None:
+        self.conflicts += admission.count(CONFLICT)
+        self.late_receipts += admission.count(LATE, CLOSED)
+        self.future_receipts += admission.count(FUTURE)
+
     def add_problems(self, problems: list[InputProblem]) -> None:
         self.problems += problems[:max(PROBLEMS_KEPT - len(self.problems), 0)]
         self.problem_count += len(problems)
@@ -108,7 +126,8 @@ class LoadSummary:
             "receipts_loaded": self.receipts_loaded, "new_customers": self.new_customers,
             "points": self.points, "rejected_rows": self.rejected_rows, "rejected_files": self.rejected_files,
             "duplicates_skipped": self.duplicates_skipped, "conflicts": self.conflicts,
-            "late_receipts": self.late_receipts, "returns_loaded": self.returns_loaded,
+            "late_receipts": self.late_receipts, "future_receipts": self.future_receipts,
+            "returns_loaded": self.returns_loaded,
             "returns_refused": self.returns_refused, "points_taken_back": self.points_taken_back,
             "points_unrecovered": self.points_unrecovered,
         }
@@ -123,6 +142,7 @@ def load_files(
     rejects_file: str | Path | None = None,
     chunk_receipts: int = CHUNK_RECEIPTS,
     part_rows: int = PART_ROWS,
+    allow_future: bool = False,
     progress: bool = False,
 ) -> LoadSummary:
     """Load receipt files into ``ledger`` exactly once; see the module docstring.
@@ -131,6 +151,7 @@ def load_files(
     before anything is written (InputError listing the first problems and the total). With
     it, those rows go to ``rejects_file`` with reasons and the rest is loaded. ``part_rows``
     bounds how many input rows are validated at once, and so the load's memory.
+    ``allow_future`` admits receipts dated any time ahead of now (synthetic data only).
     """
     started = time.perf_counter()
     if rejects_file is not None:
@@ -169,7 +190,8 @@ def load_files(
             if not segments:  # no receipt id of this load hashes to this part
                 continue
             with _timed(summary, "validating"):
-                accepted = _check_part(ledger, segments, compiled, state, summary, rejects)
+                accepted = _check_part(ledger, segments, compiled, state, summary, rejects,
+                                       None if allow_future else FUTURE_TOLERANCE_US)
             partitions.add(accepted, state.index_of(accepted.customer_id))
             vocabulary["categories"].update(dict.fromkeys(accepted.category_names))
             if accepted.line_sku is not None:
@@ -187,7 +209,7 @@ def load_files(
                 # another writer (a till through the API, another load) changed customers or
                 # their state while this load read its files: start from the ledger as it is now
                 state, stored_customers = _restate(ledger, compiled, state, stored_customers, customers)
-            generation = advance_state_generation(ledger, connection, current)
+            generation = advance_state_generation(ledger, connection, current, np.zeros(0, np.int32))
             run_id = start_run(connection, "load", arguments, {str(p): _file_sha256(p) for p in paths})
             add_customers(connection, state, stored_customers, customers)
             for table, names in vocabulary.items():
@@ -233,7 +255,7 @@ def _timed(summary: LoadSummary, stage: str) -> Iterator[None]:
 
 
 def _check_part(ledger: Ledger, segments, compiled: ProgramTables, state: CustomerState, summary: LoadSummary,
-                rejects: "Rejects") -> ReceiptBatch:
+                rejects: "Rejects", future_tolerance_us: int | None) -> ReceiptBatch:
     """Validate one part of the input and refuse what the ledger cannot take.
 
     Returns the receipts to load, in processing order, their content fingerprints in the
@@ -252,11 +274,11 @@ def _check_part(ledger: Ledger, segments, compiled: ProgramTables, state: Custom
     receipt_ids = batch.receipt_id.to_pylist()
     keep = np.ones(len(batch), dtype=bool)
 
-    def refuse(position: int, column: str, reason: str) -> None:
+    def refuse(position: int, column: str, reason: str, value: str | None = None) -> None:
         keep[position] = False
         refused_receipts[receipt_ids[position]] = reason
         source, row = input_location(checked, int(batch.metadata["first_input_row"][position]))
-        problems.append(InputProblem(source, row, column, receipt_ids[position], reason))
+        problems.append(InputProblem(source, row, column, receipt_ids[position] if value is None else value, reason))
 
     # A receipt's lines come from one file: the same id in two files of one load is two
     # exports of it (overlapping files), and merging them would double its lines.
@@ -272,20 +294,14 @@ def _check_part(ledger: Ledger, segments, compiled: ProgramTables, state: Custom
         refuse(position, "amount", f"receipt {receipt_ids[position]!r} is larger than the engine's exact-arithmetic "
                                    f"bound of {amount_bound} minor units")
 
-    # exactly once: receipts already in the ledger are skipped, or conflicts if changed
-    duplicate, conflict = stored_verdicts(existing_receipts(ledger, receipt_ids), receipt_ids, fingerprints)
-    summary.duplicates_skipped += int((keep & duplicate).sum())
-    for position in np.flatnonzero(keep & conflict):
-        summary.conflicts += 1
-        refuse(position, "receipt_id", f"receipt {receipt_ids[position]!r}: a different receipt with this id is "
-                                       "already in the ledger (conflict)")
-    keep &= ~duplicate
-
-    late = np.zeros(len(batch), dtype=bool)
-    for position, reason in late_reasons(ledger, batch, state, keep).items():
-        late[position] = True
-        refuse(position, "ts", reason)
-    summary.late_receipts += int(late.sum())
+    # exactly once, in order, never from the future or into a closed month (the rule is
+    # evaluated again inside each chunk's write)
+    admission = admit(ledger, batch, fingerprints, state, among=keep, future_tolerance_us=future_tolerance_us)
+    summary.duplicates_skipped += int(admission.duplicate.sum())
+    summary.count_refusals(admission)
+    for position, refusal in admission.refused.items():
+        refuse(position, refusal.column, refusal.reason, refusal.value)
+    keep &= ~admission.duplicate
     # a return whose original this load refuses is refused with it
     originals = original_positions(batch)
     for position in np.flatnonzero(keep & (originals >= 0)):
@@ -369,13 +385,15 @@ class _Partitions:
 
 
 class _ChunkWriter:
-    """Scores batches from the stored state and commits them chunk by chunk.
+    """Scores batches and commits them chunk by chunk, each under the admission rule.
 
-    Another writer may commit between two chunks (tills accruing through the API while an
-    export loads). Each chunk's transaction sees it (the state generation moved); from then
-    on, every chunk's customers are read back from the ledger and the chunk is scored again
-    inside its transaction, after dropping receipts the other writer stored meanwhile, so
-    the load builds on what the others wrote instead of overwriting it.
+    Each chunk is admitted, scored and written inside one write transaction, so whatever
+    another writer committed before it — tills accruing through the API while an export
+    loads, another load, a month-end closing a month — is seen: receipts it stored are
+    duplicates or conflicts, receipts it made late or closed are refused, counted and named.
+    Once another writer is seen (the state generation moved), every chunk's customers are
+    read back from the ledger before it is scored, so the load builds on what the others
+    wrote instead of overwriting it.
     """
 
     def __init__(self, ledger: Ledger, compiled: ProgramTables, state: CustomerState, program_version: int,
@@ -391,78 +409,67 @@ class _ChunkWriter:
         """Commit ``batch`` (in processing order); yields (receipts, points) per committed chunk."""
         if len(self.out) < min(self.chunk_receipts, len(batch)):
             self.out = Scores.empty(min(self.chunk_receipts, len(batch)))
-        prints = batch.metadata["content_fingerprint"]
         prepared = kernel.prepare(batch, self.compiled, self.state)
         with self.ledger.write() as connection:
             category_ids = vocabulary_ids(connection, "categories", batch.category_names)
             sku_ids = sku_ids_of(self.ledger, connection, batch)
-        for start in range(0, len(batch), self.chunk_receipts):
-            stop = min(start + self.chunk_receipts, len(batch))
-            chunk = kernel.PreparedBatch(
-                batch=batch.slice(start, stop), compiled=self.compiled,
-                customer_index=prepared.customer_index[start:stop],
-                store_class_of_code=prepared.store_class_of_code,
-                category_class_of_code=prepared.category_class_of_code,
-            )
-            with _timed(self.summary, "scoring"):
-                scores = kernel.score(chunk, self.compiled, self.state, out=self.out,
-                                      originals=self._stored_originals(chunk.batch))
-            chunk_skus = None if sku_ids is None else sku_ids[batch.line_offsets[start]:batch.line_offsets[stop]]
-            chunk_prints = prints[start:stop]
-            with _timed(self.summary, "writing"), self.ledger.write() as connection:
+        for chunk, prints, skus in self._chunks(prepared, batch.metadata["content_fingerprint"], sku_ids):
+            started, scoring = time.perf_counter(), 0.0
+            with self.ledger.write() as connection:
                 current = current_state_generation(connection)
                 if current != self.generation:
                     self.resync = True  # another writer wrote meanwhile: from now on, trust the ledger
                 if self.resync:
-                    keep = self._not_stored(chunk, chunk_prints)
                     reload_state(self.ledger, self.state, np.unique(chunk.customer_index[chunk.customer_index >= 0]))
-                    keep &= self._not_late(chunk)
-                    if not keep.all():
-                        chunk, chunk_prints, chunk_skus = _kept(chunk, keep, chunk_prints, chunk_skus)
-                    scores = kernel.score(chunk, self.compiled, self.state, out=self.out,
-                                          originals=self._stored_originals(chunk.batch))
-                self.generation = advance_state_generation(self.ledger, connection, current)
-                unrecovered = append_chunk(connection, self.ledger, chunk, scores, chunk_prints, category_ids,
-                                            chunk_skus, self.program_version, self.run_id, self.state)
+                # no one else stored receipts since the last chunk unless the generation moved
+                admission = admit(self.ledger, chunk.batch, prints, self.state, look_up_stored=self.resync,
+                                  future_tolerance_us=None,  # (the clock only moves on since validation)
+                                  customer_index=chunk.customer_index)
+                keep = self._admitted(chunk, admission)
+                if not keep.all():
+                    chunk, prints, skus = _kept(chunk, keep, prints, skus)
+                scored = time.perf_counter()
+                scores = kernel.score(chunk, self.compiled, self.state, out=self.out,
+                                      originals=self._stored_originals(chunk.batch))
+                scoring = time.perf_counter() - scored
+                self.generation = advance_state_generation(self.ledger, connection, current, chunk.batch.local_month)
+                unrecovered = append_chunk(connection, self.ledger, chunk, scores, prints, category_ids,
+                                           skus, self.program_version, self.run_id, self.state)
+            self.summary.stage_seconds["scoring"] += scoring
+            self.summary.stage_seconds["writing"] += time.perf_counter() - started - scoring
             returns = chunk.batch.is_return
             self.summary.returns_loaded += int(returns.sum())
             self.summary.points_taken_back += -int(scores.points[returns].sum())
             self.summary.points_unrecovered += unrecovered
             yield len(chunk.batch), int(scores.points[:len(chunk.batch)][~returns].sum())
 
-    def _not_stored(self, chunk: kernel.PreparedBatch, prints: np.ndarray) -> np.ndarray:
-        """Which receipts of the chunk another writer did not store meanwhile (the same receipt
-        sent in real time while its export loads is a duplicate; another receipt under its
-        id, a conflict): both counted, neither loaded twice."""
-        receipt_ids = chunk.batch.receipt_id.to_pylist()
-        duplicate, conflict = stored_verdicts(existing_receipts(self.ledger, receipt_ids), receipt_ids, prints)
-        self.summary.duplicates_skipped += int(duplicate.sum())
-        for position in np.flatnonzero(conflict):
-            self.summary.conflicts += 1
-            self.summary.add_problems([InputProblem(
-                "<load>", None, "receipt_id", receipt_ids[position],
-                "another receipt with this id was stored while this load ran (conflict); not loaded")])
-        return ~(duplicate | conflict)
+    def _chunks(self, prepared: kernel.PreparedBatch, prints: np.ndarray, sku_ids: np.ndarray | None
+                ) -> Iterator[tuple[kernel.PreparedBatch, np.ndarray, np.ndarray | None]]:
+        """The prepared batch ``chunk_receipts`` at a time, with each chunk's fingerprints and sku ids."""
+        batch = prepared.batch
+        for start in range(0, len(batch), self.chunk_receipts):
+            stop = min(start + self.chunk_receipts, len(batch))
+            chunk = dataclasses.replace(prepared, batch=batch.slice(start, stop),
+                                        customer_index=prepared.customer_index[start:stop])
+            skus = None if sku_ids is None else sku_ids[batch.line_offsets[start]:batch.line_offsets[stop]]
+            yield chunk, prints[start:stop], skus
 
-    def _not_late(self, chunk: kernel.PreparedBatch) -> np.ndarray:
-        """Which receipts of the chunk still come after their customer's last stored one:
-        another writer may have stored a later receipt of the customer meanwhile; those that
-        became late are counted and named, not scored out of order."""
-        late = before_last_scored(self.state, chunk.customer_index, chunk.batch.instant_us)
-        for position in np.flatnonzero(late):
-            self.summary.late_receipts += 1
-            self.summary.add_problems([InputProblem(
-                "<load>", None, "ts", chunk.batch.receipt_id[position].as_py(),
-                "another writer stored a later receipt of this customer while this load ran; history is not "
-                "rescored, so this receipt was not loaded")])
-        return ~late
+    def _admitted(self, chunk: kernel.PreparedBatch, admission: Admission) -> np.ndarray:
+        """Which receipts of the chunk go in; the others another writer made duplicates,
+        conflicts, late or closed while this load ran: counted and named, not loaded."""
+        self.summary.duplicates_skipped += int(admission.duplicate.sum())
+        self.summary.count_refusals(admission)
+        receipt_ids = chunk.batch.receipt_id.to_pylist()
+        self.summary.add_problems([
+            InputProblem("<load>", None, refusal.column, receipt_ids[position],
+                         f"{refusal.reason} (another writer came in while this load ran); not loaded")
+            for position, refusal in admission.refused.items()])
+        return admission.admitted
 
     def _stored_originals(self, chunk: ReceiptBatch) -> dict:
         """Originals of the chunk's returns that are not in the chunk: loaded before, or in an
         earlier chunk of this load (committed by now)."""
         return stored_originals(self.ledger, originals_outside(chunk))
-
-
 
 
 def _ids_in_several_files(checked: CheckedReceipts, receipt_ids: list[str]) -> dict[int, list[str]]:

@@ -11,6 +11,13 @@ A chain closes each local month once, in order. Closing month M:
    itself, all in one transaction: a close is all or nothing, and closing a closed month is
    a no-op.
 
+Tills keep accruing while a month-end runs. Statuses are computed without holding the
+write lock; a close conflicts only with receipts dated in the months it closes that were
+written meanwhile (an offline till catching up), and then that month's statuses are
+computed again under the write lock, so the close always completes with the receipts as
+they are. Receipts dated after the month (today's) do not concern it. Once a month is
+closed, no writer takes receipts dated in it (:mod:`~fidelis.core.jobs.admission`).
+
 Status in the past is not recoverable from the stored state once later receipts are loaded,
 so customers with receipts after a month's end are replayed through the kernel from their
 stored receipts, a block of customers at a time (memory stays bounded); customers without
@@ -36,7 +43,11 @@ from ..ledger.closes import (
     record_close,
     record_status,
 )
-from ..ledger.customers import check_state_generation, state_generation
+from ..ledger.customers import (
+    current_state_generation,
+    months_written_since,
+    state_generation,
+)
 from ..ledger.handle import Ledger
 from ..ledger.journal import journal_end, start_run
 from ..localtime import (
@@ -89,12 +100,18 @@ def month_end(ledger: Ledger, through_month: int | None = None, *, progress: boo
     run_arguments = {"through": month_label(through_month)}
     for month, tiers in tqdm(zip(months, statuses), total=len(months), desc="closing", unit=" months",
                              disable=not progress):
-        closes.append(_close(ledger, month, tiers, run_arguments, generation))
+        closes.append(_close(ledger, month, tiers, run_arguments, generation, block_customers))
     return closes
 
 
-def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict, generation: int) -> MonthClose:
-    """Expire, record movements and the close of one month, in one transaction."""
+def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict, generation: int,
+           block_customers: int) -> MonthClose:
+    """Expire, record movements and the close of one month, in one transaction.
+
+    ``tiers`` were computed from the ledger at state ``generation``; if receipts dated in
+    this month or before were written since, they are computed again inside the
+    transaction, where no other writer can come in.
+    """
     program = ledger.current_program().program
     end_us = month_start_us(month + 1, program.info.timezone) - 1
     # inactive: no earn or redemption since the start of the month inactivity_months - 1
@@ -103,16 +120,15 @@ def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict, g
     with ledger.write() as connection:
         if month_closed(connection, month):
             raise LedgerError(f"{month_label(month)} was closed meanwhile by another process; run again")
-        # statuses were computed from the receipts as they were when this run started
-        check_state_generation(ledger, connection, generation, "receipts were loaded while month-end ran; run it "
-                                      "again (the months it closed stay closed)")
+        if months_written_since(connection, generation, month):
+            [tiers] = month_end_statuses(ledger, [month], block_customers=block_customers)
         run_id = start_run(connection, "month-end", {**run_arguments, "month": month_label(month)}, {})
         journal_before = journal_end(connection)
         expired = expire_lots(connection, month, gone_day, inactive_before, end_us,
                                      f"expiry {month_label(month)}", run_id)
         movements = record_status(connection, month, tiers)
         close = MonthClose(month, sum(expired.values()), len(expired), movements)
-        record_close(connection, close, run_id, journal_before)
+        record_close(connection, close, run_id, journal_before, current_state_generation(connection))
     return close
 
 

@@ -135,11 +135,38 @@ def record_status(connection: sqlite3.Connection, month: int, tiers: np.ndarray)
     return len(rows)
 
 
-def record_close(connection: sqlite3.Connection, close, run_id: int, journal_before: int) -> None:
+def record_close(connection: sqlite3.Connection, close, run_id: int, journal_before: int, generation: int) -> None:
+    """The close of a month, with the last journal entry and the state generation before it."""
     connection.execute(
         "INSERT INTO month_closes (month, run_id, closed_at, expired_points, customers_expired, movements, "
-        "journal_before) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "journal_before, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (close.month, run_id, now_text(), close.expired_points, close.customers_expired, close.movements,
-         journal_before))
+         journal_before, generation))
     connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now') WHERE run_id = ?",
                        (run_id,))
+
+
+#: A receipt's local month, from its local day, in SQL: (year - 1970) * 12 + month - 1.
+_RECEIPT_MONTH = ("((CAST(strftime('%Y', r.local_day * 86400, 'unixepoch') AS INTEGER) - 1970) * 12 "
+                  "+ CAST(strftime('%m', r.local_day * 86400, 'unixepoch') AS INTEGER) - 1)")
+
+
+def receipts_after_close(ledger: Ledger) -> list[tuple[str, int]]:
+    """(receipt id, month) of receipts dated in a closed month whose points were written
+    after its close (their journal entries come after the close's), in journal order.
+
+    One pass over the journal entries after the first close (``CROSS JOIN`` keeps that
+    order); receipts without points are covered by :func:`months_written_after_close`.
+    """
+    return ledger.db.execute(
+        "SELECT DISTINCT r.receipt_id, c.month FROM journal j CROSS JOIN receipts r CROSS JOIN month_closes c "
+        "WHERE j.entry_id > (SELECT MIN(journal_before) FROM month_closes) AND (j.kind = 'earn' OR j.kind = 'reverse') "
+        f"AND r.receipt_id = j.reference AND c.month = {_RECEIPT_MONTH} AND j.entry_id > c.journal_before "
+        "ORDER BY j.entry_id").fetchall()
+
+
+def months_written_after_close(ledger: Ledger) -> list[int]:
+    """Closed months that received receipts after their close (closes recorded since m009)."""
+    return [month for (month,) in ledger.db.execute(
+        "SELECT c.month FROM month_closes c JOIN month_writes w ON w.month = c.month "
+        "WHERE c.generation IS NOT NULL AND w.generation > c.generation ORDER BY c.month")]

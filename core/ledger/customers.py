@@ -40,17 +40,34 @@ def state_generation(ledger: Ledger) -> int:
     return ledger.db.execute("SELECT value FROM ledger_meta WHERE key = 'state_generation'").fetchone()[0]
 
 
-def advance_state_generation(ledger: Ledger, connection: sqlite3.Connection, expected: int) -> int:
-    """Inside a write: refuse if another writer moved the state since ``expected``.
+def advance_state_generation(ledger: Ledger, connection: sqlite3.Connection, expected: int,
+                             months: np.ndarray) -> int:
+    """Inside a write of receipts dated in local ``months``: refuse if another writer moved
+    the state since ``expected``, then move it and mark those months written at the new
+    generation.
 
     Scoring reads customer state before writing what it scored; if another process
     wrote state in between, this run's scores rest on a stale history and must not land.
+    The months let a month-end tell writes into the months it closes from the rest
+    (:func:`months_written_since`).
     """
     check_state_generation(
         ledger, connection, expected, "another process wrote to the ledger while this load was running; nothing of "
         "this load's last step was written — run it again (what is already loaded is skipped)")
-    connection.execute("UPDATE ledger_meta SET value = ? WHERE key = 'state_generation'", (expected + 1,))
-    return expected + 1
+    generation = expected + 1
+    connection.execute("UPDATE ledger_meta SET value = ? WHERE key = 'state_generation'", (generation,))
+    connection.executemany(
+        f"INSERT INTO month_writes (month, generation) VALUES (?, {generation}) "
+        "ON CONFLICT(month) DO UPDATE SET generation = excluded.generation",
+        [(month,) for month in np.unique(np.asarray(months)).tolist()])
+    return generation
+
+
+def months_written_since(connection: sqlite3.Connection, generation: int, through_month: int) -> bool:
+    """Whether receipts dated in a local month up to ``through_month`` were written after
+    the state ``generation``."""
+    return connection.execute("SELECT 1 FROM month_writes WHERE month <= ? AND generation > ? LIMIT 1",
+                              (through_month, generation)).fetchone() is not None
 
 
 def check_state_generation(ledger: Ledger, connection: sqlite3.Connection, expected: int, message: str) -> None:

@@ -40,14 +40,30 @@ def anonymous_receipts_with_points(ledger: Ledger) -> list[tuple[str, int]]:
 
 def earn_mismatches(ledger: Ledger) -> list[tuple[str, int, int]]:
     """(receipt id, its points less what it could not take back, its journal entries' points)
-    wherever the two differ: a sale's ``earn`` entries, a return's ``reverse`` entries."""
+    wherever the two differ: a sale's ``earn`` entries, a return's ``reverse`` entries. A
+    voided receipt's entries net to what its void could not take back, under the same id."""
+    entries = ("e AS (SELECT reference, SUM(points) AS points FROM journal WHERE kind = 'earn' OR kind = 'reverse' "
+               "GROUP BY reference), v AS (SELECT receipt_id, SUM(points_unrecovered) AS points FROM voided_receipts "
+               "WHERE customer_index IS NOT NULL GROUP BY receipt_id)")
     return ledger.db.execute(
-        "WITH e AS (SELECT reference, SUM(points) AS points FROM journal WHERE kind = 'earn' OR kind = 'reverse' "
-        "GROUP BY reference) "
-        "SELECT r.receipt_id, r.points + r.unrecovered_points, COALESCE(e.points, 0) FROM receipts r "
-        "LEFT JOIN e ON e.reference = r.receipt_id "
-        "WHERE r.customer_index IS NOT NULL AND r.points + r.unrecovered_points != COALESCE(e.points, 0)"
+        f"WITH {entries} "
+        "SELECT r.receipt_id, r.points + r.unrecovered_points + COALESCE(v.points, 0), COALESCE(e.points, 0) "
+        "FROM receipts r LEFT JOIN e ON e.reference = r.receipt_id LEFT JOIN v ON v.receipt_id = r.receipt_id "
+        "WHERE r.customer_index IS NOT NULL "
+        "AND r.points + r.unrecovered_points + COALESCE(v.points, 0) != COALESCE(e.points, 0)"
+    ).fetchall() + ledger.db.execute(
+        f"WITH {entries} SELECT v.receipt_id, v.points, COALESCE(e.points, 0) FROM v "
+        "LEFT JOIN e ON e.reference = v.receipt_id "
+        "WHERE v.receipt_id NOT IN (SELECT receipt_id FROM receipts) AND v.points != COALESCE(e.points, 0)"
     ).fetchall()
+
+
+def receipts_ahead_of(ledger: Ledger, instant_us: int) -> list[tuple[str, str | None, int]]:
+    """(receipt id, customer id, instant) of stored receipts dated after ``instant_us``."""
+    return ledger.db.execute(
+        "SELECT r.receipt_id, c.customer_id, r.instant_us FROM receipts r LEFT JOIN customers c "
+        "ON c.customer_index = r.customer_index WHERE r.instant_us > ? ORDER BY r.instant_us DESC",
+        (instant_us,)).fetchall()
 
 
 def receipts_by_tier(ledger: Ledger) -> dict[int, int]:

@@ -187,6 +187,13 @@ def lots_with_points(connection: sqlite3.Connection, customer: int) -> list[tupl
         "ORDER BY earned_month", (customer,)).fetchall()
 
 
+def lot_remaining(connection: sqlite3.Connection, customer: int, month: int) -> int:
+    """Points left in one lot (0 if there is none)."""
+    row = connection.execute("SELECT points_remaining FROM lots WHERE customer_index = ? AND earned_month = ?",
+                             (customer, month)).fetchone()
+    return 0 if row is None else row[0]
+
+
 def take_from_lot(connection: sqlite3.Connection, customer: int, month: int, points: int) -> None:
     connection.execute("UPDATE lots SET points_remaining = points_remaining - ? "
                        "WHERE customer_index = ? AND earned_month = ?", (points, customer, month))

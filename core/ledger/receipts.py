@@ -100,6 +100,36 @@ def last_receipt_at(ledger: Ledger, customer_index: int, instant_us: int) -> str
     return row[0]
 
 
+def receipt_for_void(connection: sqlite3.Connection, receipt_id: str) -> tuple | None:
+    """(customer index, customer id, instant, local day, points, is a return, ids of its returns, the
+    id of the customer's next receipt after it or None) of a stored receipt; None if absent."""
+    row = connection.execute(
+        "SELECT r.customer_index, c.customer_id, r.local_day, r.points, r.original_receipt_id IS NOT NULL, "
+        "r.instant_us FROM receipts r LEFT JOIN customers c ON c.customer_index = r.customer_index "
+        "WHERE r.receipt_id = ?", (receipt_id,)).fetchone()
+    if row is None:
+        return None
+    customer, customer_id, local_day, points, is_return, instant_us = row
+    returns = [found for (found,) in connection.execute(
+        "SELECT receipt_id FROM receipts WHERE original_receipt_id = ? ORDER BY receipt_id", (receipt_id,))]
+    later = None if customer is None else connection.execute(
+        "SELECT receipt_id FROM receipts WHERE customer_index = ? AND (instant_us > ? OR (instant_us = ? AND "
+        "receipt_id > ?)) ORDER BY instant_us DESC, receipt_id DESC LIMIT 1",
+        (customer, instant_us, instant_us, receipt_id)).fetchone()
+    return customer, customer_id, instant_us, local_day, points, bool(is_return), returns, later and later[0]
+
+
+def move_to_voided(connection: sqlite3.Connection, receipt_id: str, unrecovered: int, void_run_id: int,
+                   reason: str) -> None:
+    """Take a receipt out of ``receipts`` into ``voided_receipts`` (inside the caller's transaction)."""
+    connection.execute(
+        "INSERT INTO voided_receipts (receipt_id, customer_index, store_id, instant_us, amount_minor, points, "
+        "points_unrecovered, content_hash, lines, run_id, void_run_id, reason) SELECT receipt_id, customer_index, "
+        "store_id, instant_us, amount_minor, points, ?, content_hash, lines, run_id, ?, ? FROM receipts "
+        "WHERE receipt_id = ?", (unrecovered, void_run_id, reason, receipt_id))
+    connection.execute("DELETE FROM receipts WHERE receipt_id = ?", (receipt_id,))
+
+
 def receipt_results(connection: sqlite3.Connection, receipt_ids: list[str]) -> dict[str, tuple]:
     """Receipt id -> (customer id, tier, (rate, basket, visit, welcome, cap points, points),
     unrecovered points, original receipt id, the customer's balance now)."""

@@ -240,3 +240,43 @@ def m008_api_keys(db: sqlite_utils.Database) -> None:
             created_at TEXT NOT NULL,
             revoked_at TEXT
         )""")
+
+
+@migrations()
+def m009_month_writes(db: sqlite_utils.Database) -> None:
+    """Which local months each write of receipts touched, and the state generation of each close.
+
+    A month-end computes statuses from the receipts as they were when it started; at each
+    close it must know whether receipts dated in the months it closes were written since
+    (then it recomputes under the write lock), and ``check`` whether any were written
+    after a month's close. Receipts dated in other months (tills accruing today) do not
+    concern a close.
+    """
+    db.execute("""
+        CREATE TABLE month_writes (
+            month INTEGER PRIMARY KEY,          -- local month of receipts written
+            generation INTEGER NOT NULL         -- the state generation of the last write into it
+        ) WITHOUT ROWID""")
+    db.execute("ALTER TABLE month_closes ADD COLUMN generation INTEGER")  # NULL: closed before m009
+
+
+@migrations()
+def m010_voided_receipts(db: sqlite_utils.Database) -> None:
+    """Receipts voided by an operator (a mistyped year, a test receipt sent to production):
+    out of the customer's history, kept here for the audit trail with the reason."""
+    db.execute("""
+        CREATE TABLE voided_receipts (
+            receipt_id TEXT NOT NULL,
+            customer_index INTEGER,
+            store_id TEXT NOT NULL,
+            instant_us INTEGER NOT NULL,
+            amount_minor INTEGER NOT NULL,
+            points INTEGER NOT NULL,          -- what it had earned
+            points_unrecovered INTEGER NOT NULL,  -- of those, already spent and not taken back
+            content_hash INTEGER NOT NULL,
+            lines BLOB NOT NULL,
+            run_id INTEGER NOT NULL REFERENCES runs(run_id),       -- the run that stored it
+            void_run_id INTEGER NOT NULL REFERENCES runs(run_id),  -- the run that voided it
+            reason TEXT NOT NULL,
+            PRIMARY KEY (receipt_id, void_run_id)
+        ) WITHOUT ROWID""")
