@@ -374,6 +374,11 @@ def test_supported_range_edges_are_accepted(write_csv):
         ("receipt_id", "", "required value is empty"),
         ("store_id", "", "required value is empty"),
         ("category", "", "required value is empty"),
+        ("receipt_id", "R\x00", "holds a control character"),
+        ("customer_id", "1\x00", "holds a control character"),
+        ("store_id", "S\t1", "holds a control character"),
+        ("category", "c\x1b", "holds a control character"),
+        ("sku", "A\x7f", "holds a control character"),
     ],
 )
 def test_bad_values(write_csv, column, value, reason):
@@ -384,6 +389,24 @@ def test_bad_values(write_csv, column, value, reason):
     [problem] = problems_of(write_csv("r.csv", ",".join(fields), header=HEADER_SKU))
     assert (problem.row, problem.column, problem.value) == (1, column, value)
     assert reason in problem.reason
+
+
+def test_ids_and_names_are_trimmed_of_surrounding_spaces(write_csv):
+    """A card number exported as "0042 " is customer 0042: one customer, not two."""
+    batch = read(write_csv("r.csv", " R1 ,0042 ,S1,2025-06-07T10:00,c ,1,1.00", "R2,0042,S1,2025-06-08T10:00,c,1,1.00"))
+    assert batch.receipt_id.to_pylist() == ["R1", "R2"]
+    assert batch.customer_id.to_pylist() == ["0042", "0042"] and names_of(batch.store_code, batch.store_names) == [
+        "S1", "S1"]
+    assert batch.category_names == ["c"]
+
+
+def test_a_control_character_in_a_return_row_or_a_customers_file_is_refused(write_csv):
+    path = write_csv("r.csv", "R1,1,S,2025-06-07T10:00,c,1,1.00,,,",
+                     "X1,1,S,2025-06-08T10:00,,1,,return,R\x001,1", header=HEADER + ",kind,original_receipt_id,line")
+    [problem] = problems_of(path)
+    assert (problem.row, problem.column) == (2, "original_receipt_id") and "control character" in problem.reason
+    with pytest.raises(InputError, match="row 2, column 'customer_id': holds a control character"):
+        read_customers(write_csv("c.csv", "1", "2\x00", header="customer_id"))
 
 
 def test_every_problem_is_reported_with_its_row(write_csv):

@@ -8,6 +8,7 @@ parsers share.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,6 +58,13 @@ CARD_NUMBER_HINT = " (numeric card numbers lose their leading zeros; store them 
 
 # Why a value is bad, as small codes per column; 0 is "fine", the tuples hold the messages.
 EMPTY_VALUE = "required value is empty"
+#: An id or name holding a C0 control character (NUL, tab, line break…) or DEL is a corrupt
+#: export or till, not a receipt: it is refused, never stored.
+CONTROL_CHARACTER = "holds a control character (NUL, tab, line break…); ids and names must be printable text"
+_CONTROL = r"[\x00-\x1f\x7f]"
+#: What makes an id worth a second look: surrounding spaces (trimmed) or a control character.
+_SUSPECT = r"^ | $|[\x00-\x1f\x7f]"
+_CONTROL_PATTERN = re.compile(_CONTROL)
 NO_ROWS = "no receipt rows (only a header)"
 _TS_EMPTY, _TS_NOT_ISO, _TS_DATE_ONLY, _TS_INVALID, _TS_OUT_OF_RANGE = range(1, 6)
 TIMESTAMP_REASONS = (
@@ -249,19 +257,21 @@ def parse_lines(
         if name in names
     ]
 
-    def text_columns() -> dict[str, pa.ChunkedArray | None]:
+    def text_columns() -> dict[str, tuple[pa.ChunkedArray | None, np.ndarray]]:
         return {
-            name: text_column(table.column(name), allow_integers=name != "customer_id")
+            name: identifier_column(table.column(name), allow_integers=name != "customer_id")
             for name in text_names
         }
 
-    text, instant, qty, amount = in_parallel(
+    identifiers, instant, qty, amount = in_parallel(
         table.num_rows,
         text_columns,
         lambda: instant_column(table.column("ts"), timezone),
         lambda: qty_column(table.column("qty")),
         lambda: _amount_column(table.column(amount_column), amount_column, minor_units),
     )
+
+    text = {name: found for name, (found, _) in identifiers.items()}
 
     def unusable(name: str, holds: str, hint: str = "") -> InputProblem:
         kind = table.column(name).type
@@ -288,6 +298,8 @@ def parse_lines(
     findings = Findings(table.num_rows)
     for name in ("receipt_id", "store_id", "category"):
         findings.add(np.flatnonzero(bool_mask(pc.equal(text[name], ""))), name, EMPTY_VALUE)
+    for name, (_, control_rows) in identifiers.items():
+        findings.add(control_rows, name, CONTROL_CHARACTER)
     if "kind" in names:  # return rows were taken out already: what is left must be a sale
         kind = text_column(table.column("kind"), allow_integers=False)
         if kind is None:
@@ -325,6 +337,24 @@ def in_parallel(rows: int, *calls: Callable[[], object]) -> list:
     with ThreadPoolExecutor(max_workers=min(_THREADS, len(calls))) as pool:
         futures = [pool.submit(call) for call in calls]
         return [future.result() for future in futures]
+
+
+def holds_control_character(value: str) -> bool:
+    """The row-by-row form of the control-character check (return rows are checked one by one)."""
+    return _CONTROL_PATTERN.search(value) is not None
+
+
+def identifier_column(column: pa.ChunkedArray, *, allow_integers: bool
+                      ) -> tuple[pa.ChunkedArray | None, np.ndarray]:
+    """An id or name column as text (:func:`text_column`), surrounding spaces trimmed — a card
+    number exported as ``"0042 "`` is customer ``0042`` — and the rows holding a control
+    character. One regular-expression pass when nothing needs either (the common case)."""
+    text = text_column(column, allow_integers=allow_integers)
+    nothing = np.zeros(0, dtype=np.int64)
+    if text is None or not pc.any(pc.match_substring_regex(text, _SUSPECT)).as_py():
+        return text, nothing
+    text = pc.utf8_trim(text, " ")
+    return text, np.flatnonzero(bool_mask(pc.match_substring_regex(text, _CONTROL)))
 
 
 def text_column(column: pa.ChunkedArray, *, allow_integers: bool) -> pa.ChunkedArray | None:

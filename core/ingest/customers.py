@@ -11,6 +11,7 @@ from ..batch import CustomerTable
 from ..errors import InputError, InputProblem
 from .columns import (
     CARD_NUMBER_HINT,
+    CONTROL_CHARACTER,
     CUSTOMER_COLUMNS,
     DATE_PATTERN,
     EMPTY_VALUE,
@@ -20,6 +21,7 @@ from .columns import (
     cast_each,
     combined_chunks,
     dictionary_codes,
+    identifier_column,
     int64_values,
     located_problems,
     one_array,
@@ -40,7 +42,7 @@ def read_customers(path: str | Path) -> CustomerTable:
             source, None, None, None,
             f"missing required column 'customer_id'; the columns found are: {found}",
         )])
-    text = text_column(table.column("customer_id"), allow_integers=False)
+    text, control_rows = identifier_column(table.column("customer_id"), allow_integers=False)
     if text is None:
         raise InputError([InputProblem(
             source, None, "customer_id", None,
@@ -50,6 +52,7 @@ def read_customers(path: str | Path) -> CustomerTable:
     findings = Findings(table.num_rows)
     empty = bool_mask(pc.equal(customer_id, ""))
     findings.add(np.flatnonzero(empty), "customer_id", EMPTY_VALUE)
+    findings.add(control_rows, "customer_id", CONTROL_CHARACTER)
     codes, distinct = dictionary_codes(customer_id)
     if len(distinct) < len(customer_id):
         repeated = (np.bincount(codes, minlength=len(distinct))[codes] > 1) & ~empty

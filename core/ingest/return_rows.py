@@ -19,14 +19,16 @@ from ..batch import ReceiptBatch, processing_order
 from ..errors import InputProblem
 from ..returns import OriginalReceipt, original_positions, remaining_amount
 from .columns import (
+    CONTROL_CHARACTER,
     EMPTY_VALUE,
     MAX_QTY,
     QTY_REASONS,
     TIMESTAMP_REASONS,
     InputSegment,
+    holds_control_character,
+    identifier_column,
     instant_column,
     qty_column,
-    text_column,
 )
 
 
@@ -68,7 +70,7 @@ def check_return_rows(
         def text(name: str) -> list[str | None]:
             if name not in table.column_names:
                 return [None] * count
-            column = text_column(table.column(name), allow_integers=name != "customer_id")
+            column, _ = identifier_column(table.column(name), allow_integers=name != "customer_id")
             values = (column if column is not None else table.column(name).cast(pa.string())).to_pylist()
             return [value if value not in (None, "") else None for value in values]
 
@@ -78,7 +80,9 @@ def check_return_rows(
         columns = {name: text(name) for name in ("receipt_id", "customer_id", "store_id", "original_receipt_id",
                                                  "sku", "line")}
         for i in range(count):
-            reasons = []
+            reasons = [(name, CONTROL_CHARACTER) for name in ("receipt_id", "customer_id", "store_id",
+                                                               "original_receipt_id", "sku")
+                       if columns[name][i] is not None and holds_control_character(columns[name][i])]
             for name in ("receipt_id", "store_id"):
                 if columns[name][i] is None:
                     reasons.append((name, EMPTY_VALUE))
