@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -152,13 +152,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(ledger: Path, *, workers: int = 2, threads: int = 16) -> Iterator[int]:
-    """``fidelis serve`` on a free loopback port for the duration; yields the port."""
+def served(ledger: Path, *, workers: int = 2, threads: int = 16, options: Sequence[str] = (),
+           log: Path | None = None) -> Iterator[int]:
+    """``fidelis serve`` on a free loopback port for the duration; yields the port.
+
+    ``options``: more ``fidelis serve`` options; ``log``: where its output goes (default: nowhere).
+    """
     port = free_port()
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
     server = subprocess.Popen(
         [sys.executable, "-m", "fidelis.core.cli", "serve", str(ledger), "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--threads", str(threads)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+         "--workers", str(workers), "--threads", str(threads), *options],
+        stdout=output, stderr=subprocess.STDOUT if log is not None else subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -169,7 +175,8 @@ def served(ledger: Path, *, workers: int = 2, threads: int = 16) -> Iterator[int
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
+                    said = server.stderr.read().decode() if server.stderr else log.read_text()
+                    raise RuntimeError(f"the server did not start: {said[-2000:]}")
                 time.sleep(0.1)
         yield port
     finally:
@@ -178,6 +185,8 @@ def served(ledger: Path, *, workers: int = 2, threads: int = 16) -> Iterator[int
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+        if log is not None:
+            output.close()
 
 
 def json_request(method: str, path: str, key: str, body: dict | None = None,

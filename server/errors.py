@@ -40,6 +40,10 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details, self.headers = status, code, message, details, headers
 
 
+class RequestTooSlow(Exception):
+    """The client did not send its whole request within the read deadline (408)."""
+
+
 def error_response(status: int, code: str, message: str, details: list[dict] | None = None,
                    headers: dict[str, str] | None = None) -> Response:
     body = {"code": code, "message": message}
@@ -95,6 +99,12 @@ def init_app(app: Flask) -> None:
         code = (error.name or "error").lower().replace(" ", "_")
         message = {413: "the request body is larger than this endpoint accepts"}.get(error.code, error.description)
         return error_response(error.code or 500, code, message)
+
+    @app.errorhandler(RequestTooSlow)
+    def too_slow(error: RequestTooSlow):
+        response = error_response(408, "request_timeout", "the request was not sent in time; send it again")
+        response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

@@ -93,3 +93,78 @@ def test_a_tills_identical_retries_through_gunicorn_each_get_an_answer(tmp_path,
     with Ledger(tmp_path / "chain.db") as ledger:
         assert len({balance(ledger, f"C{n}") for n in range(4)}) == 1
         assert check_ledger(ledger) == []
+
+
+def _slow_client(port: int, key: str, sent: threading.Event, answers: list) -> None:
+    """Sends a request's headers and then its body one byte a second, as a hostile or broken client."""
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(b"POST /v1/receipts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"X-API-Key: " + key.encode() + b"\r\nContent-Length: 1000\r\n\r\n{")
+        sent.set()
+        try:
+            for _ in range(20):
+                time.sleep(1)
+                connection.sendall(b" ")
+        except OSError:  # the server closed it
+            pass
+        answers.append(connection.recv(4096))
+
+
+@pytest.mark.slow
+def test_slow_clients_get_408_and_never_hold_the_server(tmp_path, verde_club):
+    """Three clients trickling a byte a second into a 1-worker, 2-thread server: health still
+    answers at once, and each trickler is answered 408 (JSON) once its read deadline passes."""
+    import time
+
+    with Ledger.create(tmp_path / "chain.db", verde_club) as ledger:
+        key = create_api_key(ledger, "write")  # (without a key it is refused before its body is read)
+    answers: list[bytes] = []
+    with served(tmp_path / "chain.db", workers=1, threads=2, options=["--read-timeout", "3"]) as port:
+        sent = [threading.Event() for _ in range(3)]
+        clients = [threading.Thread(target=_slow_client, args=(port, key, event, answers)) for event in sent]
+        for client in clients:
+            client.start()
+        for event in sent:
+            event.wait(10)
+        time.sleep(1)
+        started = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/v1/health")
+        assert connection.getresponse().status == 200
+        assert time.monotonic() - started < 5  # the deadline frees the threads within 3 s
+        for client in clients:
+            client.join(30)
+    assert len(answers) == 3
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408") and json.loads(body)["error"]["code"] == "request_timeout"
+
+
+@pytest.mark.slow
+def test_the_access_log_never_holds_a_key_and_gunicorns_errors_are_json(tmp_path, verde_club):
+    import base64
+    import socket
+
+    with Ledger.create(tmp_path / "chain.db", verde_club) as ledger:
+        key = create_api_key(ledger, "read")
+    log = tmp_path / "server.log"
+    with served(tmp_path / "chain.db", workers=1, threads=2, options=["--access-log"], log=log) as port:
+        basic = base64.b64encode(f"{key}:".encode()).decode()
+        for path, headers in ((f"/v1/customers/C1/balance?api_key={key}", {}),
+                              ("/v1/customers/C1/balance", {"Authorization": f"Basic {basic}"}),
+                              ("/v1/customers/C1/balance", {"X-API-Key": key, "Referer": f"http://x/?k={key}"})):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", path, headers=headers)
+            connection.getresponse().read()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:  # a request line too long
+            raw.sendall(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, _, body = raw.recv(65536).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 414") and b"application/json" in head
+        assert json.loads(body)["error"]["code"] == "request_line_too_long"
+    written = log.read_text()
+    assert written.count("GET /v1/customers/C1/balance HTTP/1.1") == 3
+    secret = key.rsplit("_", 1)[1]
+    assert secret not in written and key not in written

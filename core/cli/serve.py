@@ -13,9 +13,12 @@ from . import cli, file_path
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes (about one per core).")
 @click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
-@click.option("--access-log", is_flag=True, help="Log each request line and status to stdout (never headers).")
+@click.option("--access-log", is_flag=True,
+              help="Log each request's method, path, status and time to stdout (never query strings or headers).")
+@click.option("--read-timeout", "read_seconds", default=10.0, show_default=True, type=click.FloatRange(0.1, 600),
+              help="Seconds a client has to send one whole request; slower ones get 408 and are disconnected.")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-def serve(ledger_file, bind, workers, threads, access_log, dev) -> None:
+def serve(ledger_file, bind, workers, threads, access_log, read_seconds, dev) -> None:
     """Serve the HTTP API (balance, history, accrual, redemption, returns) for a ledger.
 
     Every route but /v1/health and /openapi.json needs a key from `fidelis api-key create`.
@@ -24,4 +27,5 @@ def serve(ledger_file, bind, workers, threads, access_log, dev) -> None:
     """
     from fidelis.server.serve import serve as run
 
-    run(str(ledger_file), bind=bind, workers=workers, threads=threads, access_log=access_log, dev=dev)
+    run(str(ledger_file), bind=bind, workers=workers, threads=threads, access_log=access_log,
+        read_seconds=read_seconds, dev=dev)
