@@ -101,8 +101,9 @@ def peer_rules(program: Program, category_names: list[str], store_names: list[st
         promotion = program.promotions[0]
         if any(getattr(promotion, name) is not None for name in ("start", "end", "hours", "tiers", "categories", "min_basket")):
             unsupported.append("a promotion with conditions other than weekdays and stores")
-    denominator, numerators = combined_rates(program)
-    if max(numerators.values()) * MAX_RECEIPT_AMOUNT_MINOR >= 2**63:
+    rates = combined_rates(program)
+    denominator = rates.denominator
+    if max(rates.base.values()) * max(rates.promotion) * MAX_RECEIPT_AMOUNT_MINOR >= 2**63:
         unsupported.append("rates whose sums need more than 64 bits")
     if unsupported:
         raise ValueError(f"the peers cannot score this program: {'; '.join(unsupported)}")
@@ -122,7 +123,7 @@ def peer_rules(program: Program, category_names: list[str], store_names: list[st
     for tier in range(tier_count):
         for promoted in (0, 1):
             for k, rate_class in enumerate(rate_classes):
-                rate_numerator[tier, promoted, k] = numerators[(tier, rate_class, promoted, False)]
+                rate_numerator[tier, promoted, k] = rates.numerator(tier, rate_class, promoted, False)
     weekdays = promotion.weekdays or list(WEEKDAYS)
     stores = set(promotion.stores or store_names)
     return PeerRules(

@@ -4,13 +4,45 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import json
+
 from fidelis.core import Ledger
-from flask import Flask, request
+from flask import Flask, Request, request
+from flask.json.provider import DefaultJSONProvider
 
 from . import customers, errors, meta, receipts, returns
 from .config import BATCH_ENDPOINTS, settings
 from .errors import ApiError
 from .spec import spec
+
+
+class StrictJSON(DefaultJSONProvider):
+    """Request bodies parsed strictly: a key given twice is refused (which one a client meant
+    is unknowable; JSON parsers disagree), and so is nesting too deep to be a receipt."""
+
+    sort_keys = False
+
+    def loads(self, s, **kwargs):
+        try:
+            return json.loads(s, object_pairs_hook=_without_duplicates, **kwargs)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+
+
+class StrictRequest(Request):
+    """A request whose body that is not valid JSON says why (the key given twice, the depth)."""
+
+    def on_json_loading_failed(self, e: ValueError | None):
+        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {e}")
+
+
+def _without_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {twice!r} appears more than once")
+    return found
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
@@ -22,7 +54,8 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     # installs with mapped package folders cannot answer)
     app = Flask(__name__, instance_path=os.path.abspath(os.path.dirname(str(effective["LEDGER"])) or "."))
     app.config.update(effective)
-    app.json.sort_keys = False
+    app.json = StrictJSON(app)
+    app.request_class = StrictRequest
     Ledger(app.config["LEDGER"]).close()
 
     @app.before_request

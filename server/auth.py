@@ -12,7 +12,6 @@ from typing import Callable
 
 from fidelis.core import API_ROLES, api_key_role
 from flask import request
-from werkzeug.exceptions import BadRequest
 
 from .config import BATCH_ENDPOINTS
 from .errors import ApiError
@@ -38,14 +37,14 @@ def _check_key(granted: str | None, key: str | None, role: str, needed: int) -> 
 
 
 def _parse_json_body() -> None:
-    """A JSON body is parsed once here, after the key check (cached for the view); a batch's
-    body is the batch endpoint's to read."""
-    if request.endpoint not in BATCH_ENDPOINTS and request.mimetype == "application/json" \
-            and request.content_length:
-        try:
-            request.get_json()
-        except BadRequest:
-            raise ApiError(400, "malformed_json", "the request body is not valid JSON") from None
+    """A JSON body is parsed once here, after the key check (cached for the view), by the
+    app's strict parser (:class:`.app.StrictJSON`); a batch's body is the batch endpoint's to
+    read. A body of any other type is 415."""
+    if request.endpoint in BATCH_ENDPOINTS or not request.content_length:
+        return
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)")
+    request.get_json()  # not JSON: ApiError 400 malformed_json with the reason (.app.StrictRequest)
 
 
 def require(role: str) -> Callable:

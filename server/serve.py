@@ -50,6 +50,8 @@ def serve(ledger: str, *, bind: str = "127.0.0.1:8000", workers: int = 2, thread
         "keepalive": 5,
         "limit_request_line": 4094, "limit_request_fields": 50, "limit_request_field_size": 8190,
         "timeout": 30, "graceful_timeout": 10, "proc_name": "fidelis",
+        # no gunicornc control socket: one per user by default, two servers on a host would share it
+        "control_socket_disable": True,
     }
     install_json_errors()
     Worker.read_seconds = read_seconds

@@ -70,6 +70,7 @@ def assert_clean_failure(result, *expected: str) -> None:
         (["{tmp}/receipts.txt", "-o", "{tmp}/out.csv"], ["receipts.txt", "unsupported file type"]),
         (["{receipts}", "-o", "{tmp}/no/such/folder/out.csv"], ["the folder", "does not exist"]),
         (["{receipts}", "-o", "{tmp}/out.txt"], ["out.txt", "unsupported file type"]),
+        (["{receipts}", "-o", "{receipts}"], ["bad.csv", "this is also an input file"]),
     ],
 )
 def test_score_failures_are_messages_not_tracebacks(runner, tmp_path, arguments, expected):

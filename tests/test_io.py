@@ -805,3 +805,30 @@ def test_a_table_writer_appends_pieces_in_one_schema(tmp_path, name):
 def test_a_table_writer_refuses_msgpack(tmp_path):
     with pytest.raises(OutputError, match="msgpack is a format for receipt batches"):
         TableWriter(tmp_path / "rejects.msgpack", pa.schema([("file", pa.string())]))
+
+
+@pytest.mark.parametrize("unit, tick", [("ms", 10**17), ("s", 10**15), ("ms", -(10**17))])
+def test_parquet_timestamps_too_far_to_hold_in_microseconds_are_out_of_range(tmp_path, unit, tick):
+    """Multiplied to microseconds they would wrap around into a plausible year."""
+    path = tmp_path / "r.parquet"
+    table = pa.table({"receipt_id": ["R1"], "customer_id": ["1"], "store_id": ["S"],
+                      "ts": pa.array([tick], pa.timestamp(unit, "UTC")), "category": ["c"],
+                      "qty": pa.array([1], pa.int64()), "amount": ["1.00"]})
+    pq.write_table(table, path)
+    [problem] = problems_of(path)
+    assert (problem.row, problem.column) == (1, "ts") and "outside the supported range" in problem.reason
+
+
+def test_a_decimal256_amount_is_read_like_a_decimal128(tmp_path):
+    from decimal import Decimal
+
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"receipt_id": ["R1"], "customer_id": ["1"], "store_id": ["S"],
+                             "ts": ["2025-06-07T10:00"], "category": ["c"], "qty": pa.array([1], pa.int64()),
+                             "amount": pa.array([Decimal("12.50")], pa.decimal256(40, 2))}), path)
+    assert read(path).line_amount_minor.tolist() == [1250]
+
+
+def test_a_customers_file_with_a_column_twice_is_refused(write_csv):
+    with pytest.raises(InputError, match="column 'customer_id': the column appears more than once"):
+        read_customers(write_csv("c.csv", "1,1", header="customer_id,customer_id"))

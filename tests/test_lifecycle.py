@@ -279,3 +279,9 @@ def test_the_month_end_report_by_hand(chain, tmp_path):
     assert [path.name for path in written] == ["report-2025-07.csv", "tier-movements-2025-07.csv", "report-2025-07.png"]
     assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "outstanding: 155 points (1.55 RON)" in report.summary()
+
+
+def test_an_inactivity_rule_longer_than_history_closes_like_any_other(chain):
+    ledger = chain(R1, R2, extra="\n[expiry]\ninactivity_months = 1200\n")  # 100 years: valid
+    [june] = month_end(ledger, parse_month("2025-06"))
+    assert june.expired_points == 0 and replay_close(ledger, june.month) == []

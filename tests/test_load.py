@@ -78,6 +78,15 @@ def test_receipts_older_than_the_customers_history_are_late(ledger, load, write_
     assert (summary.receipts_loaded, summary.late_receipts) == (1, 1)
 
 
+def test_a_rejects_file_that_is_an_input_is_refused_before_anything_is_read(ledger, write_receipts):
+    from fidelis.core.errors import OutputError
+
+    receipts = write_receipts("a.csv", R1)
+    with pytest.raises(OutputError, match="this is also an input file"):
+        load_files(ledger, [receipts], skip_bad=True, rejects_file=receipts)
+    assert Path(receipts).read_text().count("\n") == 2  # untouched
+
+
 def test_bad_rows_stop_the_load_or_go_to_the_rejects_file(ledger, load, write_receipts, tmp_path):
     bad = ["R9", "C1", "S1", "2025-06-08T10:00", "grocery", 0, "10.00"]
     with pytest.raises(InputError, match="qty"):

@@ -145,10 +145,23 @@ def test_not_toml_and_unreadable_file(tmp_path):
 
 def test_combined_rates_are_exact_integers_over_one_denominator():
     program = load_program(CASES / "verde_club.toml")
-    denominator, numerators = combined_rates(program)
+    rates = combined_rates(program)
     # 1 point per RON = 1/100 per ban; Silver 1.25 × own_brand 2 × promotion 2 × birthday 2
     silver, own_brand = 1, 1 + program.named_categories().index("own_brand")
-    assert numerators[(silver, own_brand, 1, True)] * 100 == denominator * Decimal("10")
+    assert rates.numerator(silver, own_brand, 1, True) * 100 == rates.denominator * Decimal("10")
+
+
+def test_a_program_with_thousands_of_promotions_has_tables_linear_in_them():
+    """A promotion a week for years, each on its own category: the tables grow with tiers +
+    categories + promotions (every product stored, 3,000 took over 40 s and 1.4 GB to compile;
+    benchmarks/test_program_compile.py measures it now)."""
+    from fidelis.core.program.tables import compile_program
+
+    promotions = "".join(f'[[promotions]]\nname = "P{n}"\nmultiplier = "{1 + (n % 9) / 4}"\n'
+                         f'categories = ["c{n}"]\n' for n in range(3000))
+    program = parse_program(MINIMAL + '[[tiers]]\nname = "A"\nthreshold = "0"\nmultiplier = "1"\n' + promotions)
+    compiled = compile_program(program)
+    assert compiled.rate_numerator.size == 2 * 1 * 3001 and compiled.promotion_numerator.size == 3001
 
 
 def test_rates_beyond_the_exact_bound_are_rejected():
@@ -187,3 +200,22 @@ def test_a_lots_expiry_month(expiry, earned, gone):
 
     program = parse_program(MINIMAL + "[expiry]\n" + expiry)
     assert program.expiry.gone_from_month([month(earned)]).tolist() == [month(gone)]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ("x = " + "9" * 5000 + "\n", "an integer of thousands of digits"),
+])
+def test_hostile_toml_is_a_program_error_not_a_crash(text, reason):
+    assert any(reason in error for error in errors_of(text + MINIMAL))
+
+
+def test_a_time_zone_that_follows_the_host_is_refused():
+    text = MINIMAL.replace("Europe/Paris", "localtime")
+    assert any("this machine's time zone, not the chain's" in error for error in errors_of(text))
+
+
+def test_a_program_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "program.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (MINIMAL + '[[tiers]]\nname = "A"\nthreshold = "0"\nmultiplier = "1"\n').encode())
+    assert load_program(path).info.name == "Test"

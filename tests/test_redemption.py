@@ -74,6 +74,19 @@ def test_adjustments_add_to_this_months_lot_or_take_from_the_oldest(three_lots):
     assert check_ledger(three_lots) == []
 
 
+def test_an_adjustment_is_bounded_and_once_per_reference(three_lots):
+    from fidelis.core.errors import IdempotencyConflict
+
+    with pytest.raises(LedgerError, match="at most 1,000,000,000,000,000 points either way"):
+        adjust(three_lots, "C1", 5 * 10**18, "a slip of the keyboard")
+    first = adjust(three_lots, "C1", 30, "goodwill", reference="ticket-4711")
+    assert adjust(three_lots, "C1", 30, "goodwill", reference="ticket-4711") == first == 270  # a retried script
+    with pytest.raises(IdempotencyConflict, match="'ticket-4711' was already used"):
+        adjust(three_lots, "C1", 40, "goodwill", reference="ticket-4711")
+    assert three_lots.db.execute("SELECT COUNT(*) FROM journal WHERE kind = 'adjust'").fetchone()[0] == 1
+    assert check_ledger(three_lots) == []
+
+
 def test_concurrent_redemptions_never_overdraw(three_lots):
     """20 processes redeem 50 points each from a balance of 240: exactly 4 succeed."""
     processes = [subprocess.Popen(

@@ -219,6 +219,19 @@ def test_malformed_and_oversized_bodies(api):
     assert_error(client.post("/v1/receipts", json=big), 413, "request_entity_too_large")
 
 
+@pytest.mark.parametrize("body, content_type, status, code, says", [
+    ('{"points": 10, "points": 1000}', "application/json", 400, "malformed_json", "'points' appears more than once"),
+    ("[" * 20_000 + "]" * 20_000, "application/json", 400, "malformed_json", "nested too deeply"),
+    ("points=10", "application/x-www-form-urlencoded", 415, "unsupported_media_type", "send the body as JSON"),
+], ids=["duplicate-key", "nested-20000-deep", "form-encoded"])
+def test_bodies_a_hostile_client_sends_are_refused_not_500(api, body, content_type, status, code, says):
+    client = api(MAX_JSON_BYTES=64 * 1024)
+    client.post("/v1/receipts", json=R1)
+    error = assert_error(client.post("/v1/customers/C1/redemptions", data=body, content_type=content_type,
+                                     headers={"Idempotency-Key": "k1"}), status, code)
+    assert says in error["message"]
+
+
 def test_a_columnar_msgpack_batch_is_accrued_all_or_nothing(api):
     client = api(MAX_BATCH_LINES=3)
     table = pa.table({"receipt_id": ["B1", "B2", "B2"], "customer_id": ["C1", "C2", "C2"],

@@ -139,15 +139,17 @@ def redeem(ledger_file, customer_id, points, reference) -> None:
 @customer_argument
 @click.argument("points", type=int)
 @click.option("--reason", required=True, help="Why: kept with the journal entry.")
-def adjust(ledger_file, customer_id, points, reason) -> None:
+@click.option("--reference", default=None,
+              help="An id for this adjustment: running the command again with it changes nothing.")
+def adjust(ledger_file, customer_id, points, reason, reference) -> None:
     """Add (or, negative, take) points by hand, with a reason in the journal.
 
-    Example: fidelis adjust chain.db 0000123456 250 --reason "goodwill: delivery late"
+    Example: fidelis adjust chain.db 0000123456 250 --reason "goodwill: delivery late" --reference ticket-4711
     """
     from ..ledger.handle import Ledger
 
     with Ledger(ledger_file) as ledger:
-        balance_now = core.adjust(ledger, customer_id, points, reason)
+        balance_now = core.adjust(ledger, customer_id, points, reason, reference=reference)
     click.echo(f"{customer_id}: adjusted by {points:+,} points; {balance_now:,} points now")
 
 

@@ -61,7 +61,7 @@ def score(program_file, receipt_files, customers_file, output, engine, threads, 
     from ..ingest.files import check_writable, write_table
     from ..jobs.score import score_files
 
-    check_writable(output)
+    check_writable(output, [program_file, *receipt_files, *([customers_file] if customers_file else [])])
     started = time.perf_counter()
     result = score_files(
         program_file, receipt_files, customers_file, engine=engine, threads=threads, progress=not quiet

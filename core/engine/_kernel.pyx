@@ -91,8 +91,9 @@ ctypedef struct program_tables_t:
     points_t cap_per_customer_day       # -1 = no cap
     # tiers
     const measure_t *tier_threshold     # [tier]
-    # rates: numerator[((birthday * T + tier) * P1 + level) * K + category_class]
+    # rates: rate_numerator[(birthday * T + tier) * K + category_class] × promotion_numerator[level]
     const int64_t *rate_numerator
+    const int64_t *promotion_numerator  # [level]; level 0 = no promotion
     const uint8_t *category_excluded    # [category_class]
     # promotions, in order of decreasing multiplier
     int32_t promotion_count
@@ -338,6 +339,7 @@ cdef int load_tables(program_tables_t *tables, object compiled) except -1:
     """Point ``tables`` at a CompiledProgram's arrays (which ``compiled`` keeps alive)."""
     cdef const measure_t[::1] tier_threshold = compiled.tier_threshold
     cdef const int64_t[::1] rate_numerator = compiled.rate_numerator
+    cdef const int64_t[::1] promotion_numerator = compiled.promotion_numerator
     cdef const uint8_t[::1] category_excluded = compiled.category_excluded
     cdef const int32_t[::1] promotion_level = compiled.promotion_level
     cdef const uint8_t[::1] promotion_weekdays = compiled.promotion_weekdays
@@ -377,6 +379,7 @@ cdef int load_tables(program_tables_t *tables, object compiled) except -1:
     tables[0].cap_per_customer_day = compiled.cap_per_customer_day
     tables[0].tier_threshold = &tier_threshold[0]
     tables[0].rate_numerator = &rate_numerator[0]
+    tables[0].promotion_numerator = &promotion_numerator[0]
     tables[0].category_excluded = &category_excluded[0]
     tables[0].promotion_count = compiled.promotion_count
     tables[0].promotion_level = &promotion_level[0]
@@ -414,7 +417,7 @@ cdef inline int points_in_context(
     passes the context it was first scored in. Welcome points are the caller's.
     """
     cdef int32_t T = tables.tier_count, K = tables.category_class_count
-    cdef int32_t P1 = tables.promotion_level_count, S = tables.store_class_count
+    cdef int32_t S = tables.store_class_count
     cdef int32_t code_count = rows.code_count
     cdef int32_t p, i, applying_count, level, category_class, weekday, code
     cdef Py_ssize_t line
@@ -460,7 +463,7 @@ cdef inline int points_in_context(
                 rows.applying[applying_count] = p
                 applying_count += 1
         if applying_count:
-            numerators = tables.rate_numerator + ((birthday * T + status) * P1) * K
+            numerators = tables.rate_numerator + (birthday * T + status) * K
             for code in range(code_count):
                 category_class = rows.category_class_of_code[code]
                 level = 0
@@ -469,7 +472,8 @@ cdef inline int points_in_context(
                     if tables.promotion_category[p * K + category_class]:
                         level = tables.promotion_level[p]
                         break
-                rows.promotion_row[code] = numerators[level * K + category_class] * rows.eligible_by_code[code]
+                rows.promotion_row[code] = (numerators[category_class] * tables.promotion_numerator[level]
+                                            * rows.eligible_by_code[code])
             row = rows.promotion_row
 
     # rate points: Σ amount × numerator over eligible lines, rounded once (the eligible
@@ -594,7 +598,7 @@ def score_receipts(
     # Rate rows by the batch's category codes: one per (birthday, tier) at promotion level 0,
     # plus a scratch row for receipts that promotions apply to. Excluded categories get 0.
     cdef int32_t code_count = category_class_of_code.shape[0]
-    cdef int32_t T = tables.tier_count, K = tables.category_class_count, P1 = tables.promotion_level_count
+    cdef int32_t T = tables.tier_count, K = tables.category_class_count
     cdef int32_t code, tier, birthday
     cdef int64_t[::1] base_rows = numpy.zeros(2 * T * code_count, dtype=numpy.int64)
     cdef int64_t[::1] eligible_by_code = numpy.zeros(code_count, dtype=numpy.int64)
@@ -604,7 +608,7 @@ def score_receipts(
         for birthday in range(2):
             for tier in range(T):
                 base_rows[(birthday * T + tier) * code_count + code] = eligible_by_code[code] * tables.rate_numerator[
-                    ((birthday * T + tier) * P1) * K + category_class_of_code[code]]
+                    (birthday * T + tier) * K + category_class_of_code[code]] * tables.promotion_numerator[0]
     cdef rate_rows_t rows
     rows.code_count = code_count
     rows.category_class_of_code = &category_class_of_code[0]

@@ -397,12 +397,17 @@ def instant_column(
         return np.zeros(n, dtype=np.int64), codes
     if pa.types.is_timestamp(data_type):
         ticks = int64_values(combined_chunks(column).cast(pa.int64()))
-        if data_type.unit == "ns":
-            values = np.floor_divide(ticks, 1000)
-        else:
-            values = ticks * _MICROS_PER_UNIT[data_type.unit]
         codes = np.zeros(n, dtype=np.int8)
         codes[bool_mask(column.is_null())] = _TS_EMPTY
+        if data_type.unit == "ns":
+            values = np.floor_divide(ticks, 1000)
+        else:  # seconds or milliseconds far out of range would wrap around in microseconds
+            per_tick = _MICROS_PER_UNIT[data_type.unit]
+            margin_us = 2 * localtime.MICROS_PER_DAY
+            wraps = (ticks < (localtime.FIRST_INSTANT_US - margin_us) // per_tick) | (
+                ticks > (localtime.END_INSTANT_US + margin_us) // per_tick)
+            codes[(codes == 0) & wraps] = _TS_OUT_OF_RANGE
+            values = np.where(wraps, 0, ticks) * per_tick
         if data_type.tz is None:
             return _local_to_instant(values, codes, timezone)
         codes[(codes == 0) & _outside_supported_range(values)] = _TS_OUT_OF_RANGE
@@ -692,9 +697,19 @@ def display_values(
             continue
         picked = np.flatnonzero(owner == index)
         values = segment.table.column(column).take(pa.array(rows[picked] - segment.start))
-        for position, value in zip(picked, values.to_pylist()):
-            shown[position] = None if value is None else str(value)
+        for position, value in zip(picked, _as_text(values)):
+            shown[position] = value
     return shown
+
+
+def _as_text(values: pa.ChunkedArray) -> list[str | None]:
+    """Values as Arrow writes them (a timestamp beyond Python's datetime range included)."""
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        try:
+            values = values.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return [None if value is None else str(value) for value in values.to_pylist()]
+    return values.to_pylist()
 
 
 def located_problems(findings: Findings, segments: list[InputSegment]) -> list[InputProblem]:

@@ -42,6 +42,10 @@ def read_customers(path: str | Path) -> CustomerTable:
             source, None, None, None,
             f"missing required column 'customer_id'; the columns found are: {found}",
         )])
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError([InputProblem(source, None, name, None, "the column appears more than once")
+                          for name in repeated])
     text, control_rows = identifier_column(table.column("customer_id"), allow_integers=False)
     if text is None:
         raise InputError([InputProblem(

@@ -7,7 +7,7 @@ into problems a person can act on (the file, the row, the byte).
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -105,12 +105,18 @@ def estimated_rows(path: str | Path) -> int:
     return int(size / max(row_bytes, 1.0))
 
 
-def check_writable(path: str | Path) -> None:
-    """Fail before any work if ``path`` cannot take an output (type, folder)."""
+def check_writable(path: str | Path, inputs: Sequence[str | Path] = ()) -> None:
+    """Fail before any work if ``path`` cannot take an output (type, folder), or is one of
+    the ``inputs`` (writing it would destroy what is being read)."""
     file_kind(path)
     folder = Path(path).parent
     if not folder.is_dir():
         raise OutputError(f"{path}: the folder {folder} does not exist")
+    target = Path(path).resolve()
+    for source in inputs:
+        if Path(source).resolve() == target:
+            raise OutputError(f"{path}: this is also an input file; writing it would overwrite what is being read — "
+                              "name another file")
 
 
 def write_table(table: pa.Table, path: str | Path) -> None:
@@ -153,9 +159,9 @@ class TableWriter:
             raise OutputError(f"{path}: cannot write the file: {error}") from None
 
     @staticmethod
-    def check(path: str | Path) -> None:
-        """Fail before any work if ``path`` cannot take the output."""
-        check_writable(path)
+    def check(path: str | Path, inputs: Sequence[str | Path] = ()) -> None:
+        """Fail before any work if ``path`` cannot take the output (see :func:`check_writable`)."""
+        check_writable(path, inputs)
         if file_kind(path) == "msgpack":
             raise OutputError(f"{path}: msgpack is a format for receipt batches; write this as .csv, .csv.gz "
                               "or .parquet")

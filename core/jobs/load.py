@@ -155,7 +155,7 @@ def load_files(
     """
     started = time.perf_counter()
     if rejects_file is not None:
-        TableWriter.check(rejects_file)
+        TableWriter.check(rejects_file, [*receipt_files, *([customers_file] if customers_file else []), ledger.path])
     program = ledger.current_program()
     compiled = compile_program(program.program)
     info = program.program.info

@@ -88,6 +88,12 @@ def add_adjust_entry(connection: sqlite3.Connection, customer: int, points: int,
         "VALUES (?, 'adjust', ?, ?, ?, ?)", (customer, points, instant_us, reference, note))
 
 
+def adjustment_by_reference(connection: sqlite3.Connection, reference: str) -> tuple[int, int] | None:
+    """(customer index, points) of the adjustment made under ``reference``, if any."""
+    return connection.execute("SELECT customer_index, points FROM journal WHERE kind = 'adjust' AND reference = ? "
+                              "LIMIT 1", (reference,)).fetchone()
+
+
 def redemption_by_reference(connection: sqlite3.Connection, reference: str) -> tuple[int, int, int] | None:
     """(entry id, customer index, points) of the redemption made under ``reference``, if any."""
     return connection.execute(

@@ -70,5 +70,7 @@ def _close_bounds(timezone: str, inactivity_months: int | None, month: int) -> t
     gone_day = int(month_first_day(np.array([month + 1]))[0])
     inactive_before = None
     if inactivity_months is not None:
-        inactive_before = month_start_us(month - inactivity_months + 1, timezone)
+        # a window reaching before the supported range (1970) holds no more activity than one
+        # starting with it: a rule of 100 years is valid, not a crash at month-end
+        inactive_before = month_start_us(max(month - inactivity_months + 1, 1), timezone)
     return gone_day, inactive_before

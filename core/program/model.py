@@ -120,6 +120,9 @@ class ProgramInfo(_Section):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
+        if value == "localtime" or value.startswith("/"):  # the host's zone, not the chain's
+            raise ValueError(f"{value!r} is this machine's time zone, not the chain's: name it (e.g. "
+                             "\"Europe/Bucharest\")")
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -403,10 +406,15 @@ def load_program(path: str | Path) -> Program:
 
 def parse_program(text: str, source: str = "<program>") -> Program:
     """Validate program text (TOML); raise :class:`ProgramError` listing every problem."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as some Windows editors write
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ProgramError(source, [ProgramIssue("", f"not valid TOML: {error}")])
+    except RecursionError:
+        raise ProgramError(source, [ProgramIssue("", "not a program: arrays or tables nested too deeply")])
+    except ValueError:  # an integer of thousands of digits (beyond Python's conversion limit)
+        raise ProgramError(source, [ProgramIssue("", "not a program: an integer of thousands of digits")])
 
     issues: list[ProgramIssue] = []
     sections: dict[str, Any] = {}
@@ -551,14 +559,32 @@ def _cross_section_issues(sections: dict[str, Any]) -> list[ProgramIssue]:
     return issues
 
 
-def combined_rates(program: Program) -> tuple[int, dict[tuple[int, int, int, bool], int]]:
-    """Every product of rates as an integer numerator over one common denominator.
+@dataclass(frozen=True)
+class CombinedRates:
+    """Every product of rates as an integer numerator over one common denominator, kept as
+    two factors so that their number grows with what the program combines.
 
     A line's points before rounding are ``amount_minor × N / D`` with
-    ``N / D = points_per_unit × tier × category × promotion × birthday / 10^minor_units``.
-    Keys are ``(tier index, category class, promotion level, birthday)`` where category
-    class 0 is any category the program does not name and promotion level 0 is "no
-    promotion". Raises :class:`OverflowError` when D or a numerator exceeds
+    ``N / D = points_per_unit × tier × category × birthday × promotion / 10^minor_units``
+    and ``N = base[(tier, category class, birthday)] × promotion[level]``: the rates without
+    promotions over one denominator, the promotion multipliers over another, ``D`` their
+    product. Category class 0 is any category the program does not name; level 0 is "no
+    promotion" (``promotion[0]`` is the promotions' denominator). A program with a thousand
+    category promotions has a thousand promotion factors, not a million products.
+    """
+
+    denominator: int
+    base: dict[tuple[int, int, bool], int]
+    promotion: tuple[int, ...]
+
+    def numerator(self, tier: int, category_class: int, level: int, birthday: bool) -> int:
+        return self.base[(tier, category_class, bool(birthday))] * self.promotion[level]
+
+
+def combined_rates(program: Program) -> CombinedRates:
+    """The program's rates as :class:`CombinedRates`.
+
+    Raises :class:`OverflowError` when D or the largest numerator exceeds
     :data:`MAX_RATE_TERM`, the bound that keeps ``Σ amount × N`` exact in 128 bits for
     receipts up to :data:`MAX_RECEIPT_AMOUNT_MINOR`.
     """
@@ -567,30 +593,31 @@ def combined_rates(program: Program) -> tuple[int, dict[tuple[int, int, int, boo
     categories = [None, *program.named_categories()]
     category_factors = [Fraction(earning.category_multipliers.get(name, 1)) if name else Fraction(1)
                         for name in categories]
-    promotion_factors = [Fraction(1)] + [Fraction(p.multiplier) for p in program.promotions]
     birthday_factors = (Fraction(1), Fraction(earning.birthday_multiplier))
-
-    products: dict[tuple[int, int, int, bool], Fraction] = {}
-    for tier_index, tier in enumerate(program.tiers):
-        for category_class, category_factor in enumerate(category_factors):
-            for level, promotion_factor in enumerate(promotion_factors):
-                for birthday, birthday_factor in enumerate(birthday_factors):
-                    products[(tier_index, category_class, level, bool(birthday))] = (
-                        base * Fraction(tier.multiplier) * category_factor * promotion_factor * birthday_factor
-                    )
-    denominator = 1
-    for fraction in products.values():
-        denominator = math.lcm(denominator, fraction.denominator)
+    products = {
+        (tier_index, category_class, bool(birthday)): base * Fraction(tier.multiplier) * category_factor * birthday_factor
+        for tier_index, tier in enumerate(program.tiers)
+        for category_class, category_factor in enumerate(category_factors)
+        for birthday, birthday_factor in enumerate(birthday_factors)
+    }
+    promotions = [Fraction(1)] + [Fraction(p.multiplier) for p in program.promotions]
+    base_denominator = math.lcm(*(fraction.denominator for fraction in products.values()))
+    promotion_denominator = math.lcm(*(fraction.denominator for fraction in promotions))
+    denominator = base_denominator * promotion_denominator
     if denominator > MAX_RATE_TERM:
         raise OverflowError(
             f"the rates cannot be combined exactly: their common denominator {denominator} "
             f"exceeds the engine's bound 2^62; use multipliers with fewer decimal places"
         )
-    numerators = {key: int(fraction * denominator) for key, fraction in products.items()}
-    largest = max(numerators.values())
+    rates = CombinedRates(
+        denominator=denominator,
+        base={key: int(fraction * base_denominator) for key, fraction in products.items()},
+        promotion=tuple(int(fraction * promotion_denominator) for fraction in promotions),
+    )
+    largest = max(rates.base.values()) * max(rates.promotion)
     if largest > MAX_RATE_TERM:
         raise OverflowError(
             f"the combined rates are too large to score exactly: a rate numerator {largest} "
             f"over denominator {denominator} exceeds the engine's bound 2^62"
         )
-    return denominator, numerators
+    return rates

@@ -67,6 +67,7 @@ class ProgramTables:
     cap_per_customer_day: int
     tier_threshold: np.ndarray
     rate_numerator: np.ndarray
+    promotion_numerator: np.ndarray
     category_excluded: np.ndarray
     promotion_count: int
     promotion_level: np.ndarray
@@ -126,12 +127,15 @@ def compile_program(program: Program) -> ProgramTables:
     tier_count, category_count, store_count = len(program.tiers), len(categories), len(stores)
     level_count = len(program.promotions) + 1
 
-    denominator, numerators = combined_rates(program)
-    rate_numerator = np.zeros(2 * tier_count * level_count * category_count, dtype=np.int64)
-    for (tier, category_class, level, birthday), numerator in numerators.items():
-        slot = ((int(birthday) * tier_count + tier) * level_count + level) * category_count + category_class
-        rate_numerator[slot] = numerator
-    largest = int(rate_numerator.max())
+    rates = combined_rates(program)
+    denominator = rates.denominator
+    # the rate without promotions by (birthday, tier, category class); the kernel multiplies
+    # it by the promotion level's factor, so the tables grow with tiers + categories + promotions
+    rate_numerator = np.zeros(2 * tier_count * category_count, dtype=np.int64)
+    for (tier, category_class, birthday), numerator in rates.base.items():
+        rate_numerator[(int(birthday) * tier_count + tier) * category_count + category_class] = numerator
+    promotion_numerator = np.array(rates.promotion, dtype=np.int64)
+    largest = int(rate_numerator.max()) * int(promotion_numerator.max())
 
     category_excluded = np.zeros(category_count, dtype=np.uint8)
     for name in earning.exclude_categories:
@@ -181,6 +185,7 @@ def compile_program(program: Program) -> ProgramTables:
         cap_per_customer_day=-1 if caps.per_customer_day is None else caps.per_customer_day,
         tier_threshold=np.array([program.threshold_in_measure_units(t) for t in program.tiers], dtype=np.int64),
         rate_numerator=rate_numerator,
+        promotion_numerator=promotion_numerator,
         category_excluded=category_excluded,
         promotion_count=len(promotions),
         promotion_level=padded_table([i + 1 for i in order], np.int32),
