@@ -147,6 +147,10 @@ def test_ledger_commands_end_to_end(runner, worked_example, tmp_path):
     assert_clean_failure(runner.invoke(cli, ["balance", db, "nobody"]), "unknown customer 'nobody'")
     refused = runner.invoke(cli, ["load", db, str(receipts), "--skip-bad"])
     assert refused.exit_code == 2 and "--skip-bad needs --rejects FILE" in refused.output
+    (tmp_path / "empty.csv").write_text(",".join(HEADER) + "\n")
+    nothing = runner.invoke(cli, ["load", db, str(tmp_path / "empty.csv"), "--skip-bad", "--rejects",
+                                  str(tmp_path / "rejects.csv"), "-q"])
+    assert nothing.exit_code == 1 and "Every file was refused: nothing was loaded." in nothing.output
     assert_clean_failure(runner.invoke(cli, ["init", db, "--program", str(CASES_DIR / "verde_club.toml")]),
                          "already exists")
 

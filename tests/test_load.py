@@ -164,6 +164,10 @@ def test_a_killed_load_finishes_on_rerun_with_the_same_ledger(tmp_path):
         with Ledger(db) as ledger:
             assert table_dump(ledger) == expected, f"killed after {kill_after} s"
             assert check_ledger(ledger) == []
+            # the killed run is failed (interrupted), not running for ever; the rerun is done
+            runs = ledger.db.execute("SELECT status, json_extract(counts, '$.interrupted') FROM runs "
+                                     "WHERE kind = 'load' ORDER BY run_id").fetchall()
+            assert runs[-1] == ("done", None) and all(run == ("failed", 1) for run in runs[:-1]), runs
 
 
 def test_customer_attributes_from_the_customers_file(ledger, write_receipts, tmp_path):

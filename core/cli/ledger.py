@@ -69,6 +69,9 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
     click.echo("Time: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.stage_seconds.items()))
     if summary.problem_count:
         click.echo(f"Rejected rows and their reasons: {rejects_file}")
+    if summary.rejected_files and summary.rejected_files >= len(set(map(str, receipt_files))):
+        click.secho("Every file was refused: nothing was loaded.", fg="red", err=True)
+        raise click.exceptions.Exit(1)
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import socket
 import sqlite3
 from typing import TYPE_CHECKING, Iterator
 
@@ -30,12 +31,43 @@ JOURNAL_KINDS = ("earn", "redeem", "expire", "reverse", "adjust")
 
 
 def start_run(connection: sqlite3.Connection, kind: str, arguments: dict, input_hashes: dict) -> int:
-    """Record a batch job that is starting (inside the caller's transaction)."""
+    """Record a batch job that is starting (inside the caller's transaction), with its process.
+
+    Runs left ``running`` by a process of this host that no longer exists (killed, or its
+    machine restarted) are recorded as failed first, marked ``interrupted`` in their counts.
+    """
+    settle_interrupted_runs(connection)
     return connection.execute(
-        "INSERT INTO runs (kind, arguments, input_hashes, started_at, status) "
-        "VALUES (?, ?, ?, datetime('now'), 'running')",
-        (kind, json.dumps(arguments, sort_keys=True), json.dumps(input_hashes, sort_keys=True)),
+        "INSERT INTO runs (kind, arguments, input_hashes, started_at, status, process) "
+        "VALUES (?, ?, ?, datetime('now'), 'running', ?)",
+        (kind, json.dumps(arguments, sort_keys=True), json.dumps(input_hashes, sort_keys=True), _this_process()),
     ).lastrowid
+
+
+def settle_interrupted_runs(connection: sqlite3.Connection) -> int:
+    """Mark failed the running runs of this host whose process is gone; how many."""
+    host = socket.gethostname()
+    gone = [run_id for run_id, process in connection.execute(
+        "SELECT run_id, process FROM runs WHERE status = 'running' AND process IS NOT NULL")
+        if process.rpartition(":")[0] == host and not _alive(int(process.rpartition(":")[2]))]
+    connection.executemany(
+        "UPDATE runs SET status = 'failed', ended_at = datetime('now'), "
+        "counts = json_set(counts, '$.interrupted', json('true')) WHERE run_id = ?", [(run_id,) for run_id in gone])
+    return len(gone)
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def finish_run(ledger: Ledger, run_id: int, status: str, counts: dict) -> None:

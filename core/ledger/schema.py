@@ -280,3 +280,10 @@ def m010_voided_receipts(db: sqlite_utils.Database) -> None:
             reason TEXT NOT NULL,
             PRIMARY KEY (receipt_id, void_run_id)
         ) WITHOUT ROWID""")
+
+
+@migrations()
+def m011_run_process(db: sqlite_utils.Database) -> None:
+    """The process running each run (``host:pid``), so that a run whose process was killed is
+    recorded as failed by the next one instead of staying ``running`` for ever."""
+    db.execute("ALTER TABLE runs ADD COLUMN process TEXT")
