@@ -26,6 +26,19 @@ def test_check_catches_a_tampered_ledger(loaded_chain, tampering, expected):
     assert any(expected in problem for problem in problems), problems
 
 
+def test_check_notices_points_moved_between_two_lots_of_a_customer(loaded_chain):
+    """Balances still add up, but the points would expire at the wrong close."""
+    customer, older, newer = loaded_chain.db.execute(
+        "SELECT customer_index, MIN(earned_month), MAX(earned_month) FROM lots WHERE points_remaining > 5 "
+        "GROUP BY customer_index HAVING COUNT(*) > 1 LIMIT 1").fetchone()
+    loaded_chain.db.execute("UPDATE lots SET points_remaining = points_remaining - 5 WHERE customer_index = ? "
+                            "AND earned_month = ?", (customer, older))
+    loaded_chain.db.execute("UPDATE lots SET points_remaining = points_remaining + 5 WHERE customer_index = ? "
+                            "AND earned_month = ?", (customer, newer))
+    [problem] = check_ledger(loaded_chain, block_customers=7)
+    assert "lots hold {" in problem and "the journal leaves {" in problem
+
+
 def test_check_replays_customers_block_by_block_as_one(loaded_chain):
     assert check_ledger(loaded_chain, block_customers=7) == []
     loaded_chain.db.execute("UPDATE receipts SET points = points + 1 WHERE receipt_id = "

@@ -5,18 +5,22 @@ import numpy as np
 from tqdm import tqdm
 
 from ..engine import kernel
-from ..ledger.closes import months_written_after_close, receipts_after_close
+from ..ledger.closes import months_written_after_close, receipts_after_close, void_takebacks
+from ..ledger.customers import customer_ids_of
 from ..ledger.customers import load_state
 from ..ledger.figures import (
     anonymous_receipts_with_points,
     balance_mismatches,
     debts_with_points_held,
     earn_mismatches,
+    journal_block,
+    lots_block,
     receipts_ahead_of,
 )
 from ..ledger.clock import now_us
 from ..ledger.handle import Ledger
-from ..localtime import month_label
+from ..localtime import local_months, month_label
+from ..points.lots import lots_from_journal
 from ..points.replay import ledger_batch
 from ..program.tables import compile_program
 from .admission import FUTURE_TOLERANCE_US, utc_text
@@ -31,7 +35,8 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     """Every broken invariant, as a sentence naming what is wrong (empty when all hold).
 
     - a customer's balance (Σ journal) equals the points left in their lots less their debt,
-      and no one owes points while holding some;
+      and no one owes points while holding some; each lot holds what the customer's journal,
+      replayed by the lot rules, leaves in it (points moved between lots are found);
     - each receipt's points equal its journal entries (a return's: less what it could not
       take back), and anonymous receipts earn nothing;
     - replaying every stored receipt through the kernel from an empty state gives each
@@ -52,6 +57,7 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
         problems.append(f"receipt {receipt_id!r}: {points} points but {earned} in its journal entries")
     for customer_id, debt, held in debts_with_points_held(ledger):
         problems.append(f"customer {customer_id!r}: owes {debt} points yet holds {held} in lots")
+    problems += _lots_against_journal(ledger, block_customers)
 
     late = receipts_after_close(ledger)
     for receipt_id, month in late[:20]:
@@ -102,3 +108,37 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     if len(differing) > 20:
         problems.append(f"… and {len(differing) - 20} more customers whose stored state differs")
     return problems
+
+
+def _lots_against_journal(ledger: Ledger, block_customers: int) -> list[str]:
+    """Each customer's lots and debt rebuilt from their journal (:func:`lots_from_journal`)
+    against the stored ones, a block of customers at a time."""
+    timezone = ledger.current_program().program.info.timezone
+    voided = void_takebacks(ledger)
+    count = ledger.db.execute("SELECT COALESCE(MAX(customer_index) + 1, 0) FROM customers").fetchone()[0]
+    problems: list[str] = []
+    for first in range(0, count, block_customers):
+        stop = min(first + block_customers, count)
+        entries = journal_block(ledger, first, stop)
+        stored_lots, stored_debts = lots_block(ledger, first, stop)
+        if not entries:
+            continue
+        customers, points, instants, entry_ids = (np.array(column) for column in zip(*entries))
+        months = local_months(instants, timezone)
+        starts = np.flatnonzero(np.r_[True, customers[1:] != customers[:-1]])
+        for begin, end in zip(starts, np.r_[starts[1:], len(customers)]):
+            customer = int(customers[begin])
+            lots, debt = lots_from_journal(points[begin:end].tolist(), months[begin:end].tolist(),
+                                           [voided.get(entry) for entry in entry_ids[begin:end].tolist()])
+            held = stored_lots.get(customer, {})
+            if lots != held or debt != stored_debts.get(customer, 0):
+                [name] = customer_ids_of(ledger, [customer])
+                problems.append(f"customer {name!r}: lots hold {_lots_text(held)}, owing "
+                                f"{stored_debts.get(customer, 0)}; the journal leaves {_lots_text(lots)}, owing {debt}")
+                if len(problems) >= 20:
+                    return problems
+    return problems
+
+
+def _lots_text(lots: dict[int, int]) -> str:
+    return "{" + ", ".join(f"{month_label(month)}: {points}" for month, points in sorted(lots.items())) + "}"

@@ -42,6 +42,7 @@ from ..ledger.closes import (
     next_month_to_close,
     record_close,
     record_status,
+    void_takebacks,
 )
 from ..ledger.customers import (
     current_state_generation,
@@ -58,6 +59,7 @@ from ..localtime import (
     month_start_us,
 )
 from ..points.expiry import expiry_rule
+from ..points.lots import lots_from_journal
 from ..points.standing import BLOCK_CUSTOMERS, month_end_statuses
 
 
@@ -151,19 +153,14 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
     expected: dict[int, int] = {}
     entries = journal_entries(ledger, journal_before)  # by customer, then entry
     if entries:
-        customers, kinds, points, instants, _ = (np.array(column) for column in zip(*entries))
+        customers, kinds, points, instants, entry_ids = (np.array(column) for column in zip(*entries))
         months = local_months(instants, program.info.timezone)
+        voided = void_takebacks(ledger)
         due_on = month_first_day(program.expiry.gone_from_month(np.arange(months.max() + 1)))
         starts = np.flatnonzero(np.r_[True, customers[1:] != customers[:-1]])
         for first, stop in zip(starts, np.r_[starts[1:], len(customers)]):
-            lots: dict[int, int] = {}
-            debt = 0
-            for amount, lot_month in zip(points[first:stop].tolist(), months[first:stop].tolist()):
-                if amount > 0:  # earned or added: the lot of its local month, then any debt paid
-                    lots[lot_month] = lots.get(lot_month, 0) + amount
-                    debt = _take_oldest_first(lots, debt)
-                else:  # redeemed, taken back or expired: the oldest lots first; beyond them, a debt
-                    debt += _take_oldest_first(lots, -amount)
+            lots, _ = lots_from_journal(points[first:stop].tolist(), months[first:stop].tolist(),
+                                        [voided.get(entry) for entry in entry_ids[first:stop].tolist()])
             inactive = inactive_before is not None and not any(
                 kind in ("earn", "redeem") and inactive_before <= instant <= end_us
                 for kind, instant in zip(kinds[first:stop], instants[first:stop]))
@@ -186,12 +183,3 @@ def replay_close(ledger: Ledger, month: int) -> list[str]:
             problems.append(f"customer #{customer}: the close recorded the move {recorded_moves.get(customer)}, "
                             f"the replay gives {expected_moves.get(customer)}")
     return problems
-
-
-def _take_oldest_first(lots: dict[int, int], points: int) -> int:
-    """Take up to ``points`` from lots, oldest first; what they could not give."""
-    for key in sorted(lots):
-        taken = min(points, lots[key])
-        lots[key] -= taken
-        points -= taken
-    return points

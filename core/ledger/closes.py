@@ -170,3 +170,12 @@ def months_written_after_close(ledger: Ledger) -> list[int]:
     return [month for (month,) in ledger.db.execute(
         "SELECT c.month FROM month_closes c JOIN month_writes w ON w.month = c.month "
         "WHERE c.generation IS NOT NULL AND w.generation > c.generation ORDER BY c.month")]
+
+
+def void_takebacks(ledger: Ledger) -> dict[int, int]:
+    """Journal entry id -> local month of the voided receipt, for each void's take-back entry
+    (which takes from that receipt's own lot first)."""
+    zone = ledger.current_program().program.info.zone()
+    return {entry: instant_month(instant, zone) for entry, instant in ledger.db.execute(
+        "SELECT j.entry_id, v.instant_us FROM voided_receipts v JOIN journal j ON j.reference = v.receipt_id "
+        "AND j.run_id = v.void_run_id AND j.kind = 'reverse'")}

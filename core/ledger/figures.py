@@ -140,3 +140,24 @@ def counts(ledger: Ledger) -> dict[str, int]:
         table: ledger.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
         for table in ("customers", "receipts", "journal", "lots", "runs")
     }
+
+
+def journal_block(ledger: Ledger, first: int, stop: int) -> list[tuple[int, int, int, int]]:
+    """(customer index, points, instant, entry id) of the journal entries of customers
+    ``first:stop``, by customer then entry."""
+    return ledger.db.execute(
+        "SELECT customer_index, points, instant_us, entry_id FROM journal WHERE customer_index >= ? "
+        "AND customer_index < ? ORDER BY customer_index, entry_id", (first, stop)).fetchall()
+
+
+def lots_block(ledger: Ledger, first: int, stop: int) -> tuple[dict[int, dict[int, int]], dict[int, int]]:
+    """The stored lots holding points (customer -> earned month -> points left) and debts of
+    customers ``first:stop``."""
+    lots: dict[int, dict[int, int]] = {}
+    for customer, month, left in ledger.db.execute(
+            "SELECT customer_index, earned_month, points_remaining FROM lots WHERE customer_index >= ? "
+            "AND customer_index < ? AND points_remaining > 0", (first, stop)):
+        lots.setdefault(customer, {})[month] = left
+    debts = dict(ledger.db.execute("SELECT customer_index, points FROM debts WHERE customer_index >= ? "
+                                   "AND customer_index < ?", (first, stop)).fetchall())
+    return lots, debts

@@ -52,3 +52,38 @@ def take_oldest_first(connection: sqlite3.Connection, customer: int, points: int
         if not left:
             return
     raise LedgerError("the customer's lots hold fewer points than their journal; run `fidelis check`")
+
+
+def lots_from_journal(points: list[int], months: list[int], first_from: list[int | None]) -> tuple[dict[int, int], int]:
+    """One customer's lots (earned month -> points left) and debt, rebuilt from their journal
+    entries in order by the rules above; what the stored lots must hold.
+
+    ``points`` and ``months`` (the local month of each entry's instant) are the entries';
+    ``first_from`` names, for an entry that takes points from one lot first (a void takes
+    back from the voided receipt's own lot), that lot's month.
+    """
+    lots: dict[int, int] = {}
+    debt = 0
+    for amount, month, own in zip(points, months, first_from):
+        if amount > 0:  # earned or added: the lot of its local month, then any debt paid
+            lots[month] = lots.get(month, 0) + amount
+            paid = min(debt, sum(lots.values()))
+            debt -= paid
+            _take_oldest_first(lots, paid)
+        else:  # redeemed, taken back or expired: the oldest lots first; beyond them, a debt
+            wanted = -amount
+            if own is not None and lots.get(own, 0):
+                taken = min(wanted, lots[own])
+                lots[own] -= taken
+                wanted -= taken
+            debt += _take_oldest_first(lots, wanted)
+    return {month: left for month, left in lots.items() if left}, debt
+
+
+def _take_oldest_first(lots: dict[int, int], points: int) -> int:
+    """Take up to ``points`` from lots, oldest first; what they could not give."""
+    for key in sorted(lots):
+        taken = min(points, lots[key])
+        lots[key] -= taken
+        points -= taken
+    return points
