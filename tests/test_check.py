@@ -39,6 +39,13 @@ def test_check_notices_points_moved_between_two_lots_of_a_customer(loaded_chain)
     assert "lots hold {" in problem and "the journal leaves {" in problem
 
 
+def test_check_names_receipts_whose_stored_lines_are_corrupt(loaded_chain):
+    loaded_chain.db.execute("UPDATE receipts SET lines = substr(lines, 1, 5) WHERE receipt_id = "
+                            "(SELECT MIN(receipt_id) FROM receipts)")
+    [problem] = check_ledger(loaded_chain)
+    assert problem.endswith("its stored lines are corrupt (5 bytes, not whole line records)")
+
+
 def test_check_replays_customers_block_by_block_as_one(loaded_chain):
     assert check_ledger(loaded_chain, block_customers=7) == []
     loaded_chain.db.execute("UPDATE receipts SET points = points + 1 WHERE receipt_id = "

@@ -19,6 +19,7 @@ from ..ledger.figures import (
 )
 from ..ledger.clock import now_us
 from ..ledger.handle import Ledger
+from ..ledger.receipts import corrupt_lines
 from ..localtime import local_months, month_label
 from ..points.lots import lots_from_journal
 from ..points.replay import ledger_batch
@@ -50,6 +51,11 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     Customers are replayed ``block_customers`` at a time (their histories are independent),
     so memory stays bounded whatever the ledger's size.
     """
+    corrupt = corrupt_lines(ledger.db.conn)
+    if corrupt:  # nothing can be replayed: say which receipts, and stop there
+        return [f"receipt {receipt_id!r}: its stored lines are corrupt ({size} bytes, not whole line records)"
+                for receipt_id, size in corrupt[:20]] + (
+            [f"… and {len(corrupt) - 20} more receipts with corrupt lines"] if len(corrupt) > 20 else [])
     problems = []
     for customer_id, journal, lots in balance_mismatches(ledger):
         problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from ..errors import LedgerError
 from ..localtime import instant_month
 from ..returns import OriginalReceipt
 
@@ -45,8 +46,19 @@ def decode_lines(value: bytes) -> np.ndarray:
     return np.frombuffer(value, dtype=LINE_DTYPE)
 
 
+def corrupt_lines(connection: sqlite3.Connection) -> list[tuple[str, int]]:
+    """(receipt id, bytes) of receipts whose stored lines are not a whole number of line records."""
+    return connection.execute(
+        f"SELECT receipt_id, length(lines) FROM receipts WHERE typeof(lines) != 'blob' "
+        f"OR length(lines) % {LINE_DTYPE.itemsize} != 0 ORDER BY receipt_id").fetchall()
+
+
 def decode_receipt_lines(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Several receipts' ``lines`` values as one array of records and their CSR offsets."""
+    """Several receipts' ``lines`` values as one array of records and their CSR offsets;
+    :class:`LedgerError` if one is not a whole number of records (``check`` names it)."""
+    if any(not isinstance(value, bytes) or len(value) % LINE_DTYPE.itemsize for value in values):
+        raise LedgerError("stored receipt lines are corrupt; run `fidelis check` to find which receipts, and "
+                          "restore the ledger from a backup")
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum([len(value) // LINE_DTYPE.itemsize for value in values], out=offsets[1:])
     return np.frombuffer(b"".join(values), dtype=LINE_DTYPE), offsets
