@@ -139,6 +139,10 @@ class UnknownCustomer(LedgerError):
     """No customer with this id in the ledger."""
 
 
+class LedgerFull(LedgerError):
+    """The disk (or the ledger's size limit) is full: the write was rolled back whole."""
+
+
 class LedgerBusy(LedgerError):
     """Another process holds the ledger's write lock for longer than the busy timeout."""
 

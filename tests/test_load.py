@@ -330,3 +330,36 @@ def test_scratch_left_by_a_killed_load_is_removed_by_the_next(ledger, write_rece
     (stale / "part0-file0.arrow").write_bytes(b"x")
     load_files(ledger, [write_receipts("a.csv", R1)])
     assert not stale.exists()
+
+
+def test_a_full_disk_stops_a_load_and_a_month_end_cleanly_and_they_finish_later(tmp_path, write_receipts,
+                                                                               verde_club):
+    """SQLite's page limit stands in for a full disk: the step in progress rolls back whole,
+    the error says what to do, and the same commands finish once there is room."""
+    import datetime as dt
+
+    from fidelis.core.errors import LedgerFull
+    from fidelis.core.jobs.month_end import month_end
+    from fidelis.core.localtime import parse_month
+    from fidelis.core.program.model import parse_program
+
+    def rows(prefix: str, day: str):
+        return [[f"{prefix}{n}", f"C{n}", "S1", f"{day}T10:00", "grocery", 1, "5.00"] for n in range(3000)]
+
+    program = parse_program(verde_club.text + "\n[expiry]\nafter_months = 1\n")
+    with Ledger.create(tmp_path / "chain.db", program) as ledger:
+        load_files(ledger, [write_receipts("a.csv", *rows("A", "2025-06-07"))])
+        more = write_receipts("b.csv", *rows("B", "2025-08-08"))
+        pages = ledger.db.execute("PRAGMA page_count").fetchone()[0]
+        ledger.db.execute(f"PRAGMA max_page_count = {pages}")
+        full = "the disk holding the ledger is full; this step was rolled back whole"
+        with pytest.raises(LedgerFull, match=full):
+            load_files(ledger, [more], chunk_receipts=500)
+        with pytest.raises(LedgerFull, match=full):  # June closes; July's, expiring June's points, cannot
+            month_end(ledger, parse_month("2025-07"), today=dt.date(2025, 8, 1))
+        ledger.db.execute("PRAGMA max_page_count = 1073741823")
+        assert check_ledger(ledger) == []
+        load_files(ledger, [more], chunk_receipts=500)
+        [july] = month_end(ledger, parse_month("2025-07"), today=dt.date(2025, 8, 1))
+        assert july.customers_expired == 3000
+        assert check_ledger(ledger) == []

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import sqlite_utils
 
-from ..errors import LedgerBusy, LedgerError
+from ..errors import LedgerBusy, LedgerError, LedgerFull
 from ..program.model import Program, parse_program
 from .clock import now_text
 from .schema import migrations
@@ -153,11 +153,16 @@ class Ledger:
             self._memo.clear()
             try:
                 yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
+                connection.execute("COMMIT")
+            except BaseException as error:
+                if connection.in_transaction:  # (SQLite may have rolled back already)
+                    connection.execute("ROLLBACK")
                 self._memo.clear()
+                if isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                    raise LedgerFull(f"{self.path}: the disk holding the ledger is full; this step was rolled back "
+                                     "whole and the ledger is as before it — free space and run the command again "
+                                     "(what is already done is skipped)") from None
                 raise
-            connection.execute("COMMIT")
             self._memo.clear()
         finally:
             if self._writer_lock >= 0:
