@@ -130,12 +130,13 @@ def _lots_against_journal(ledger: Ledger, block_customers: int) -> list[str]:
         if not entries:
             continue
         customers, points, instants, entry_ids = (np.array(column) for column in zip(*entries))
-        months = local_months(instants, timezone)
-        starts = np.flatnonzero(np.r_[True, customers[1:] != customers[:-1]])
-        for begin, end in zip(starts, np.r_[starts[1:], len(customers)]):
+        months = local_months(instants, timezone).tolist()
+        points, own = points.tolist(), [voided.get(entry) for entry in entry_ids.tolist()] if voided else None
+        starts = np.flatnonzero(np.r_[True, customers[1:] != customers[:-1]]).tolist()
+        for begin, end in zip(starts, starts[1:] + [len(customers)]):
             customer = int(customers[begin])
-            lots, debt = lots_from_journal(points[begin:end].tolist(), months[begin:end].tolist(),
-                                           [voided.get(entry) for entry in entry_ids[begin:end].tolist()])
+            lots, debt = lots_from_journal(points[begin:end], months[begin:end],
+                                           own[begin:end] if own else [None] * (end - begin))
             held = stored_lots.get(customer, {})
             if lots != held or debt != stored_debts.get(customer, 0):
                 [name] = customer_ids_of(ledger, [customer])

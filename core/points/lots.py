@@ -67,9 +67,10 @@ def lots_from_journal(points: list[int], months: list[int], first_from: list[int
     for amount, month, own in zip(points, months, first_from):
         if amount > 0:  # earned or added: the lot of its local month, then any debt paid
             lots[month] = lots.get(month, 0) + amount
-            paid = min(debt, sum(lots.values()))
-            debt -= paid
-            _take_oldest_first(lots, paid)
+            if debt:
+                paid = min(debt, sum(lots.values()))
+                debt -= paid
+                _take_oldest_first(lots, paid)
         else:  # redeemed, taken back or expired: the oldest lots first; beyond them, a debt
             wanted = -amount
             if own is not None and lots.get(own, 0):
@@ -83,6 +84,8 @@ def lots_from_journal(points: list[int], months: list[int], first_from: list[int
 def _take_oldest_first(lots: dict[int, int], points: int) -> int:
     """Take up to ``points`` from lots, oldest first; what they could not give."""
     for key in sorted(lots):
+        if not points:
+            break
         taken = min(points, lots[key])
         lots[key] -= taken
         points -= taken
