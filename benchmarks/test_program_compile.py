@@ -8,41 +8,19 @@ one compile (tracemalloc) are recorded beside the time.
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
 from fidelis.core.program.model import parse_program
 from fidelis.core.program.tables import compile_program
 
-HEAD = """
-[program]
-name = "Weekly promotions"
-currency = "EUR"
-minor_units = 2
-timezone = "Europe/Paris"
-
-[earning]
-points_per_unit = "1"
-
-[[tiers]]
-name = "Base"
-threshold = "0"
-multiplier = "1"
-
-[[tiers]]
-name = "Silver"
-threshold = "500"
-multiplier = "1.25"
-
-[[tiers]]
-name = "Gold"
-threshold = "2000"
-multiplier = "1.5"
-"""
+#: The example program (tests/cases/verde_club.toml), to which the weekly promotions are added.
+EXAMPLE = Path(__file__).parents[1] / "tests" / "cases" / "verde_club.toml"
 
 
 def program_text(promotions: int) -> str:
-    return HEAD + "".join(
+    return EXAMPLE.read_text() + "\n" + "".join(
         f'[[promotions]]\nname = "week {n}"\nmultiplier = "{1 + (n % 9) / 4}"\ncategories = ["category {n}"]\n'
         for n in range(promotions))
 

@@ -489,10 +489,8 @@ def _kept(chunk: kernel.PreparedBatch, keep: np.ndarray, prints: np.ndarray, sku
     positions = np.flatnonzero(keep)
     if skus is not None:
         skus = skus[np.repeat(keep, np.diff(chunk.batch.line_offsets))]
-    return kernel.PreparedBatch(batch=chunk.batch.take(positions), compiled=chunk.compiled,
-                                customer_index=chunk.customer_index[positions],
-                                store_class_of_code=chunk.store_class_of_code,
-                                category_class_of_code=chunk.category_class_of_code), prints[positions], skus
+    return dataclasses.replace(chunk, batch=chunk.batch.take(positions),
+                               customer_index=chunk.customer_index[positions]), prints[positions], skus
 
 
 
