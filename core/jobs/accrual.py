@@ -95,7 +95,8 @@ def accrue(ledger: Ledger, checked: CheckedReceipts) -> list[Accrued]:
         receipt_ids = batch.receipt_id.to_pylist()
         prints = receipt_fingerprints(batch)
         state, stored_index = customer_states(ledger, compiled, batch.customer_id.drop_null().to_pylist())
-        admission = admit(ledger, batch, prints, state, stored_index=stored_index)
+        # (dates ahead of now were refused by input row above, before the write lock)
+        admission = admit(ledger, batch, prints, state, stored_index=stored_index, future_tolerance_us=None)
         for refusal in admission.refused.values():
             raise (ReceiptConflict if refusal.kind == CONFLICT else LateReceipt)(refusal.reason)
         new = admission.admitted

@@ -106,7 +106,7 @@ def admit(ledger: Ledger, batch: ReceiptBatch, fingerprints: np.ndarray, state: 
                "with this id is already in the ledger (conflict)")
     if future_tolerance_us is not None:
         now = now_us() if at_us is None else at_us
-        refuse(open_ & (batch.instant_us > now + future_tolerance_us), FUTURE, "ts", lambda p: (
+        refuse(open_ & ahead_of_now(batch.instant_us, future_tolerance_us, now), FUTURE, "ts", lambda p: (
             f"receipt {receipt_ids[p]!r} is dated {utc_text(batch.instant_us[p])}, more than "
             f"{future_tolerance_us // 3_600_000_000} hours ahead of now ({utc_text(now)}); stored, it would make every "
             "later real receipt of its customer late — correct its date"))

@@ -53,9 +53,8 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     """
     corrupt = corrupt_lines(ledger.db.conn)
     if corrupt:  # nothing can be replayed: say which receipts, and stop there
-        return [f"receipt {receipt_id!r}: its stored lines are corrupt ({size} bytes, not whole line records)"
-                for receipt_id, size in corrupt[:20]] + (
-            [f"… and {len(corrupt) - 20} more receipts with corrupt lines"] if len(corrupt) > 20 else [])
+        return _first_few([f"receipt {receipt_id!r}: its stored lines are corrupt ({size} bytes, not whole line "
+                           "records)" for receipt_id, size in corrupt], "receipts with corrupt lines")
     problems = []
     for customer_id, journal, lots in balance_mismatches(ledger):
         problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")
@@ -66,23 +65,19 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     problems += _lots_against_journal(ledger, block_customers)
 
     late = receipts_after_close(ledger)
-    for receipt_id, month in late[:20]:
-        problems.append(f"receipt {receipt_id!r}: dated in {month_label(month)}, but written after that month's close")
-    if len(late) > 20:
-        problems.append(f"… and {len(late) - 20} more receipts written after their month's close")
+    problems += _first_few([f"receipt {receipt_id!r}: dated in {month_label(month)}, but written after that month's "
+                            "close" for receipt_id, month in late], "receipts written after their month's close")
     named = {month for _, month in late}
     for month in months_written_after_close(ledger):
         if month not in named:
             problems.append(f"receipts dated in {month_label(month)} were written after that month's close")
 
     ahead = [] if allow_future else receipts_ahead_of(ledger, now_us() + FUTURE_TOLERANCE_US)
-    for receipt_id, customer_id, instant_us in ahead[:20]:
-        whose = "anonymous" if customer_id is None else f"of customer {customer_id!r}"
-        problems.append(f"receipt {receipt_id!r} ({whose}) is dated {utc_text(instant_us)}, ahead of now, so its "
-                        f"customer's real receipts are refused as late; `fidelis void LEDGER {receipt_id} --reason …` "
-                        "takes it out")
-    if len(ahead) > 20:
-        problems.append(f"… and {len(ahead) - 20} more receipts dated ahead of now")
+    problems += _first_few([
+        f"receipt {receipt_id!r} ({'anonymous' if customer_id is None else f'of customer {customer_id!r}'}) is dated "
+        f"{utc_text(instant_us)}, ahead of now, so its customer's real receipts are refused as late; "
+        f"`fidelis void LEDGER {receipt_id} --reason …` takes it out" for receipt_id, customer_id, instant_us in ahead],
+        "receipts dated ahead of now")
 
     program = ledger.current_program().program
     compiled = compile_program(program)
@@ -108,12 +103,21 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
         | (stored.rolling_totals[:count] != replay.rolling_totals[:count]).any(axis=1)
         | (stored.tier_reached_month[:count] != replay.tier_reached_month[:count]).any(axis=1)
     )
-    for index in differing[:20]:
-        problems.append(f"customer {stored.customer_ids[index]!r}: stored scoring state differs from the replay of "
-                        "their receipts")
-    if len(differing) > 20:
-        problems.append(f"… and {len(differing) - 20} more customers whose stored state differs")
+    problems += _first_few([f"customer {stored.customer_ids[index]!r}: stored scoring state differs from the replay "
+                            "of their receipts" for index in differing[:21]], "customers whose stored state differs",
+                           total=len(differing))
     return problems
+
+
+#: Problems of one kind ``check`` names; the rest are counted.
+NAMED_PROBLEMS = 20
+
+
+def _first_few(problems: list[str], what: str, total: int | None = None) -> list[str]:
+    """The first :data:`NAMED_PROBLEMS` problems of one kind, then how many more there are."""
+    total = len(problems) if total is None else total
+    more = [f"… and {total - NAMED_PROBLEMS} more {what}"] if total > NAMED_PROBLEMS else []
+    return problems[:NAMED_PROBLEMS] + more
 
 
 def _lots_against_journal(ledger: Ledger, block_customers: int) -> list[str]:
@@ -142,7 +146,7 @@ def _lots_against_journal(ledger: Ledger, block_customers: int) -> list[str]:
                 [name] = customer_ids_of(ledger, [customer])
                 problems.append(f"customer {name!r}: lots hold {_lots_text(held)}, owing "
                                 f"{stored_debts.get(customer, 0)}; the journal leaves {_lots_text(lots)}, owing {debt}")
-                if len(problems) >= 20:
+                if len(problems) >= NAMED_PROBLEMS:
                     return problems
     return problems
 
