@@ -14,6 +14,7 @@ import numpy as np
 
 from ..localtime import instant_month
 from .clock import now_text
+from .journal import end_run
 
 if TYPE_CHECKING:
     from .handle import Ledger
@@ -142,8 +143,7 @@ def record_close(connection: sqlite3.Connection, close, run_id: int, journal_bef
         "journal_before, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (close.month, run_id, now_text(), close.expired_points, close.customers_expired, close.movements,
          journal_before, generation))
-    connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now') WHERE run_id = ?",
-                       (run_id,))
+    end_run(connection, run_id)
 
 
 #: A receipt's local month, from its local day, in SQL: (year - 1970) * 12 + month - 1.

@@ -71,9 +71,15 @@ def _alive(pid: int) -> bool:
 
 
 def finish_run(ledger: Ledger, run_id: int, status: str, counts: dict) -> None:
+    """Record a run's end in a transaction of its own (after the work's own transactions)."""
     with ledger.write() as connection:
-        connection.execute("UPDATE runs SET status = ?, ended_at = datetime('now'), counts = ? WHERE run_id = ?",
-                           (status, json.dumps(counts), run_id))
+        end_run(connection, run_id, status, counts)
+
+
+def end_run(connection: sqlite3.Connection, run_id: int, status: str = "done", counts: dict | None = None) -> None:
+    """Record a run's end inside the caller's transaction (a run that is one transaction)."""
+    connection.execute("UPDATE runs SET status = ?, ended_at = datetime('now'), counts = COALESCE(?, counts) "
+                       "WHERE run_id = ?", (status, None if counts is None else json.dumps(counts), run_id))
 
 
 def realtime_run(ledger: Ledger, connection: sqlite3.Connection) -> int:

@@ -28,7 +28,7 @@ from ..ledger.customers import (
     save_state,
 )
 from ..ledger.handle import Ledger
-from ..ledger.journal import start_run
+from ..ledger.journal import end_run, start_run
 from ..ledger.receipts import move_to_voided, receipt_for_void
 from ..localtime import month_label, month_of
 from .replay import ledger_batch, replay_part
@@ -78,7 +78,7 @@ def void_receipt(ledger: Ledger, receipt_id: str, reason: str) -> Voided:
         if customer is not None:
             _rebuild_state(ledger, connection, compiled, customer)
         advance_state_generation(ledger, connection, current_state_generation(connection), np.array([month]))
-        connection.execute("UPDATE runs SET status = 'done', ended_at = datetime('now') WHERE run_id = ?", (run_id,))
+        end_run(connection, run_id)
     return Voided(receipt_id, customer_id, points - unrecovered, unrecovered)
 
 
