@@ -424,7 +424,8 @@ def test_every_problem_is_reported_with_its_row(write_csv):
     assert str(problems[0]).startswith(f"{path}, row 2, column 'ts': not an ISO 8601 timestamp")
 
 
-def test_rows_of_one_receipt_that_disagree_are_all_bad(write_csv):
+def test_a_line_that_disagrees_with_its_receipt_is_one_problem(write_csv):
+    """One mistyped line of a receipt is one problem, named against what the other lines say."""
     path = write_csv(
         "r.csv",
         "R1,C1,S1,2025-06-07T10:00,a,1,1",
@@ -432,12 +433,13 @@ def test_rows_of_one_receipt_that_disagree_are_all_bad(write_csv):
         "R1,C1,S2,2025-06-07T10:00,b,1,1",
         "R1,C1,S1,2025-06-07T10:00,c,1,1",
     )
-    problems = problems_of(path)
-    assert [(p.row, p.column, p.value) for p in problems] == [
-        (1, "store_id", "S1"), (3, "store_id", "S2"), (4, "store_id", "S1"),
+    checked = check_receipts([path], timezone=ZONE, minor_units=2)
+    assert [(p.row, p.column, p.value, p.reason) for p in checked.problems] == [
+        (3, "store_id", "S2", "the lines of receipt 'R1' disagree on store_id: 2 of 3 say 'S1'"),
     ]
-    reason = "the lines of receipt 'R1' disagree on store_id: 'S1', 'S2'"
-    assert all(p.reason == reason for p in problems)
+    # The receipt is still left out whole: all three of its rows are rejected.
+    assert checked.rejected.tolist() == [True, False, True, True]
+    assert checked.batch.receipt_id.to_pylist() == ["R2"]
 
 
 def test_receipt_rows_that_disagree_on_customer_or_time(write_csv):
@@ -450,16 +452,20 @@ def test_receipt_rows_that_disagree_on_customer_or_time(write_csv):
         # The same instant written two ways is not a disagreement.
         "R3,1,S,2025-06-07T10:00,a,1,1",
         "R3,1,S,2025-06-07T07:00:00Z,a,1,1",
+        # A bad timestamp is its own problem and has no vote.
+        "R4,1,S,2025-06-07T10:00,a,1,1",
+        "R4,1,S,yesterday,a,1,1",
+        "R4,1,S,2025-06-07T10:09,a,1,1",
+        "R4,1,S,2025-06-07T10:09,a,1,1",
     )
     checked = check_receipts([path], timezone=ZONE, minor_units=2)
     reasons = {(p.row, p.column): p.reason for p in checked.problems}
-    assert reasons[(1, "customer_id")] == reasons[(2, "customer_id")] == (
-        "the lines of receipt 'R1' disagree on customer_id: '0042', ''"
-    )
-    assert reasons[(3, "ts")] == reasons[(4, "ts")] == (
-        "the lines of receipt 'R2' disagree on ts: '2025-06-07T10:00', '2025-06-07T10:05'"
-    )
-    assert set(reasons) == {(1, "customer_id"), (2, "customer_id"), (3, "ts"), (4, "ts")}
+    # A tie goes to the first line.
+    assert reasons.pop((2, "customer_id")) == "the lines of receipt 'R1' disagree on customer_id: 1 of 2 say '0042'"
+    assert reasons.pop((4, "ts")) == "the lines of receipt 'R2' disagree on ts: 1 of 2 say '2025-06-07T10:00'"
+    assert reasons.pop((7, "ts")) == "the lines of receipt 'R4' disagree on ts: 2 of 3 say '2025-06-07T10:09'"
+    assert reasons.pop((8, "ts")).startswith("not an ISO 8601 timestamp")
+    assert reasons == {}
     assert checked.batch.receipt_id.to_pylist() == ["R3"]
 
 

@@ -174,6 +174,17 @@ def test_a_return_that_cannot_be_taken_is_refused_with_its_reason(chain, tmp_pat
     assert rejected["receipt_id"] == "X1" and reason in rejected["reason"]
 
 
+def test_a_return_row_that_disagrees_with_the_others_is_one_problem(chain):
+    shop = chain()
+    rows = [return_row("X1", "2025-06-08T12:00", line=n) for n in (1, 2, 3)]
+    rows[1][1] = "C1"  # one row names the customer, the other two leave it empty
+    with pytest.raises(InputError) as raised:
+        shop.load(*R1, *rows)
+    assert [(p.row, p.column, p.value, p.reason) for p in raised.value.problems if p.row] == [
+        (5, "customer_id", "C1", "the rows of return 'X1' disagree on customer_id: 2 of 3 say ''"),
+    ]
+
+
 def test_a_row_of_unknown_kind_is_a_bad_row(chain):
     shop = chain()
     row = list(R1[0])

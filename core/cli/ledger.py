@@ -57,7 +57,8 @@ def load(ledger_file, receipt_files, customers_file, skip_bad, rejects_file, chu
     click.echo(
         f"Loaded {summary.receipts_loaded:,} receipts ({summary.new_customers:,} new customers, "
         f"{summary.points:,} points) in {summary.seconds:.1f} s ({rate:,.0f} receipts/s); skipped "
-        f"{summary.duplicates_skipped:,} already loaded; rejected {summary.rejected_rows:,} bad rows, "
+        f"{summary.duplicates_skipped:,} already loaded; rejected {summary.rejected_rows:,} rows "
+        f"({summary.problem_count:,} problem{'s' if summary.problem_count != 1 else ''}: a receipt with a bad row is set aside whole), "
         f"{summary.rejected_files:,} unusable files, {summary.conflicts:,} conflicting, "
         f"{summary.late_receipts:,} late and {summary.future_receipts:,} future-dated receipts."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -141,6 +142,18 @@ class Findings:
         flagged = np.flatnonzero(codes)
         for code in np.unique(codes[flagged]):
             self.add(flagged[codes[flagged] == code], column, reasons[code])
+
+
+def majority(values: list) -> tuple[np.ndarray, object]:
+    """The value most of a receipt's lines carry (ties: the first line's), and the others' positions.
+
+    Lines that disagree are reported one problem each against the majority, so one mistyped
+    line of a twelve-line receipt is one problem, not twelve.
+    """
+    if not values:
+        return np.zeros(0, dtype=np.int64), None
+    said = Counter(values).most_common(1)[0][0]  # most_common keeps first-seen order in ties
+    return np.flatnonzero([value != said for value in values]), said
 
 
 @dataclass

@@ -54,6 +54,7 @@ from .columns import (
     display_values,
     in_parallel,
     located_problems,
+    majority,
     one_array,
     parse_lines,
     table_problems,
@@ -376,10 +377,16 @@ def _assemble(
             if receipt_id == "":  # rows without an id are bad already, not one receipt
                 continue
             rows = receipts.rows_of(receipt)
-            values = dict.fromkeys(display_values(segments, rows, name))
-            listed = ", ".join(repr(value) for value in values)
-            reason = f"the lines of receipt {receipt_id!r} disagree on {name}: {listed}"
-            findings.add(rows, name, reason)
+            if name == "ts":  # rows with a bad timestamp are reported on their own
+                rows = rows[lines.instant_ok[rows]]
+                keys = lines.instant_us[rows].tolist()
+            else:
+                keys = getattr(lines, name).take(pa.array(rows)).to_pylist()
+            outvoted, said = majority(keys)
+            shown = display_values(segments, rows[[keys.index(said)]], name)[0]
+            reason = (f"the lines of receipt {receipt_id!r} disagree on {name}: "
+                      f"{keys.count(said)} of {len(keys)} say {shown!r}")
+            findings.add(rows[outvoted], name, reason)
 
     # A receipt with any bad line is left out whole.
     if findings.bad.any():

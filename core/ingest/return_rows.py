@@ -28,6 +28,7 @@ from .columns import (
     holds_control_character,
     identifier_column,
     instant_column,
+    majority,
     qty_column,
 )
 
@@ -110,11 +111,14 @@ def check_return_rows(
         if not return_id:
             continue
         for name in ("customer_id", "store_id", "ts", "original_receipt_id"):
-            seen = dict.fromkeys(row["instant_us"] if name == "ts" else row["values"][name] for row in members)
-            if len(seen) > 1:
-                shown = ", ".join(repr(value) for value in seen)
-                for row in members:
-                    row["reasons"].append((name, f"the rows of return {return_id!r} disagree on {name}: {shown}"))
+            voters = [row for row in members if name != "ts" or not any(column == "ts" for column, _ in row["reasons"])]
+            keys = [row["instant_us"] if name == "ts" else row["values"][name] for row in voters]
+            outvoted, said = majority(keys)
+            if len(outvoted):
+                shown = voters[keys.index(said)]["values"][name] or ""
+                reason = f"the rows of return {return_id!r} disagree on {name}: {keys.count(said)} of {len(keys)} say {shown!r}"
+                for position in outvoted:
+                    voters[position]["reasons"].append((name, reason))
     good, problems = [], []
     rejected = np.zeros(len(rows), dtype=bool)
     for return_id, members in by_return.items():
