@@ -56,9 +56,10 @@ def test_at_the_same_instant_receipt_ids_order_every_writer(ledger, write_receip
                 accrue(till, till_receipt("A3", "2025-06-09T10:00"))
 
     between_chunks(till_meanwhile)
-    summary = load_files(ledger, [write_receipts("a.csv", same_instant)], chunk_receipts=1)
+    path = write_receipts("a.csv", same_instant)
+    summary = load_files(ledger, [path], chunk_receipts=1)
     assert (summary.receipts_loaded, summary.late_receipts) == (0, 1)
-    assert [problem.value for problem in summary.problems] == ["A2"]
+    assert [(problem.file, problem.row, problem.column) for problem in summary.problems] == [(path, 1, "ts")]
     assert check_ledger(ledger) == []
     with pytest.raises(InputError, match="'A1' .* comes before customer C1's last loaded receipt"):
         load_files(ledger, [write_receipts("b.csv", ["A1", *same_instant[1:]])])

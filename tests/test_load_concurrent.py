@@ -1,5 +1,8 @@
 """A load while other writers write: it builds on what they wrote and never double-counts."""
+import csv
+
 import pyarrow as pa
+import pytest
 from fidelis.core.jobs.check import check_ledger
 from fidelis.core.jobs.load import load_files
 from fidelis.core.ledger.handle import Ledger
@@ -82,12 +85,14 @@ def test_a_receipt_that_became_late_while_the_load_ran_is_counted_not_scored(led
     between_chunks(till_meanwhile)
     summary = load_files(ledger, [receipts], chunk_receipts=1)
     assert summary.late_receipts == 1 and summary.receipts_loaded == 2
-    assert "R3" in [problem.value for problem in summary.problems]
+    assert [(problem.file, problem.row) for problem in summary.problems] == [(receipts, 3)]
     assert sorted(row[0] for row in ledger.db.execute("SELECT receipt_id FROM receipts")) == ["R1", "R2", "T1"]
     assert check_ledger(ledger) == []
 
 
-def test_a_close_between_two_chunks_refuses_the_rest_of_the_closed_month(ledger, write_receipts, between_chunks):
+@pytest.mark.parametrize("part_rows", [1_000_000, 2], ids=["one-part", "staged-in-parts"])
+def test_a_close_between_two_chunks_refuses_the_rest_of_the_closed_month(ledger, write_receipts, between_chunks,
+                                                                         tmp_path, part_rows):
     """A month-end closes June while a load is between two chunks: the load's later June
     receipts are refused as in a closed month, counted and named, never written after the close."""
     import datetime as dt
@@ -103,9 +108,17 @@ def test_a_close_between_two_chunks_refuses_the_rest_of_the_closed_month(ledger,
                 month_end(other, parse_month("2025-06"), today=dt.date(2025, 8, 1))
 
     between_chunks(close_june)
-    summary = load_files(ledger, [receipts], chunk_receipts=1, skip_bad=True)
+    rejects = tmp_path / "rejects.csv"
+    summary = load_files(ledger, [receipts], chunk_receipts=1, part_rows=part_rows, skip_bad=True,
+                         rejects_file=rejects)
     assert (summary.receipts_loaded, summary.late_receipts) == (2, 2)
-    assert sorted(problem.value for problem in summary.problems) == ["R2", "R3"]
+    # named by file and row, and set aside in the rejects file as the check's refusals are
+    assert [(problem.file, problem.row) for problem in summary.problems] == [(receipts, 2), (receipts, 3)]
     assert all("is in a month already closed" in problem.reason for problem in summary.problems)
+    with rejects.open(newline="") as handle:
+        rejected = list(csv.DictReader(handle))
+    assert sorted((row["row"], row["receipt_id"]) for row in rejected) == [("2", "R2"), ("3", "R3")]  # part by part
+    assert all("another writer came in while this load ran" in row["reason"] for row in rejected)
+    assert summary.rejected_rows == 2
     assert sorted(row[0] for row in ledger.db.execute("SELECT receipt_id FROM receipts")) == ["R1", "R4"]
     assert replay_close(ledger, parse_month("2025-06")) == [] and check_ledger(ledger) == []

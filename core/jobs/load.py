@@ -45,6 +45,7 @@ from ..ingest.receipts import CheckedReceipts, check_segments
 from ..ingest.return_rows import originals_outside, resolve_returns, with_returns
 from ..ingest.staging import (
     PART_ROWS,
+    StagedInput,
     remove_stale_scratch,
     scratch_folder,
     stage_receipts,
@@ -71,6 +72,7 @@ from .admission import (
     FUTURE_TOLERANCE_US,
     LATE,
     Admission,
+    Refusal,
     admit,
     receipts_over,
 )
@@ -224,6 +226,8 @@ def load_files(
                         summary.receipts_loaded += loaded
                         summary.points += points
                         loading.update(loaded)
+            if writer.refused:
+                _set_aside_refused(staged, writer.refused, summary, rejects)
         except BaseException:
             finish_run(ledger, run_id, "failed", summary.as_counts())
             raise
@@ -404,6 +408,8 @@ class _ChunkWriter:
         self.out = Scores.empty(1)
         #: once another writer is seen, each chunk's customers are read back from the ledger
         self.resync = False
+        #: receipts refused at write time (another writer came in), by receipt id
+        self.refused: dict[str, Refusal] = {}
 
     def load(self, batch: ReceiptBatch) -> Iterator[tuple[int, int]]:
         """Commit ``batch`` (in processing order); yields (receipts, points) per committed chunk."""
@@ -459,17 +465,42 @@ class _ChunkWriter:
         conflicts, late or closed while this load ran: counted and named, not loaded."""
         self.summary.duplicates_skipped += int(admission.duplicate.sum())
         self.summary.count_refusals(admission)
-        receipt_ids = chunk.batch.receipt_id.to_pylist()
-        self.summary.add_problems([
-            InputProblem("<load>", None, refusal.column, receipt_ids[position],
-                         f"{refusal.reason} (another writer came in while this load ran); not loaded")
-            for position, refusal in admission.refused.items()])
+        if admission.refused:
+            receipt_ids = chunk.batch.receipt_id
+            for position, refusal in admission.refused.items():
+                self.refused[receipt_ids[position].as_py()] = refusal
         return admission.admitted
 
     def _stored_originals(self, chunk: ReceiptBatch) -> dict:
         """Originals of the chunk's returns that are not in the chunk: loaded before, or in an
         earlier chunk of this load (committed by now)."""
         return stored_originals(self.ledger, originals_outside(chunk))
+
+
+def _set_aside_refused(staged: StagedInput, refused: dict[str, Refusal], summary: LoadSummary,
+                       rejects: Rejects) -> None:
+    """Name the receipts refused at write time by file and row, and put their rows in the
+    rejects file, as for those refused at validation: they are found again in the staged input."""
+    reasons = {receipt_id: f"{refusal.reason} (another writer came in while this load ran); not loaded"
+               for receipt_id, refusal in refused.items()}
+    wanted = pa.array(list(refused), pa.string())
+    located = []
+    for part in range(staged.part_count):
+        segments = staged.segments(part)
+        for segment in segments:
+            receipt_column = segment.table.column("receipt_id").cast(pa.string())
+            positions = np.flatnonzero(
+                pc.is_in(receipt_column, value_set=wanted).fill_null(False).to_numpy(zero_copy_only=False))
+            summary.rejected_rows += len(positions)
+            first_rows: dict[str, int] = {}
+            for receipt_id, row in zip(receipt_column.take(pa.array(positions)).to_pylist(),
+                                       segment.source_rows(positions).tolist()):
+                first_rows.setdefault(receipt_id, row)
+            for receipt_id, row in first_rows.items():
+                refusal = refused[receipt_id]
+                located.append(InputProblem(segment.source, row, refusal.column, refusal.value, reasons[receipt_id]))
+        rejects.write_refused(segments, reasons)
+    summary.add_problems(sorted(located, key=lambda problem: (problem.file, problem.row)))
 
 
 def _ids_in_several_files(checked: CheckedReceipts, receipt_ids: list[str]) -> dict[int, list[str]]:

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputProblem
+from ..ingest.columns import InputSegment
 from ..ingest.files import TableWriter
 from ..ingest.receipts import CheckedReceipts
 
@@ -26,6 +27,7 @@ class Rejects:
         self._writer = None if path is None else TableWriter(path, schema)
 
     def write(self, checked: CheckedReceipts, problems: list[InputProblem], refused_receipts: dict[str, str]) -> None:
+        """The rows a part's check rejected, and every row of the receipts refused by the ledger."""
         if self._writer is None:
             return
         reasons: dict[tuple[str, int], list[str]] = {}
@@ -33,9 +35,18 @@ class Rejects:
             if problem.row is not None and problem.value not in refused_receipts:
                 reasons.setdefault((problem.file, problem.row), []).append(
                     f"{problem.column}: {problem.reason}" if problem.column else problem.reason)
+        self.write_refused(checked.segments, refused_receipts, checked.rejected, reasons)
+
+    def write_refused(self, segments: list[InputSegment], refused_receipts: dict[str, str],
+                      rejected: np.ndarray | None = None, reasons: dict[tuple[str, int], list[str]] | None = None,
+                      ) -> None:
+        """Every row of ``segments`` that is ``rejected`` or of a refused receipt, as it came."""
+        if self._writer is None:
+            return
         refused_ids = pa.array(list(refused_receipts), pa.string())
-        for segment in checked.segments:
-            mask = checked.rejected[segment.start:segment.start + segment.table.num_rows].copy()
+        for segment in segments:
+            end = segment.start + segment.table.num_rows
+            mask = np.zeros(segment.table.num_rows, dtype=bool) if rejected is None else rejected[segment.start:end].copy()
             receipt_column = segment.table.column("receipt_id").cast(pa.string())
             if len(refused_ids):
                 mask |= pc.is_in(receipt_column, value_set=refused_ids).fill_null(False).to_numpy(zero_copy_only=False)
@@ -50,7 +61,7 @@ class Rejects:
                 "row": pa.array(row_numbers, pa.int64()),
                 "reason": pa.array([
                     refused_receipts.get(receipt) or "; ".join(
-                        reasons.get((segment.source, row), ["another row of this receipt is bad"]))
+                        (reasons or {}).get((segment.source, row), ["another row of this receipt is bad"]))
                     for row, receipt in zip(row_numbers, row_receipts)
                 ], pa.string()),
                 **{name: rows.column(name).cast(pa.string()) for name in rows.column_names},
