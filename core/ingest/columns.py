@@ -677,9 +677,9 @@ def _distinct(column: pa.ChunkedArray, *, adjacent: bool) -> tuple[pa.Array, np.
     if adjacent and n > 1:
         change = np.ones(n, dtype=bool)
         change[1:] = bool_mask(pc.not_equal(column.slice(1), column.slice(0, n - 1)))
-        starts = np.flatnonzero(change)
-        if len(starts) <= n // 2:
-            return one_array(column.take(pa.array(starts))), np.cumsum(change) - 1
+        if np.count_nonzero(change) <= n // 2:
+            # filter, not take: take on a chunked array copies it whole first
+            return one_array(column.filter(pa.array(change))), np.cumsum(change, dtype=np.int64) - 1
     which, distinct = dictionary_codes(column)
     return distinct, which
 
@@ -794,16 +794,26 @@ def _concat_text(columns: list[pa.ChunkedArray]) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, columns[0].type)
 
 
-def dictionary_codes(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """Dictionary-encode: int32 indices and the distinct values, by first appearance."""
+def dictionary_codes(values: pa.Array | pa.ChunkedArray, *, missing: int | None = None
+                     ) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary-encode: int32 indices and the distinct values, by first appearance.
+
+    Nulls get the index ``missing`` (-1 picks an entry appended after the distinct values);
+    without it, the values must have none.
+    """
     encoded = pc.dictionary_encode(values)
     if isinstance(encoded, pa.Array):
-        return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary
-    if encoded.num_chunks == 0:
+        chunks, dictionary = [encoded], encoded.dictionary
+    elif encoded.num_chunks == 0:
         return np.zeros(0, dtype=np.int32), pa.array([], values.type)
-    # The chunks share one growing dictionary; the last chunk's holds every value.
-    indices = [chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
-    return np.concatenate(indices), encoded.chunk(encoded.num_chunks - 1).dictionary
+    else:
+        # The chunks share one growing dictionary; the last chunk's holds every value (no
+        # unify_dictionaries, which compares every chunk's dictionary: minutes at 10⁷ values).
+        chunks, dictionary = encoded.chunks, encoded.chunk(encoded.num_chunks - 1).dictionary
+    indices = [chunk.indices if missing is None or not chunk.null_count else chunk.indices.fill_null(missing)
+               for chunk in chunks]
+    codes = [index.to_numpy(zero_copy_only=False) for index in indices]
+    return (codes[0] if len(codes) == 1 else np.concatenate(codes)), dictionary
 
 
 def bool_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:

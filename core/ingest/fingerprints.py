@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..batch import ReceiptBatch
+from .columns import dictionary_codes
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
@@ -48,16 +49,14 @@ def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     uint64, shape (N,)
     """
     # each distinct text is hashed once: ids and names repeat on every line of a receipt
-    encoded = pc.dictionary_encode(values)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.unify_dictionaries().combine_chunks() if encoded.num_chunks else None
-        if encoded is None:
-            return np.zeros(0, dtype=np.uint64)
-    distinct = np.append(_distinct_text_hashes(encoded.dictionary), MISSING)
-    return distinct[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
+    codes, distinct = dictionary_codes(values, missing=-1)
+    table = np.append(_distinct_text_hashes(distinct), MISSING)  # code -1 picks MISSING
+    return table[codes]
 
 
 def _distinct_text_hashes(values: pa.Array) -> np.ndarray:
+    """The byte polynomial of each string, by Horner's rule, vectorised over the strings of
+    each length: ``h = h * BASE + (byte + 1)`` byte by byte, then mixed with the length."""
     count = len(values)
     if count == 0:
         return np.zeros(0, dtype=np.uint64)
@@ -66,27 +65,20 @@ def _distinct_text_hashes(values: pa.Array) -> np.ndarray:
     offsets = np.frombuffer(offset_buffer, dtype=offset_type)[values.offset:values.offset + count + 1].astype(np.int64)
     lengths = np.diff(offsets)
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-    data = data[offsets[0]:offsets[-1]].astype(np.uint64)
-    # byte b of a string of length n weighs BASE ** (n - 1 - b): Horner's rule, all strings at once
-    owner_end = np.repeat(offsets[1:] - offsets[0], lengths)
-    from_end = owner_end - 1 - np.arange(len(data), dtype=np.int64)
-    powers = _powers(int(lengths.max(initial=0)))
-    terms = (data + np.uint64(1)) * powers[from_end]
     sums = np.zeros(count, dtype=np.uint64)
-    present = lengths > 0
-    if present.any():
-        sums[present] = np.add.reduceat(terms, (offsets[:-1] - offsets[0])[present])
-    return mix(sums ^ mix(lengths.astype(np.uint64) + np.uint64(1)))
-
-
-def _powers(count: int) -> np.ndarray:
-    """BASE ** 0 … BASE ** (count - 1), wrapping modulo 2⁶⁴."""
-    powers = np.empty(max(count, 1), dtype=np.uint64)
-    powers[0] = 1
+    by_length = np.argsort(lengths, kind="stable")
+    bounds = np.flatnonzero(np.diff(lengths[by_length])) + 1
     with np.errstate(over="ignore"):
-        for exponent in range(1, count):
-            powers[exponent] = powers[exponent - 1] * _BASE
-    return powers
+        for same in np.split(by_length, bounds):
+            length = int(lengths[same[0]])
+            if length == 0:
+                continue
+            starts = offsets[same]
+            hashed = np.zeros(len(same), dtype=np.uint64)
+            for position in range(length):  # one pass per byte position, over every string at once
+                hashed = hashed * _BASE + data[starts + position].astype(np.uint64) + np.uint64(1)
+            sums[same] = hashed
+    return mix(sums ^ mix(lengths.astype(np.uint64) + np.uint64(1)))
 
 
 def _blake2b_hashes(names: list[str | None]) -> np.ndarray:
@@ -99,11 +91,8 @@ def _blake2b_hashes(names: list[str | None]) -> np.ndarray:
 
 def _per_distinct_text(values: pa.Array) -> np.ndarray:
     """blake2b of each distinct text, spread over ``values`` (0 for null)."""
-    encoded = pc.dictionary_encode(values)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.unify_dictionaries().combine_chunks()
-    table = np.append(_blake2b_hashes(encoded.dictionary.to_pylist()), np.uint64(0))
-    return table[encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
+    codes, distinct = dictionary_codes(values, missing=-1)
+    return np.append(_blake2b_hashes(distinct.to_pylist()), np.uint64(0))[codes]
 
 
 def receipt_fingerprints(batch: ReceiptBatch) -> np.ndarray:
