@@ -31,3 +31,51 @@ def test_a_ledger_of_the_previous_release_opens_loads_closes_and_checks(tmp_path
         closes = month_end(ledger, parse_month("2025-12"), today=dt.date(2026, 2, 1))
         assert [close.label for close in closes][-1] == "2025-12" and len(closes) == 24
         assert check_ledger(ledger) == []
+
+
+BEFORE_ARRIVAL_ORDER = Path(__file__).parent / "data" / "ledger-0.2.db"
+
+
+def _dump(path: Path) -> dict[str, list]:
+    """What a user sees, read with plain SQLite (no migration): every receipt by id with all
+    its columns, balances and histories (the journal), lots, states and closes."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(receipts)") if row[1] != "receipt_row"]
+        return {
+            "receipts": db.execute(f"SELECT {', '.join(columns)} FROM receipts ORDER BY receipt_id").fetchall(),
+            "balances": db.execute("SELECT c.customer_id, SUM(j.points) FROM journal j JOIN customers c "
+                                   "USING (customer_index) GROUP BY c.customer_id ORDER BY 1").fetchall(),
+            **{table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+               for table in ("journal", "lots", "customer_state", "month_closes", "customer_status", "voided_receipts")},
+        }
+    finally:
+        db.close()
+
+
+def test_receipts_move_to_arrival_order_with_everything_a_user_sees_unchanged(tmp_path):
+    """m012: a ledger of the release before (loads, returns, accruals, a redemption, an
+    adjustment, closes through June 2025, a void) keeps every receipt, balance, history
+    entry, lot and state; ``check`` and every month's replay pass; loading goes on."""
+    from fidelis.core.jobs.month_end import replay_close
+    from fidelis.core.ledger.journal import history
+
+    path = tmp_path / "ledger.db"
+    shutil.copy(BEFORE_ARRIVAL_ORDER, path)
+    before = _dump(path)
+    with Ledger(path) as ledger:
+        assert check_ledger(ledger) == []
+        closed = [month for (month,) in ledger.db.execute("SELECT month FROM month_closes ORDER BY month")]
+        assert len(closed) == 18 and all(replay_close(ledger, month) == [] for month in closed)
+        customer, points = before["balances"][-1]
+        assert balance(ledger, customer) == points
+        entries = [row for row in before["journal"] if row[1] == ledger.db.execute(
+            "SELECT customer_index FROM customers WHERE customer_id = ?", (customer,)).fetchone()[0]]
+        assert [entry["points"] for entry in history(ledger, customer, limit=1000)] == [
+            row[3] for row in sorted(entries, key=lambda row: row[0], reverse=True)]
+        # arrival order: by run, then processing order within it
+        order = ledger.db.execute("SELECT run_id, instant_us, receipt_id FROM receipts ORDER BY receipt_row").fetchall()
+        assert order == sorted(order)
+    assert _dump(path) == before
