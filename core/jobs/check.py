@@ -22,7 +22,7 @@ from ..ledger.handle import Ledger
 from ..ledger.receipts import corrupt_lines
 from ..localtime import local_months, month_label
 from ..points.lots import lots_from_journal
-from ..points.replay import ledger_batch
+from ..points.replay import replay
 from ..program.tables import compile_program
 from .admission import FUTURE_TOLERANCE_US, utc_text
 
@@ -40,16 +40,17 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
       replayed by the lot rules, leaves in it (points moved between lots are found);
     - each receipt's points equal its journal entries (a return's: less what it could not
       take back), and anonymous receipts earn nothing;
-    - replaying every stored receipt through the kernel from an empty state gives each
-      receipt's stored points and every customer's stored state;
+    - replaying every stored receipt through the kernel from an empty state, in arrival order
+      (:func:`~fidelis.core.points.replay.replay`), gives each receipt's stored points and
+      every customer's stored state;
     - no receipt dated in a closed month was written after its close (its expiry, statuses
       and movements were recorded without it);
     - no receipt is dated beyond the admission rule's tolerance ahead of now (it would make
       every real receipt of its customer late; ``fidelis void`` repairs it), unless
       ``allow_future`` (a ledger of synthetic data loaded with it).
 
-    Customers are replayed ``block_customers`` at a time (their histories are independent),
-    so memory stays bounded whatever the ledger's size.
+    Receipts are replayed a block at a time and lots rebuilt ``block_customers`` at a time,
+    so memory stays bounded whatever the ledger's size (beyond every customer's state).
     """
     corrupt = corrupt_lines(ledger.db.conn)
     if corrupt:  # nothing can be replayed: say which receipts, and stop there
@@ -80,28 +81,24 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
         "receipts dated ahead of now")
 
     program = ledger.current_program().program
-    compiled = compile_program(program)
-    stored = kernel.CustomerState.for_program(compiled)
+    stored = kernel.CustomerState.for_program(compile_program(program))
     load_state(ledger, stored)
-    replay = kernel.CustomerState.for_program(compiled, capacity=max(len(stored), 1))
-    replay.index_of(stored.customer_ids)
-    replay.records["birth_month"][: len(stored)] = stored.records["birth_month"][: len(stored)]
     count = len(stored)
+    replayed = replay(ledger)
     wrong_points = []
-    for first in tqdm(range(0, count, block_customers), desc="replaying", unit=" blocks", disable=not progress):
-        batch, points = ledger_batch(ledger, range(first, min(first + block_customers, count)))
-        if len(batch):
-            scores = kernel.score(batch, compiled, replay)
-            wrong_points += [(batch.receipt_id[i].as_py(), points[i], scores.points[i])
-                             for i in np.flatnonzero(scores.points != points)[:20 - len(wrong_points)]]
+    for block in tqdm(replayed, desc="replaying", unit=" blocks", disable=not progress):
+        wrong = np.flatnonzero((block.scores.points != block.stored_points) & (block.customer_index >= 0))
+        wrong_points += [(block.batch.receipt_id[i].as_py(), block.stored_points[i], block.scores.points[i])
+                         for i in wrong[:20 - len(wrong_points)]]
+    replay_state = replayed.state
     for receipt_id, stored_points, replayed in wrong_points:
         problems.append(f"receipt {receipt_id!r}: stored {stored_points} points, its replay gives {replayed}")
     for receipt_id, points in anonymous_receipts_with_points(ledger):
         problems.append(f"receipt {receipt_id!r}: anonymous, but stored with {points} points")
     differing = np.flatnonzero(
-        (stored.records[:count] != replay.records[:count])
-        | (stored.rolling_totals[:count] != replay.rolling_totals[:count]).any(axis=1)
-        | (stored.tier_reached_month[:count] != replay.tier_reached_month[:count]).any(axis=1)
+        (stored.records[:count] != replay_state.records[:count])
+        | (stored.rolling_totals[:count] != replay_state.rolling_totals[:count]).any(axis=1)
+        | (stored.tier_reached_month[:count] != replay_state.tier_reached_month[:count]).any(axis=1)
     )
     problems += _first_few([f"customer {stored.customer_ids[index]!r}: stored scoring state differs from the replay "
                             "of their receipts" for index in differing[:21]], "customers whose stored state differs",

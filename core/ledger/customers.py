@@ -88,11 +88,7 @@ def load_state(ledger: Ledger, state: CustomerState) -> None:
     The directory order is the stored ``customer_index``, so indices stay stable across
     loads.
     """
-    customers = ledger.db.execute("SELECT customer_id, birth_date FROM customers ORDER BY customer_index").fetchall()
-    ids = [row[0] for row in customers]
-    if ids and not np.array_equal(state.index_of(ids), np.arange(len(ids))):
-        raise LedgerError(f"{ledger.path}: customer indices are not dense; run `fidelis check`")
-    birth_months = np.array([int(row[1][5:7]) if row[1] else 0 for row in customers], dtype=np.int8)
+    ids, birth_months = _directory(ledger, state)
     rows = ledger.db.execute(
         "SELECT customer_index, record, rolling_totals, tier_reached_month FROM customer_state"
     ).fetchall()
@@ -101,6 +97,25 @@ def load_state(ledger: Ledger, state: CustomerState) -> None:
     # the customers table is where birth dates live; the state's copy follows it
     known = birth_months > 0
     state.records["birth_month"][: len(ids)][known] = birth_months[known]
+
+
+def unscored_state(ledger: Ledger, compiled: ProgramTables) -> CustomerState:
+    """Every stored customer at their ledger index with their birth month, nothing scored:
+    where a replay of the ledger's receipts (under any program) starts."""
+    count = ledger.db.execute("SELECT COUNT(*) FROM customers").fetchone()[0]
+    state = CustomerState.for_program(compiled, capacity=max(count, 1))
+    ids, birth_months = _directory(ledger, state)
+    state.records["birth_month"][: len(ids)] = birth_months
+    return state
+
+
+def _directory(ledger: Ledger, state: CustomerState) -> tuple[list[str], np.ndarray]:
+    """Register every stored customer in ``state`` at their ledger index; their birth months."""
+    customers = ledger.db.execute("SELECT customer_id, birth_date FROM customers ORDER BY customer_index").fetchall()
+    ids = [row[0] for row in customers]
+    if ids and not np.array_equal(state.index_of(ids), np.arange(len(ids))):
+        raise LedgerError(f"{ledger.path}: customer indices are not dense; run `fidelis check`")
+    return ids, np.array([int(row[1][5:7]) if row[1] else 0 for row in customers], dtype=np.int8)
 
 
 def reload_state(ledger: Ledger, state: CustomerState, customers: np.ndarray) -> None:

@@ -230,6 +230,30 @@ def stored_receipts(ledger: Ledger, customers: range | np.ndarray | None = None)
     ).fetchall()
 
 
+def receipts_in_arrival_order(ledger: Ledger, after_row: int, limit: int, *, first_day: int | None = None,
+                              end_day: int | None = None, customers: np.ndarray | None = None) -> list[tuple]:
+    """The next ``limit`` stored receipts after ``after_row``, in arrival order: (row, receipt
+    id, customer index or None, store id, instant, lines, points, original receipt id).
+
+    Optionally only those of local days ``first_day <= day < end_day`` and of ``customers``
+    (ledger indices). Keyset-paged by ``receipt_row``, so each page is a range scan.
+    """
+    where, parameters = ["receipt_row > ?"], [after_row]
+    if first_day is not None:
+        where.append("local_day >= ?")
+        parameters.append(first_day)
+    if end_day is not None:
+        where.append("local_day < ?")
+        parameters.append(end_day)
+    if customers is not None:
+        where.append("customer_index IN (SELECT value FROM json_each(?))")
+        parameters.append(json.dumps(np.asarray(customers).tolist()))
+    return ledger.db.execute(
+        "SELECT receipt_row, receipt_id, customer_index, store_id, instant_us, lines, points, original_receipt_id "
+        f"FROM receipts WHERE {' AND '.join(where)} ORDER BY receipt_row LIMIT ?", (*parameters, limit)
+    ).fetchall()
+
+
 def category_names(ledger: Ledger) -> list[str]:
     """Category names by ledger category id (position 0 unused)."""
     categories = dict(ledger.db.execute("SELECT category_id, name FROM categories").fetchall())

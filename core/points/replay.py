@@ -1,12 +1,18 @@
 """Whole-history replay: stored receipts back through the kernel, as the ledger holds them.
 
-A ledger's receipts are enough to recompute every point and every status: ``check`` replays
-them to verify the stored results, month-end to find each customer's status at a month's end
-after later receipts were loaded.
+A ledger's receipts are enough to recompute every point and every status. :func:`replay`
+streams every stored receipt (sales and returns) in arrival order — each customer's
+receipts in their processing order, which is what scoring needs — through the kernel from
+an empty state, a block at a time, under the ledger's program or any other: ``check``
+compares it with what is stored; a what-if prices a candidate program with it. Month-end
+and voids replay one block of customers with :func:`ledger_batch` and :func:`replay_part`.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -14,15 +20,134 @@ import pyarrow as pa
 from ..batch import ReceiptBatch
 from ..engine import kernel
 from ..ingest.return_rows import originals_outside
+from ..ledger.customers import unscored_state
 from ..ledger.handle import Ledger
 from ..ledger.receipts import (
     category_names,
     decode_receipt_lines,
+    receipts_in_arrival_order,
     stored_originals,
     stored_receipts,
 )
-from ..program.tables import ProgramTables
+from ..program.model import Program
+from ..program.tables import ProgramTables, compile_program
+from ..scores import Scores
 from ..state import CustomerState
+
+#: Receipts read and scored at once by :func:`replay`: bounds its memory whatever the ledger's size.
+REPLAY_BLOCK_RECEIPTS = 200_000
+
+
+@dataclass
+class ReplayedBlock:
+    """One block of a replay, in arrival order: the receipts, their replayed scores, and the
+    points the ledger stored for them."""
+
+    batch: ReceiptBatch
+    #: the ledger's index of each receipt's customer (-1: anonymous)
+    customer_index: np.ndarray
+    scores: Scores
+    stored_points: np.ndarray
+
+
+class Replay:
+    """The blocks of a replay, scored as they are iterated; ``state`` is each customer's
+    scoring state after the receipts replayed so far (the final state once exhausted).
+
+    Iterate it once. The ledger is read in one snapshot, so writers committing meanwhile are
+    not seen halfway.
+    """
+
+    def __init__(self, ledger: Ledger, compiled: ProgramTables, state: CustomerState, blocks: Iterator[ReplayedBlock]):
+        self.ledger, self.compiled, self.state = ledger, compiled, state
+        self._blocks = blocks
+
+    def __iter__(self) -> Iterator[ReplayedBlock]:
+        return self._blocks
+
+
+def replay(ledger: Ledger, program: Program | None = None, *, customers: Sequence[str] | None = None,
+           start: dt.date | None = None, end: dt.date | None = None,
+           block_receipts: int = REPLAY_BLOCK_RECEIPTS) -> Replay:
+    """Every stored receipt through the kernel from an empty state; see the module docstring.
+
+    ``program``: score with this one instead of the ledger's (a what-if). ``customers``: only
+    those customers' receipts (unknown ids are ignored). ``start``/``end``: only receipts of
+    local dates ``start <= date < end``, still from an empty state. Memory is one block of
+    ``block_receipts`` receipts plus every customer's state.
+    """
+    program = ledger.current_program().program if program is None else program
+    compiled = compile_program(program)
+    state = unscored_state(ledger, compiled)
+    wanted = None
+    if customers is not None:
+        found = (state.lookup(customer_id) for customer_id in customers)
+        wanted = np.array([index for index in found if index is not None], dtype=np.int64)
+    first_day = None if start is None else (start - dt.date(1970, 1, 1)).days
+    end_day = None if end is None else (end - dt.date(1970, 1, 1)).days
+    return Replay(ledger, compiled, state, _blocks(ledger, program, compiled, state, wanted, first_day, end_day,
+                                                  block_receipts))
+
+
+def _blocks(ledger: Ledger, program: Program, compiled: ProgramTables, state: CustomerState,
+            customers: np.ndarray | None, first_day: int | None, end_day: int | None,
+            block_receipts: int) -> Iterator[ReplayedBlock]:
+    if customers is not None and not len(customers):
+        return
+    names = category_names(ledger)
+    customer_ids = pa.array(state.customer_ids[:len(state)], pa.string())
+    after = 0
+    with ledger.reading():
+        while rows := receipts_in_arrival_order(ledger, after, block_receipts, first_day=first_day, end_day=end_day,
+                                                customers=customers):
+            after = rows[-1][0]
+            customer = np.array([-1 if row[2] is None else row[2] for row in rows], dtype=np.int64)
+            identified = customer >= 0
+            named = customer_ids.take(pa.array(np.where(identified, customer, 0), mask=~identified))
+            batch = _batch([row[1:] for row in rows], named, names, program.info.timezone)
+            stored_points = np.array([row[6] for row in rows], dtype=np.int64)
+            scores = kernel.score(batch, compiled, state, originals=_originals_before(ledger, batch, customer))
+            yield ReplayedBlock(batch, customer, scores, stored_points)
+
+
+def _batch(rows: list[tuple], customer_id: pa.Array, names: list[str], timezone: str) -> ReceiptBatch:
+    """A batch of stored receipts from (receipt id, customer, store id, instant, lines, points,
+    original receipt id) rows, the customers' ids given apart."""
+    lines, offsets = decode_receipt_lines([row[4] for row in rows])
+    stores = pa.array([row[2] for row in rows], type=pa.string()).dictionary_encode()
+    return ReceiptBatch.build(
+        receipt_id=pa.array([row[0] for row in rows], type=pa.string()),
+        customer_id=customer_id,
+        store_code=stores.indices.to_numpy(zero_copy_only=False),
+        store_names=stores.dictionary.to_pylist(),
+        instant_us=np.array([row[3] for row in rows], dtype=np.int64),
+        timezone=timezone,
+        line_offsets=offsets,
+        line_category_code=lines["category_id"],
+        category_names=names,
+        line_qty=lines["qty"],
+        line_amount_minor=lines["amount_minor"],
+        original_receipt_id=pa.array([row[6] for row in rows], type=pa.string())
+        if any(row[6] is not None for row in rows) else None,
+    )
+
+
+def _originals_before(ledger: Ledger, batch: ReceiptBatch, customer: np.ndarray) -> dict:
+    """The stored originals of the block's returns whose original is not in it, as they stood
+    when the block reaches their customer: with only the returns before that customer's first
+    receipt of the block (arrival order is each customer's processing order)."""
+    outside = originals_outside(batch)
+    if not outside:
+        return {}
+    customers, first = np.unique(customer, return_index=True)
+    first_of = dict(zip(customers.tolist(), first.tolist()))
+    instants, receipt_ids = batch.instant_us, batch.receipt_id
+    owner = {}
+    for position in np.flatnonzero(batch.is_return).tolist():
+        owner.setdefault(batch.original_receipt_id[position].as_py(), first_of[int(customer[position])])
+    return {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(
+                (int(instants[owner[receipt_id]]), receipt_ids[owner[receipt_id]].as_py())))
+            for receipt_id, original in stored_originals(ledger, outside).items()}
 
 
 def ledger_batch(ledger: Ledger, customers: range | np.ndarray | None = None) -> tuple[ReceiptBatch, np.ndarray]:
@@ -34,23 +159,8 @@ def ledger_batch(ledger: Ledger, customers: range | np.ndarray | None = None) ->
     """
     program = ledger.current_program().program
     rows = stored_receipts(ledger, customers)
-    lines, offsets = decode_receipt_lines([row[4] for row in rows])
-    stores = pa.array([row[2] for row in rows], type=pa.string()).dictionary_encode()
-    batch = ReceiptBatch.build(
-        receipt_id=pa.array([row[0] for row in rows], type=pa.string()),
-        customer_id=pa.array([row[1] for row in rows], type=pa.string()),
-        store_code=stores.indices.to_numpy(zero_copy_only=False),
-        store_names=stores.dictionary.to_pylist(),
-        instant_us=np.array([row[3] for row in rows], dtype=np.int64),
-        timezone=program.info.timezone,
-        line_offsets=offsets,
-        line_category_code=lines["category_id"],
-        category_names=category_names(ledger),
-        line_qty=lines["qty"],
-        line_amount_minor=lines["amount_minor"],
-        original_receipt_id=pa.array([row[6] for row in rows], type=pa.string())
-        if any(row[6] is not None for row in rows) else None,
-    )
+    batch = _batch(rows, pa.array([row[1] for row in rows], type=pa.string()), category_names(ledger),
+                   program.info.timezone)
     return batch, np.array([row[5] for row in rows], dtype=np.int64)
 
 
