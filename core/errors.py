@@ -139,6 +139,10 @@ class UnknownCustomer(LedgerError):
     """No customer with this id in the ledger."""
 
 
+class CorruptReceiptLines(LedgerError):
+    """Stored receipt lines that are not whole line records (``check`` names the receipts)."""
+
+
 class LedgerFull(LedgerError):
     """The disk (or the ledger's size limit) is full: the write was rolled back whole."""
 

@@ -5,6 +5,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..engine import kernel
+from ..errors import CorruptReceiptLines
 from ..ledger.closes import months_written_after_close, receipts_after_close, void_takebacks
 from ..ledger.customers import customer_ids_of
 from ..ledger.customers import load_state
@@ -52,10 +53,6 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     Receipts are replayed a block at a time and lots rebuilt ``block_customers`` at a time,
     so memory stays bounded whatever the ledger's size (beyond every customer's state).
     """
-    corrupt = corrupt_lines(ledger.db.conn)
-    if corrupt:  # nothing can be replayed: say which receipts, and stop there
-        return _first_few([f"receipt {receipt_id!r}: its stored lines are corrupt ({size} bytes, not whole line "
-                           "records)" for receipt_id, size in corrupt], "receipts with corrupt lines")
     problems = []
     for customer_id, journal, lots in balance_mismatches(ledger):
         problems.append(f"customer {customer_id!r}: balance (Σ journal) {journal} != points in lots {lots}")
@@ -86,10 +83,15 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     count = len(stored)
     replayed = replay(ledger)
     wrong_points = []
-    for block in tqdm(replayed, desc="replaying", unit=" blocks", disable=not progress):
-        wrong = np.flatnonzero((block.scores.points != block.stored_points) & (block.customer_index >= 0))
-        wrong_points += [(block.batch.receipt_id[i].as_py(), block.stored_points[i], block.scores.points[i])
-                         for i in wrong[:20 - len(wrong_points)]]
+    try:
+        for block in tqdm(replayed, desc="replaying", unit=" blocks", disable=not progress):
+            wrong = np.flatnonzero((block.scores.points != block.stored_points) & (block.customer_index >= 0))
+            wrong_points += [(block.batch.receipt_id[i].as_py(), block.stored_points[i], block.scores.points[i])
+                             for i in wrong[:20 - len(wrong_points)]]
+    except CorruptReceiptLines:  # the replay cannot go on: say which receipts (one scan, only now)
+        return problems + _first_few([
+            f"receipt {receipt_id!r}: its stored lines are corrupt ({size} bytes, not whole line records)"
+            for receipt_id, size in corrupt_lines(ledger.db.conn)], "receipts with corrupt lines")
     replay_state = replayed.state
     for receipt_id, stored_points, replayed in wrong_points:
         problems.append(f"receipt {receipt_id!r}: stored {stored_points} points, its replay gives {replayed}")

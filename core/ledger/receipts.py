@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from ..errors import LedgerError
+from ..errors import CorruptReceiptLines
 from ..localtime import instant_month
 from ..returns import OriginalReceipt
 
@@ -57,8 +57,8 @@ def decode_receipt_lines(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Several receipts' ``lines`` values as one array of records and their CSR offsets;
     :class:`LedgerError` if one is not a whole number of records (``check`` names it)."""
     if any(not isinstance(value, bytes) or len(value) % LINE_DTYPE.itemsize for value in values):
-        raise LedgerError("stored receipt lines are corrupt; run `fidelis check` to find which receipts, and "
-                          "restore the ledger from a backup")
+        raise CorruptReceiptLines("stored receipt lines are corrupt; run `fidelis check` to find which receipts, "
+                                  "and restore the ledger from a backup")
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum([len(value) // LINE_DTYPE.itemsize for value in values], out=offsets[1:])
     return np.frombuffer(b"".join(values), dtype=LINE_DTYPE), offsets
