@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 LINE = np.dtype([("category_id", "<i4"), ("sku_id", "<i4"), ("qty", "<i4"), ("amount_minor", "<i8")])
 CHUNK = 200_000
+SORT_BY_CUSTOMER = False
 
 SCHEMAS = {
     "current": """
@@ -139,6 +140,21 @@ def blobs(chunk) -> list[bytes]:
         [None, pa.py_buffer(offsets.astype(np.int64).tobytes()), pa.py_buffer(chunk["lines"].tobytes())]).to_pylist()
 
 
+def by_customer(chunk) -> dict:
+    """The chunk's receipts stably sorted by customer: each customer's stay in order."""
+    order = np.argsort(chunk["customer"], kind="stable")
+    counts = np.diff(chunk["offsets"])
+    line_order = np.concatenate([np.arange(chunk["offsets"][i], chunk["offsets"][i + 1]) for i in order]) \
+        if len(order) else np.zeros(0, np.int64)
+    offsets = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(counts[order], out=offsets[1:])
+    sorted_chunk = {key: (value[order] if isinstance(value, np.ndarray) and len(value) == len(order) else value)
+                    for key, value in chunk.items()}
+    sorted_chunk["ids"] = [chunk["ids"][i] for i in order.tolist()]
+    sorted_chunk["offsets"], sorted_chunk["lines"] = offsets, chunk["lines"][line_order]
+    return sorted_chunk
+
+
 def write_chunk(design: str, db: sqlite3.Connection, folder: Path, number: int, chunk) -> None:
     n = len(chunk["ids"])
     customer = chunk["customer"]
@@ -208,6 +224,8 @@ def run(design: str, receipts: int, folder: Path) -> dict:
     tenth = max(receipts // 10, CHUNK)
     rates, done, mark, mark_time, total = [], 0, 0, 0.0, 0.0
     for number, chunk in enumerate(make_chunks(receipts)):
+        if SORT_BY_CUSTOMER:
+            chunk = by_customer(chunk)
         started = time.perf_counter()
         write_chunk(design, db, folder, number, chunk)
         elapsed = time.perf_counter() - started
@@ -225,14 +243,16 @@ def run(design: str, receipts: int, folder: Path) -> dict:
 
 
 def main() -> None:
-    global CHUNK
+    global CHUNK, SORT_BY_CUSTOMER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--receipts", type=int, default=1_000_000)
     parser.add_argument("--design", choices=sorted(SCHEMAS), action="append")
+    parser.add_argument("--by-customer", action="store_true",
+                        help="write each chunk's receipts stably sorted by customer (indexes by customer fill in order)")
     parser.add_argument("--chunk", type=int, default=200_000, help="receipts per transaction")
     parser.add_argument("--folder", type=Path, default=None, help="where the ledgers are built (default: a temp dir)")
     arguments = parser.parse_args()
-    CHUNK = arguments.chunk
+    CHUNK, SORT_BY_CUSTOMER = arguments.chunk, arguments.by_customer
     results = []
     for design in arguments.design or ["current", "current_cached", "rowid_journal", "rowid", "columnar"]:
         folder = Path(tempfile.mkdtemp(prefix=f"store-{design}-", dir=arguments.folder))
