@@ -24,7 +24,6 @@ from ..ledger.receipts import corrupt_lines
 from ..localtime import local_months, month_label
 from ..points.lots import lots_from_journal
 from ..points.replay import replay
-from ..program.tables import compile_program
 from .admission import FUTURE_TOLERANCE_US, utc_text
 
 #: Customers replayed at once by ``check``: bounds its memory whatever the ledger's size.
@@ -77,8 +76,7 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
         f"`fidelis void LEDGER {receipt_id} --reason …` takes it out" for receipt_id, customer_id, instant_us in ahead],
         "receipts dated ahead of now")
 
-    program = ledger.current_program().program
-    stored = kernel.CustomerState.for_program(compile_program(program))
+    stored = kernel.CustomerState.for_program(ledger.compiled_program()[1])
     load_state(ledger, stored)
     count = len(stored)
     replayed = replay(ledger)

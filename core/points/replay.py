@@ -58,8 +58,8 @@ class Replay:
     not seen halfway.
     """
 
-    def __init__(self, ledger: Ledger, compiled: ProgramTables, state: CustomerState, blocks: Iterator[ReplayedBlock]):
-        self.ledger, self.compiled, self.state = ledger, compiled, state
+    def __init__(self, compiled: ProgramTables, state: CustomerState, blocks: Iterator[ReplayedBlock]):
+        self.compiled, self.state = compiled, state
         self._blocks = blocks
 
     def __iter__(self) -> Iterator[ReplayedBlock]:
@@ -76,8 +76,10 @@ def replay(ledger: Ledger, program: Program | None = None, *, customers: Sequenc
     local dates ``start <= date < end``, still from an empty state. Memory is one block of
     ``block_receipts`` receipts plus every customer's state.
     """
-    program = ledger.current_program().program if program is None else program
-    compiled = compile_program(program)
+    if program is None:  # the ledger's, compiled once per handle
+        program, compiled = ledger.compiled_program()
+    else:
+        compiled = compile_program(program)
     state = unscored_state(ledger, compiled)
     wanted = None
     if customers is not None:
@@ -85,7 +87,7 @@ def replay(ledger: Ledger, program: Program | None = None, *, customers: Sequenc
         wanted = np.array([index for index in found if index is not None], dtype=np.int64)
     first_day = None if start is None else (start - dt.date(1970, 1, 1)).days
     end_day = None if end is None else (end - dt.date(1970, 1, 1)).days
-    return Replay(ledger, compiled, state, _blocks(ledger, program, compiled, state, wanted, first_day, end_day,
+    return Replay(compiled, state, _blocks(ledger, program, compiled, state, wanted, first_day, end_day,
                                                   block_receipts))
 
 
