@@ -38,8 +38,8 @@ def loaded_rows(parquet_chain, tmp_path_factory) -> dict[str, tuple[list[str], l
         load_files(ledger, [parquet_chain["receipts"]], customers_file=parquet_chain["customers"])
         rows = {}
         for table in TABLES:
-            # in the order a load writes them (receipts: processing order, not key order)
-            order = " ORDER BY instant_us, receipt_id" if table == "receipts" else ""
+            # in the order a load wrote them (receipts: arrival order, customer by customer)
+            order = " ORDER BY receipt_row" if table == "receipts" else ""
             cursor = ledger.db.execute(f"SELECT * FROM {table}{order}")
             rows[table] = ([column[0] for column in cursor.description], cursor.fetchall())
     return rows
