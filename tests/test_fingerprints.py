@@ -72,3 +72,19 @@ def test_receipt_fingerprints_are_pinned(make_batch):
     assert receipt_fingerprints(batch).tolist() == [4786257829567632394, -8225751078337332097]
     batch.line_sku = pa.array(["A", None, "Z"])
     assert receipt_fingerprints(batch).tolist() == [7238265616124412493, 2810599202919384948]
+
+
+def test_text_hashes_of_long_and_short_strings_follow_the_byte_polynomial():
+    """Horner's rule for short strings and the sum of powers for long ones give one polynomial."""
+    from fidelis.core.ingest.fingerprints import mix
+
+    def polynomial(text: str) -> int:
+        value = 0
+        for byte in text.encode():
+            value = (value * 0x9E3779B97F4A7C15 + byte + 1) % 2**64
+        return value
+
+    values = ["", "a", "x" * 63, "y" * 64, "z" * 65, "é" * 200, "q" * 5000, "abc" * 1000]
+    lengths = np.array([len(value.encode()) for value in values], dtype=np.uint64)
+    expected = mix(np.array([polynomial(value) for value in values], dtype=np.uint64) ^ mix(lengths + np.uint64(1)))
+    assert np.array_equal(text_hashes(pa.array(values)), expected)

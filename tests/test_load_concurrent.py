@@ -131,3 +131,28 @@ def test_a_close_between_two_chunks_refuses_the_rest_of_the_closed_month(ledger,
     assert summary.rejected_rows == 2
     assert sorted(row[0] for row in ledger.db.execute("SELECT receipt_id FROM receipts")) == ["R1", "R4"]
     assert replay_close(ledger, parse_month("2025-06")) == [] and check_ledger(ledger) == []
+
+
+def test_a_receipt_refused_at_write_time_is_found_again_under_its_id_as_written(ledger, write_receipts,
+                                                                               between_chunks, tmp_path):
+    """Ids are trimmed when read: a refusal by the trimmed id still finds the rows that wrote it with spaces."""
+    import datetime as dt
+
+    from fidelis.core.jobs.month_end import month_end
+    from fidelis.core.localtime import parse_month
+
+    receipts = write_receipts("a.csv", R1, [" R2 ", *R2[1:]], R3)
+
+    def close_june(path, number):
+        if number == 2:
+            with Ledger(path) as other:
+                month_end(other, parse_month("2025-06"), today=dt.date(2025, 8, 1))
+
+    between_chunks(close_june)
+    rejects = tmp_path / "rejects.csv"
+    summary = load_files(ledger, [receipts], chunk_receipts=1, skip_bad=True, rejects_file=rejects)
+    assert summary.late_receipts == 2 and summary.rejected_rows == 2
+    assert [(problem.file, problem.row) for problem in summary.problems] == [(receipts, 2), (receipts, 3)]
+    with rejects.open(newline="") as handle:
+        assert sorted(row["receipt_id"] for row in csv.DictReader(handle)) == [" R2 ", "R3"]
+

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +99,46 @@ def test_a_candidate_program_is_replayed_instead_of_the_ledgers(ledger):
     assert welcomed and {receipt_id for receipt_id in stored if stored[receipt_id][0] != without[receipt_id][0]} \
         == welcomed
     assert all(stored[receipt_id][0] - without[receipt_id][0] == 100 for receipt_id in welcomed)
+
+
+@pytest.mark.parametrize("block_receipts", [1, 2, 3, 100])
+def test_an_anonymous_return_after_a_later_anonymous_sale_is_taken_once(tmp_path, verde_club, block_receipts):
+    """Anonymous receipts are never late, so arrival order is not their processing order: the
+    returns a block has not reached are those written from its first row on, whatever their dates."""
+    import csv
+
+    from fidelis.core.jobs.load import load_files
+    from fidelis.core.program.model import parse_program
+
+    header = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount", "sku", "kind",
+              "original_receipt_id", "line"]
+    with Ledger.create(tmp_path / "ledger.db", parse_program(verde_club.text)) as ledger:
+        for number, row in enumerate([
+            ["O", "", "S1", "2025-06-01T10:00", "grocery", 1, "10.00", "G1", "", "", ""],
+            ["X", "C9", "S1", "2025-06-02T10:00", "grocery", 1, "10.00", "G1", "", "", ""],
+            ["S", "", "S1", "2025-06-20T10:00", "grocery", 1, "10.00", "G1", "", "", ""],
+            ["RET", "", "S1", "2025-06-10T10:00", "", 1, "", "G1", "return", "O", 1],
+        ]):
+            path = tmp_path / f"part{number}.csv"
+            with path.open("w", newline="") as handle:
+                csv.writer(handle).writerows([header, row])
+            load_files(ledger, [path])
+        points, _ = replayed(ledger, block_receipts=block_receipts)
+        assert set(points) == {"O", "X", "S", "RET"}
+        assert all(replayed_points == stored for replayed_points, stored in points.values())
+        assert check_ledger(ledger) == []
+
+
+def test_a_replay_left_halfway_ends_its_snapshot(ledger):
+    """Stopping after the first block (with ``with`` or by dropping the loop) ends the read
+    transaction: the handle can write again."""
+    with replay(ledger, block_receipts=10) as run:
+        for _ in run:
+            break
+    assert not ledger.db.conn.in_transaction
+    for _ in replay(ledger, block_receipts=10):
+        break
+    assert not ledger.db.conn.in_transaction
+    with ledger.write() as connection:
+        connection.execute("SELECT 1")
+

@@ -185,6 +185,17 @@ def test_a_return_row_that_disagrees_with_the_others_is_one_problem(chain):
     ]
 
 
+def test_a_return_row_at_another_time_than_the_others_is_one_problem(chain):
+    shop = chain()
+    rows = [return_row("X1", ts, line=n) for n, ts in ((1, "2025-06-10T12:00"), (2, "2025-06-10T12:00"),
+                                                       (3, "2025-06-11T12:00"))]
+    with pytest.raises(InputError) as raised:
+        shop.load(*R1, *rows)
+    assert [(p.row, p.column, p.reason) for p in raised.value.problems if p.row] == [
+        (6, "ts", "the rows of return 'X1' disagree on ts: 2 of 3 say '2025-06-10T09:00:00Z'"),
+    ]
+
+
 def test_a_row_of_unknown_kind_is_a_bad_row(chain):
     shop = chain()
     row = list(R1[0])

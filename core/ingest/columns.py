@@ -801,6 +801,8 @@ def dictionary_codes(values: pa.Array | pa.ChunkedArray, *, missing: int | None 
     Nulls get the index ``missing`` (-1 picks an entry appended after the distinct values);
     without it, the values must have none.
     """
+    if pa.types.is_dictionary(values.type):  # chunks may carry dictionaries of their own
+        values = values.cast(values.type.value_type)
     encoded = pc.dictionary_encode(values)
     if isinstance(encoded, pa.Array):
         chunks, dictionary = [encoded], encoded.dictionary

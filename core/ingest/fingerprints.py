@@ -13,7 +13,6 @@ import hashlib
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..batch import ReceiptBatch
 from .columns import dictionary_codes
@@ -54,9 +53,15 @@ def text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return table[codes]
 
 
+#: Strings up to this many bytes are hashed by Horner's rule, a pass per byte position over
+#: every string of a length at once; longer ones (rare: a stray quote swallowing a file) by
+#: the same polynomial as a sum of powers, so that no string costs a pass per byte.
+_HORNER_BYTES = 64
+
+
 def _distinct_text_hashes(values: pa.Array) -> np.ndarray:
-    """The byte polynomial of each string, by Horner's rule, vectorised over the strings of
-    each length: ``h = h * BASE + (byte + 1)`` byte by byte, then mixed with the length."""
+    """The byte polynomial of each string, ``sum((byte + 1) * BASE ** (n - 1 - i))`` wrapping
+    modulo 2⁶⁴ (Horner's rule: ``h = h * BASE + byte + 1``), then mixed with the length."""
     count = len(values)
     if count == 0:
         return np.zeros(0, dtype=np.uint64)
@@ -66,19 +71,41 @@ def _distinct_text_hashes(values: pa.Array) -> np.ndarray:
     lengths = np.diff(offsets)
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
     sums = np.zeros(count, dtype=np.uint64)
-    by_length = np.argsort(lengths, kind="stable")
+    short = np.flatnonzero((lengths > 0) & (lengths <= _HORNER_BYTES))
+    by_length = short[np.argsort(lengths[short], kind="stable")]
     bounds = np.flatnonzero(np.diff(lengths[by_length])) + 1
     with np.errstate(over="ignore"):
-        for same in np.split(by_length, bounds):
-            length = int(lengths[same[0]])
-            if length == 0:
-                continue
+        for same in np.split(by_length, bounds) if len(by_length) else []:
             starts = offsets[same]
             hashed = np.zeros(len(same), dtype=np.uint64)
-            for position in range(length):  # one pass per byte position, over every string at once
+            for position in range(int(lengths[same[0]])):  # a pass per byte position, every string at once
                 hashed = hashed * _BASE + data[starts + position].astype(np.uint64) + np.uint64(1)
             sums[same] = hashed
+        long = np.flatnonzero(lengths > _HORNER_BYTES)
+        if len(long):
+            sums[long] = _power_sums(data, offsets[long], lengths[long])
     return mix(sums ^ mix(lengths.astype(np.uint64) + np.uint64(1)))
+
+
+def _power_sums(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The byte polynomial of long strings as one sum of terms over all their bytes."""
+    owners = np.repeat(np.arange(len(starts)), lengths)
+    first = np.zeros(len(starts), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=first[1:])
+    within = np.arange(len(owners), dtype=np.int64) - first[owners]
+    positions = starts[owners] + within
+    from_end = lengths[owners] - 1 - within
+    terms = (data[positions].astype(np.uint64) + np.uint64(1)) * _powers(int(lengths.max()))[from_end]
+    return np.add.reduceat(terms, first)
+
+
+def _powers(count: int) -> np.ndarray:
+    """BASE ** 0 … BASE ** (count - 1), wrapping modulo 2⁶⁴, by doubling (log₂ count steps)."""
+    powers = np.ones(1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        while len(powers) < count:
+            powers = np.concatenate([powers, powers * (powers[-1] * _BASE)])
+    return powers[:count]
 
 
 def _blake2b_hashes(names: list[str | None]) -> np.ndarray:

@@ -7,6 +7,7 @@ return receipts that the pro-rata rule in :mod:`fidelis.core.returns` scores.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Mapping
@@ -115,7 +116,7 @@ def check_return_rows(
             keys = [row["instant_us"] if name == "ts" else row["values"][name] for row in voters]
             outvoted, said = majority(keys)
             if len(outvoted):
-                shown = voters[keys.index(said)]["values"][name] or ""
+                shown = (_utc_text(said) if name == "ts" else voters[keys.index(said)]["values"][name]) or ""
                 reason = f"the rows of return {return_id!r} disagree on {name}: {keys.count(said)} of {len(keys)} say {shown!r}"
                 for position in outvoted:
                     voters[position]["reasons"].append((name, reason))
@@ -324,3 +325,8 @@ def _return_batch(accepted: list, timezone: str) -> ReceiptBatch:
     )
     order = processing_order(batch.instant_us, batch.receipt_id)
     return batch if order is None else batch.take(order)
+
+
+def _utc_text(instant_us: int) -> str:
+    """An instant as ISO 8601 UTC text, for messages."""
+    return dt.datetime.fromtimestamp(instant_us / 1_000_000, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

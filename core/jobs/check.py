@@ -1,6 +1,8 @@
 """Checking a ledger: every invariant, and a replay of every stored receipt through the kernel."""
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 from tqdm import tqdm
 
@@ -86,10 +88,14 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
             wrong = np.flatnonzero((block.scores.points != block.stored_points) & (block.customer_index >= 0))
             wrong_points += [(block.batch.receipt_id[i].as_py(), block.stored_points[i], block.scores.points[i])
                              for i in wrong[:20 - len(wrong_points)]]
-    except CorruptReceiptLines:  # the replay cannot go on: say which receipts (one scan, only now)
+    except (CorruptReceiptLines, sqlite3.OperationalError) as error:
+        # the replay cannot go on: say which receipts (one scan, only now)
+        corrupt = corrupt_lines(ledger.db.conn)
+        if not corrupt:
+            raise error
         return problems + _first_few([
             f"receipt {receipt_id!r}: its stored lines are corrupt ({size} bytes, not whole line records)"
-            for receipt_id, size in corrupt_lines(ledger.db.conn)], "receipts with corrupt lines")
+            for receipt_id, size in corrupt], "receipts with corrupt lines")
     replay_state = replayed.state
     for receipt_id, stored_points, replayed in wrong_points:
         problems.append(f"receipt {receipt_id!r}: stored {stored_points} points, its replay gives {replayed}")

@@ -77,7 +77,7 @@ from .admission import (
     receipts_over,
 )
 from .commit import append_chunk, sku_ids_of
-from .rejects import Rejects, input_location
+from .rejects import Rejects, input_location, staged_receipt_ids
 
 #: Receipts committed per transaction: bounds what a crash can cost and the memory of a chunk.
 CHUNK_RECEIPTS = 200_000
@@ -489,7 +489,7 @@ def _set_aside_refused(staged: StagedInput, refused: dict[str, Refusal], summary
     for part in range(staged.part_count):
         segments = staged.segments(part)
         for segment in segments:
-            receipt_column = segment.table.column("receipt_id").cast(pa.string())
+            receipt_column = staged_receipt_ids(segment)
             positions = np.flatnonzero(
                 pc.is_in(receipt_column, value_set=wanted).fill_null(False).to_numpy(zero_copy_only=False))
             summary.rejected_rows += len(positions)

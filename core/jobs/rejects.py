@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputProblem
-from ..ingest.columns import InputSegment
+from ..ingest.columns import InputSegment, identifier_column
 from ..ingest.files import TableWriter
 from ..ingest.receipts import CheckedReceipts
 
@@ -47,7 +47,7 @@ class Rejects:
         for segment in segments:
             end = segment.start + segment.table.num_rows
             mask = np.zeros(segment.table.num_rows, dtype=bool) if rejected is None else rejected[segment.start:end].copy()
-            receipt_column = segment.table.column("receipt_id").cast(pa.string())
+            receipt_column = staged_receipt_ids(segment)
             if len(refused_ids):
                 mask |= pc.is_in(receipt_column, value_set=refused_ids).fill_null(False).to_numpy(zero_copy_only=False)
             positions = np.flatnonzero(mask)
@@ -55,7 +55,7 @@ class Rejects:
                 continue
             rows = segment.table.take(pa.array(positions))
             row_numbers = segment.source_rows(positions).tolist()
-            row_receipts = rows.column("receipt_id").cast(pa.string()).to_pylist()
+            row_receipts = receipt_column.take(pa.array(positions)).to_pylist()
             self._writer.write(pa.table({
                 "file": pa.array([segment.source] * len(positions), pa.string()),
                 "row": pa.array(row_numbers, pa.int64()),
@@ -84,6 +84,13 @@ class Rejects:
             self._writer.close()
 
 
+
+
+def staged_receipt_ids(segment: InputSegment) -> pa.ChunkedArray:
+    """A segment's receipt ids as the readers give them to the batch (text, spaces trimmed),
+    to find the rows of receipts named by id."""
+    ids, _ = identifier_column(segment.table.column("receipt_id"), allow_integers=True)
+    return segment.table.column("receipt_id").cast(pa.string()) if ids is None else ids
 
 
 def input_location(checked: CheckedReceipts, input_row: int) -> tuple[str, int]:

@@ -42,7 +42,11 @@ def encode_lines(line_offsets: np.ndarray, category_ids: np.ndarray, sku_ids: np
 
 
 def decode_lines(value: bytes) -> np.ndarray:
-    """One receipt's stored ``lines`` value as records of :data:`LINE_DTYPE`."""
+    """One receipt's stored ``lines`` value as records of :data:`LINE_DTYPE`;
+    :class:`CorruptReceiptLines` if it is not a whole number of records."""
+    if not isinstance(value, bytes) or len(value) % LINE_DTYPE.itemsize:
+        raise CorruptReceiptLines("stored receipt lines are corrupt; run `fidelis check` to find which receipts, "
+                                  "and restore the ledger from a backup")
     return np.frombuffer(value, dtype=LINE_DTYPE)
 
 
@@ -252,6 +256,14 @@ def receipts_in_arrival_order(ledger: Ledger, after_row: int, limit: int, *, fir
         "SELECT receipt_row, receipt_id, customer_index, store_id, instant_us, lines, points, original_receipt_id "
         f"FROM receipts WHERE {' AND '.join(where)} ORDER BY receipt_row LIMIT ?", (*parameters, limit)
     ).fetchall()
+
+
+def returns_written_from(ledger: Ledger, original_ids: list[str], first_row: int) -> set[str]:
+    """Ids of the stored returns of those originals written at or after ``first_row`` (in
+    arrival order): what a replay reaching that row has not scored yet."""
+    return {row[0] for row in ledger.db.execute(
+        "SELECT receipt_id FROM receipts WHERE original_receipt_id IN (SELECT value FROM json_each(?)) "
+        "AND receipt_row >= ?", (json.dumps(original_ids), first_row))}
 
 
 def category_names(ledger: Ledger) -> list[str]:

@@ -304,9 +304,10 @@ def m012_receipts_in_arrival_order(db: sqlite_utils.Database) -> None:
     Keyed by their id, receipts were a B-tree whose every insert landed on a random page of a
     table holding the lines: a load slowed as the ledger grew (25 k receipts/s at first,
     8 k by 10 M). Appended in arrival order, the table's pages are written once and only the
-    narrow indexes take random inserts. Receipts stored before keep the order they were
-    written in — by run, then processing order — so each customer's receipts stay in their
-    processing order, which is what a replay in arrival order needs.
+    narrow indexes take random inserts. Receipts stored before are numbered in processing
+    order, which is each customer's write order (a receipt before its customer's last is
+    refused as late) — not by run, since real-time accruals share one run across loads — so
+    each customer's receipts stay in the order a replay in arrival order needs.
     """
     statements = f"""
         CREATE TABLE receipts_new (
@@ -335,7 +336,7 @@ def m012_receipts_in_arrival_order(db: sqlite_utils.Database) -> None:
             unrecovered_points INTEGER NOT NULL DEFAULT 0
         );
         INSERT INTO receipts_new ({_RECEIPT_COLUMNS}) SELECT {_RECEIPT_COLUMNS} FROM receipts
-            ORDER BY run_id, instant_us, receipt_id;
+            ORDER BY instant_us, receipt_id;
         DROP TABLE receipts;
         ALTER TABLE receipts_new RENAME TO receipts;
         CREATE UNIQUE INDEX receipts_by_id ON receipts(receipt_id);

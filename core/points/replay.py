@@ -9,6 +9,7 @@ and voids replay one block of customers with :func:`ledger_batch` and :func:`rep
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ..ledger.receipts import (
     category_names,
     decode_receipt_lines,
     receipts_in_arrival_order,
+    returns_written_from,
     stored_originals,
     stored_receipts,
 )
@@ -54,16 +56,33 @@ class Replay:
     """The blocks of a replay, scored as they are iterated; ``state`` is each customer's
     scoring state after the receipts replayed so far (the final state once exhausted).
 
-    Iterate it once. The ledger is read in one snapshot, so writers committing meanwhile are
-    not seen halfway.
+    Iterate it once. Everything it reads — customers, vocabularies, receipts — is one
+    snapshot of the ledger, held from :func:`replay` until the last block or :meth:`close`
+    (``with replay(...) as run:`` closes it however the loop ends), so writers committing
+    meanwhile are not seen halfway.
     """
 
-    def __init__(self, compiled: ProgramTables, state: CustomerState, blocks: Iterator[ReplayedBlock]):
+    def __init__(self, compiled: ProgramTables, state: CustomerState, blocks: Iterator[ReplayedBlock],
+                 snapshot: contextlib.ExitStack):
         self.compiled, self.state = compiled, state
-        self._blocks = blocks
+        self._blocks, self._snapshot = blocks, snapshot
 
     def __iter__(self) -> Iterator[ReplayedBlock]:
-        return self._blocks
+        try:
+            yield from self._blocks
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the read snapshot (also when the blocks were not all iterated)."""
+        self._blocks.close()
+        self._snapshot.close()
+
+    def __enter__(self) -> "Replay":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def replay(ledger: Ledger, program: Program | None = None, *, customers: Sequence[str] | None = None,
@@ -80,36 +99,42 @@ def replay(ledger: Ledger, program: Program | None = None, *, customers: Sequenc
         program, compiled = ledger.compiled_program()
     else:
         compiled = compile_program(program)
-    state = unscored_state(ledger, compiled)
+    snapshot = contextlib.ExitStack()
+    snapshot.enter_context(ledger.reading())
+    try:
+        state = unscored_state(ledger, compiled)
+        names = category_names(ledger)
+    except BaseException:
+        snapshot.close()
+        raise
     wanted = None
     if customers is not None:
         found = (state.lookup(customer_id) for customer_id in customers)
         wanted = np.array([index for index in found if index is not None], dtype=np.int64)
     first_day = None if start is None else (start - dt.date(1970, 1, 1)).days
     end_day = None if end is None else (end - dt.date(1970, 1, 1)).days
-    return Replay(compiled, state, _blocks(ledger, program, compiled, state, wanted, first_day, end_day,
-                                                  block_receipts))
+    blocks = _blocks(ledger, program, compiled, state, names, wanted, first_day, end_day, block_receipts)
+    return Replay(compiled, state, blocks, snapshot)
 
 
-def _blocks(ledger: Ledger, program: Program, compiled: ProgramTables, state: CustomerState,
+def _blocks(ledger: Ledger, program: Program, compiled: ProgramTables, state: CustomerState, names: list[str],
             customers: np.ndarray | None, first_day: int | None, end_day: int | None,
             block_receipts: int) -> Iterator[ReplayedBlock]:
+    """The blocks, read inside the caller's snapshot."""
     if customers is not None and not len(customers):
         return
-    names = category_names(ledger)
     customer_ids = pa.array(state.customer_ids[:len(state)], pa.string())
     after = 0
-    with ledger.reading():
-        while rows := receipts_in_arrival_order(ledger, after, block_receipts, first_day=first_day, end_day=end_day,
-                                                customers=customers):
-            after = rows[-1][0]
-            customer = np.array([-1 if row[2] is None else row[2] for row in rows], dtype=np.int64)
-            identified = customer >= 0
-            named = customer_ids.take(pa.array(np.where(identified, customer, 0), mask=~identified))
-            batch = _batch([row[1:] for row in rows], named, names, program.info.timezone)
-            stored_points = np.array([row[6] for row in rows], dtype=np.int64)
-            scores = kernel.score(batch, compiled, state, originals=_originals_before(ledger, batch, customer))
-            yield ReplayedBlock(batch, customer, scores, stored_points)
+    while rows := receipts_in_arrival_order(ledger, after, block_receipts, first_day=first_day, end_day=end_day,
+                                            customers=customers):
+        after = rows[-1][0]
+        customer = np.array([-1 if row[2] is None else row[2] for row in rows], dtype=np.int64)
+        identified = customer >= 0
+        named = customer_ids.take(pa.array(np.where(identified, customer, 0), mask=~identified))
+        batch = _batch([row[1:] for row in rows], named, names, program.info.timezone)
+        stored_points = np.array([row[6] for row in rows], dtype=np.int64)
+        scores = kernel.score(batch, compiled, state, originals=_originals_before(ledger, batch, rows[0][0]))
+        yield ReplayedBlock(batch, customer, scores, stored_points)
 
 
 def _batch(rows: list[tuple], customer_id: pa.Array, names: list[str], timezone: str) -> ReceiptBatch:
@@ -134,21 +159,14 @@ def _batch(rows: list[tuple], customer_id: pa.Array, names: list[str], timezone:
     )
 
 
-def _originals_before(ledger: Ledger, batch: ReceiptBatch, customer: np.ndarray) -> dict:
+def _originals_before(ledger: Ledger, batch: ReceiptBatch, first_row: int) -> dict:
     """The stored originals of the block's returns whose original is not in it, as they stood
-    when the block reaches their customer: with only the returns before that customer's first
-    receipt of the block (arrival order is each customer's processing order)."""
+    when the block begins: with only the returns written before its first row."""
     outside = originals_outside(batch)
     if not outside:
         return {}
-    customers, first = np.unique(customer, return_index=True)
-    first_of = dict(zip(customers.tolist(), first.tolist()))
-    instants, receipt_ids = batch.instant_us, batch.receipt_id
-    owner = {}
-    for position in np.flatnonzero(batch.is_return).tolist():
-        owner.setdefault(batch.original_receipt_id[position].as_py(), first_of[int(customer[position])])
-    return {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(
-                (int(instants[owner[receipt_id]]), receipt_ids[owner[receipt_id]].as_py())))
+    later = returns_written_from(ledger, outside, first_row)
+    return {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(None, excluding=later))
             for receipt_id, original in stored_originals(ledger, outside).items()}
 
 
