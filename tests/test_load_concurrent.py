@@ -156,3 +156,31 @@ def test_a_receipt_refused_at_write_time_is_found_again_under_its_id_as_written(
     with rejects.open(newline="") as handle:
         assert sorted(row["receipt_id"] for row in csv.DictReader(handle)) == [" R2 ", "R3"]
 
+
+
+def test_a_return_whose_original_was_refused_at_write_time_is_refused_with_it(ledger, between_chunks, tmp_path):
+    import datetime as dt
+
+    from fidelis.core.jobs.month_end import month_end
+    from fidelis.core.localtime import parse_month
+
+    path = tmp_path / "a.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([
+            ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount", "sku", "kind",
+             "original_receipt_id", "line"],
+            ["R1", "C1", "S1", "2025-06-07T10:00", "grocery", 1, "10.00", "", "", "", ""],
+            ["O", "C2", "S1", "2025-06-09T10:00", "grocery", 2, "20.00", "G", "", "", ""],
+            ["RET", "", "S1", "2025-07-02T10:00", "", 1, "", "G", "return", "O", 1],
+        ])
+
+    def close_june(ledger_path, number):
+        if number == 2:  # R1 is in; O (June) is refused as closed, RET (July) comes in a later chunk
+            with Ledger(ledger_path) as other:
+                month_end(other, parse_month("2025-06"), today=dt.date(2025, 8, 1))
+
+    between_chunks(close_june)
+    summary = load_files(ledger, [path], chunk_receipts=1, skip_bad=True, rejects_file=tmp_path / "rejects.csv")
+    assert (summary.receipts_loaded, summary.late_receipts, summary.returns_refused) == (1, 1, 1)
+    assert [(problem.row, problem.column) for problem in summary.problems] == [(2, "ts"), (3, "original_receipt_id")]
+    assert check_ledger(ledger) == []

@@ -466,11 +466,21 @@ class _ChunkWriter:
         conflicts, late or closed while this load ran: counted and named, not loaded."""
         self.summary.duplicates_skipped += int(admission.duplicate.sum())
         self.summary.count_refusals(admission)
-        if admission.refused:
-            receipt_ids = chunk.batch.receipt_id
-            for position, refusal in admission.refused.items():
-                self.refused[receipt_ids[position].as_py()] = refusal
-        return admission.admitted
+        admitted = admission.admitted
+        receipt_ids = chunk.batch.receipt_id
+        for position, refusal in admission.refused.items():
+            self.refused[receipt_ids[position].as_py()] = refusal
+        originals = chunk.batch.original_receipt_id
+        if self.refused and originals is not None:  # a return whose original was refused goes with it
+            for position in np.flatnonzero(chunk.batch.is_return & admitted).tolist():
+                original = originals[position].as_py()
+                if original in self.refused:
+                    admitted[position] = False
+                    self.summary.returns_refused += 1
+                    receipt_id = receipt_ids[position].as_py()
+                    self.refused[receipt_id] = Refusal("original", "original_receipt_id", receipt_id,
+                                                       f"its original receipt {original!r} was not loaded")
+        return admitted
 
     def _stored_originals(self, chunk: ReceiptBatch) -> dict:
         """Originals of the chunk's returns that are not in the chunk: loaded before, or in an
