@@ -312,7 +312,7 @@ def _check_part(ledger: Ledger, segments, compiled: ProgramTables, state: Custom
         if not keep[originals[position]]:
             summary.returns_refused += 1
             refuse(position, "original_receipt_id",
-                   f"its original receipt {receipt_ids[originals[position]]!r} was not loaded")
+                   _original_not_loaded(receipt_ids[originals[position]]))
 
     summary.add_problems(problems)
     rejects.write(checked, problems, refused_receipts)
@@ -479,13 +479,18 @@ class _ChunkWriter:
                     self.summary.returns_refused += 1
                     receipt_id = receipt_ids[position].as_py()
                     self.refused[receipt_id] = Refusal("original", "original_receipt_id", receipt_id,
-                                                       f"its original receipt {original!r} was not loaded")
+                                                       _original_not_loaded(original))
         return admitted
 
     def _stored_originals(self, chunk: ReceiptBatch) -> dict:
         """Originals of the chunk's returns that are not in the chunk: loaded before, or in an
         earlier chunk of this load (committed by now)."""
         return stored_originals(self.ledger, originals_outside(chunk))
+
+
+def _original_not_loaded(original_id: str) -> str:
+    """Why a return goes with its refused original, at validation or at write time."""
+    return f"its original receipt {original_id!r} was not loaded"
 
 
 def _set_aside_refused(staged: StagedInput, refused: dict[str, Refusal], summary: LoadSummary,
