@@ -1,7 +1,7 @@
 """Receipt rows and ledger dumps shared by the tests of loading, checking and storage."""
 import numpy as np
 from fidelis.core.ledger.handle import Ledger
-from fidelis.core.ledger.receipts import LINE_DTYPE
+from fidelis.core.ledger.receipts import LINE_DTYPE, fill_lines
 
 HEADER = ["receipt_id", "customer_id", "store_id", "ts", "category", "qty", "amount"]
 
@@ -11,10 +11,10 @@ def table_dump(ledger: Ledger) -> dict[str, list]:
     return {
         "customers": ledger.db.execute("SELECT * FROM customers ORDER BY customer_index").fetchall(),
         "customer_state": ledger.db.execute("SELECT * FROM customer_state ORDER BY customer_index").fetchall(),
-        "receipts": ledger.db.execute(
+        "receipts": [row[:-1] for row in fill_lines(ledger, ledger.db.execute(
             "SELECT receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, rate_points, "
-            "basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines "
-            "FROM receipts ORDER BY receipt_id").fetchall(),
+            "basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines, receipt_row "
+            "FROM receipts ORDER BY receipt_id").fetchall(), 15, 14)],
         "journal": ledger.db.execute(
             "SELECT customer_index, kind, points, instant_us, reference FROM journal ORDER BY entry_id").fetchall(),
         "lots": ledger.db.execute("SELECT * FROM lots ORDER BY customer_index, earned_month").fetchall(),
@@ -49,9 +49,9 @@ def by_customer_id(ledger: Ledger) -> dict[str, list]:
                                               "FROM customers").fetchall()),
         "state": sorted(ledger.db.execute(
             f"SELECT {customer}, record, rolling_totals, tier_reached_month FROM customer_state t").fetchall()),
-        "receipts": sorted(map(named_lines, ledger.db.execute(
-            f"SELECT receipt_id, {customer}, store_id, instant_us, tier, points, content_hash, lines "
-            "FROM receipts t").fetchall())),
+        "receipts": sorted(map(named_lines, (row[:-1] for row in fill_lines(ledger, ledger.db.execute(
+            f"SELECT receipt_id, {customer}, store_id, instant_us, tier, points, content_hash, lines, receipt_row "
+            "FROM receipts t").fetchall(), 8, 7)))),
         "journal": sorted(ledger.db.execute(
             f"SELECT {customer}, kind, points, instant_us, reference FROM journal t").fetchall()),
         "lots": sorted(ledger.db.execute(

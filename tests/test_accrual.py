@@ -18,7 +18,7 @@ from fidelis.core.ledger.receipts import LINE_DTYPE
 from fidelis.core.ledger.handle import Ledger
 from fidelis.core.program.model import load_program
 from fidelis.core.synthetic import generate_chain, write_chain
-from fidelis.core.ledger.receipts import category_names
+from fidelis.core.ledger.receipts import category_names, fill_lines
 
 
 def ledger_rows(ledger: Ledger) -> dict[str, list]:
@@ -32,8 +32,9 @@ def ledger_rows(ledger: Ledger) -> dict[str, list]:
 
     receipts = ledger.db.execute(
         "SELECT r.receipt_id, c.customer_id, r.tier, r.points, r.visit_rank, r.earned_before_today, "
-        "r.unrecovered_points, r.lines FROM receipts r LEFT JOIN customers c USING (customer_index) "
+        "r.unrecovered_points, r.lines, r.receipt_row FROM receipts r LEFT JOIN customers c USING (customer_index) "
         "ORDER BY r.receipt_id").fetchall()
+    receipts = [row[:-1] for row in fill_lines(ledger, receipts, 8, 7)]
     return {
         "receipts": [(*row[:-1], lines(row[-1])) for row in receipts],
         "journal": ledger.db.execute(

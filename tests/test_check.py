@@ -1,6 +1,7 @@
 """fidelis check: passes on a loaded ledger and names every kind of tampering."""
 import pytest
 from fidelis.core.jobs.check import check_ledger
+from fidelis.core.ledger.chunk_files import directory_of
 from .loads import R1, R2, R3
 
 
@@ -40,10 +41,42 @@ def test_check_notices_points_moved_between_two_lots_of_a_customer(loaded_chain)
 
 
 def test_check_names_receipts_whose_stored_lines_are_corrupt(loaded_chain):
-    loaded_chain.db.execute("UPDATE receipts SET lines = substr(lines, 1, 5) WHERE receipt_id = "
+    loaded_chain.db.execute("UPDATE receipts SET lines = x'0102030405' WHERE receipt_id = "
                             "(SELECT MIN(receipt_id) FROM receipts)")
     [problem] = check_ledger(loaded_chain)
     assert problem.endswith("its stored lines are corrupt (5 bytes, not whole line records)")
+
+
+def test_check_names_a_chunk_file_that_is_missing_or_unreadable(loaded_chain):
+    name, = loaded_chain.db.execute("SELECT name FROM chunk_files ORDER BY first_row LIMIT 1").fetchone()
+    path = directory_of(loaded_chain.path) / name
+    path.write_bytes(path.read_bytes()[:100])
+    [problem] = check_ledger(loaded_chain)
+    assert f"{path}: a chunk file of the ledger is missing or unreadable" in problem
+    path.unlink()
+    [problem] = check_ledger(loaded_chain)
+    assert f"{path}: a chunk file of the ledger is missing or unreadable" in problem
+
+
+def test_check_names_receipts_the_chunk_files_and_the_ledger_disagree_on(loaded_chain):
+    first, = loaded_chain.db.execute("SELECT MIN(receipt_row) FROM receipts").fetchone()
+    loaded_chain.db.execute("DELETE FROM receipts WHERE receipt_row = ?", (first,))
+    problems = check_ledger(loaded_chain)
+    assert any(f"(row {first}): in a chunk file, but not in the ledger's receipts" in p for p in problems), problems
+    last, = loaded_chain.db.execute("SELECT MAX(receipt_row) FROM receipts").fetchone()
+    loaded_chain.db.execute("INSERT INTO receipts (receipt_row, receipt_id, store_id, instant_us, local_day, "
+                            "amount_minor, rate_points, basket_points, visit_points, welcome_points, cap_points, "
+                            "points, content_hash, program_version, run_id) "
+                            "VALUES (?, 'GHOST', 'S1', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1)", (last + 5,))
+    assert "receipt 'GHOST': its lines are in no chunk file and not in the ledger" in check_ledger(loaded_chain)
+
+
+def test_check_names_a_chunk_file_no_commit_names(loaded_chain):
+    name, = loaded_chain.db.execute("SELECT name FROM chunk_files LIMIT 1").fetchone()
+    loaded_chain.db.execute("DELETE FROM chunk_files WHERE name = ?", (name,))
+    problems = check_ledger(loaded_chain)
+    assert any(f"{loaded_chain.path.stem}.receipts/{name}: a chunk file no commit names" in problem
+               for problem in problems), problems
 
 
 def test_check_replays_customers_block_by_block_as_one(loaded_chain):

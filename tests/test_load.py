@@ -19,7 +19,7 @@ from fidelis.core.jobs.score import score_files
 from fidelis.core.ledger.figures import counts
 from fidelis.core.ledger.handle import Ledger
 from fidelis.core.ledger.journal import balance
-from fidelis.core.ledger.receipts import LINE_DTYPE
+from fidelis.core.ledger.receipts import lines_by_id
 from fidelis.core.program.model import load_program
 from fidelis.core.synthetic import generate_chain, write_chain
 
@@ -123,8 +123,7 @@ def test_chunked_load_equals_one_shot_scoring_and_balances_are_the_journal(tmp_p
             column_types={"amount": pa.string(), "customer_id": pa.string()}))
         last_id = receipts.column("receipt_id")[-1].as_py()
         rows = receipts.filter(pc.equal(receipts.column("receipt_id"), last_id))
-        blob, = ledger.db.execute("SELECT lines FROM receipts WHERE receipt_id = ?", (last_id,)).fetchone()
-        lines = np.frombuffer(blob, dtype=LINE_DTYPE)
+        lines = lines_by_id(ledger, [last_id])[last_id]
         skus = dict(ledger.db.execute("SELECT sku_id, sku FROM skus").fetchall())
         assert [skus[i] for i in lines["sku_id"]] == rows.column("sku").to_pylist()
         assert lines["qty"].tolist() == rows.column("qty").to_pylist()

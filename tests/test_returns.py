@@ -16,7 +16,7 @@ import pytest
 from fidelis.core.errors import InputError
 from fidelis.core.jobs.check import check_ledger
 from fidelis.core.jobs.load import load_files
-from fidelis.core.ledger.receipts import LINE_DTYPE
+from fidelis.core.ledger.receipts import lines_by_id
 from fidelis.core.ledger.handle import Ledger
 from fidelis.core.program.model import parse_program
 from fidelis.core.returns import remaining_amount
@@ -396,9 +396,8 @@ def test_two_returns_by_sku_in_one_load_fill_the_sku_lines_in_turn(chain):
     summary = shop.load(*two_lines, return_row("X1", "2025-06-08T12:00", sku="A"),
                         return_row("X2", "2025-06-09T12:00", sku="A"))
     assert summary.returns_loaded == 2 and summary.returns_refused == 0
-    lines = [np.frombuffer(shop.ledger.db.execute("SELECT lines FROM receipts WHERE receipt_id = ?",
-                                                  (return_id,)).fetchone()[0], dtype=LINE_DTYPE)["qty"].tolist()
-             for return_id in ("X1", "X2")]
+    stored = lines_by_id(shop.ledger, ["X1", "X2"])
+    lines = [stored[return_id]["qty"].tolist() for return_id in ("X1", "X2")]
     assert lines == [[1, 0], [0, 1]]
 
 

@@ -43,12 +43,14 @@ def _dump(path: Path) -> dict[str, list]:
 
     db = sqlite3.connect(path)
     try:
-        columns = [row[1] for row in db.execute("PRAGMA table_info(receipts)") if row[1] != "receipt_row"]
+        def columns(table):  # receipt_row is new in m012
+            return ", ".join(row[1] for row in db.execute(f"PRAGMA table_info({table})") if row[1] != "receipt_row")
+
         return {
-            "receipts": db.execute(f"SELECT {', '.join(columns)} FROM receipts ORDER BY receipt_id").fetchall(),
+            "receipts": db.execute(f"SELECT {columns('receipts')} FROM receipts ORDER BY receipt_id").fetchall(),
             "balances": db.execute("SELECT c.customer_id, SUM(j.points) FROM journal j JOIN customers c "
                                    "USING (customer_index) GROUP BY c.customer_id ORDER BY 1").fetchall(),
-            **{table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            **{table: db.execute(f"SELECT {columns(table)} FROM {table} ORDER BY 1, 2").fetchall()
                for table in ("journal", "lots", "customer_state", "month_closes", "customer_status", "voided_receipts")},
         }
     finally:

@@ -62,14 +62,22 @@ class PreparedBatch:
     category_class_of_code: np.ndarray
 
 
-def prepare(batch: ReceiptBatch, compiled: ProgramTables, state: CustomerState) -> PreparedBatch:
-    """Resolve customer ids (registering new customers in ``state``) and map vocabularies."""
+def prepare(batch: ReceiptBatch, compiled: ProgramTables, state: CustomerState,
+            customer_index: np.ndarray | None = None) -> PreparedBatch:
+    """Resolve customer ids (registering new customers in ``state``) and map vocabularies.
+
+    ``customer_index``: each receipt's index in ``state`` (-1: anonymous), already known
+    (a replay of stored receipts), so the ids are not looked up again.
+    """
     if len(batch) and int(batch.local_day.min()) < 0:
         raise ValueError("the batch has local dates before 1970, which the readers never produce")
+    if customer_index is not None and len(customer_index) and int(customer_index.max()) >= len(state):
+        raise IncompatibleStateError("the batch's customer indices are beyond the state's customers")
     return PreparedBatch(
         batch=batch,
         compiled=compiled,
-        customer_index=state.index_of(batch.customer_id),
+        customer_index=state.index_of(batch.customer_id) if customer_index is None
+        else np.ascontiguousarray(customer_index, dtype=np.int32),
         store_class_of_code=padded_table(compiled.store_classes(batch.store_names), np.int32),
         category_class_of_code=padded_table(compiled.category_classes(batch.category_names), np.int32),
     )

@@ -1,6 +1,7 @@
 """Checking a ledger: every invariant, and a replay of every stored receipt through the kernel."""
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import numpy as np
@@ -20,6 +21,7 @@ from ..ledger.figures import (
     lots_block,
     receipts_ahead_of,
 )
+from ..ledger.chunk_files import directory_of, unnamed_files
 from ..ledger.clock import now_us
 from ..ledger.handle import Ledger
 from ..ledger.receipts import corrupt_lines
@@ -82,20 +84,29 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
     load_state(ledger, stored)
     count = len(stored)
     replayed = replay(ledger)
-    wrong_points = []
+    wrong_points: list[tuple] = []
+    store = _StoreCheck(ledger)
     try:
         for block in tqdm(replayed, desc="replaying", unit=" blocks", disable=not progress):
-            wrong = np.flatnonzero((block.scores.points != block.stored_points) & (block.customer_index >= 0))
-            wrong_points += [(block.batch.receipt_id[i].as_py(), block.stored_points[i], block.scores.points[i])
+            stored_points, found = store.block(block)
+            wrong = np.flatnonzero(found & (block.scores.points != stored_points) & (block.customer_index >= 0))
+            wrong_points += [(block.batch.receipt_id[i].as_py(), stored_points[i], block.scores.points[i])
                              for i in wrong[:20 - len(wrong_points)]]
+        store.tail()
     except (CorruptReceiptLines, sqlite3.OperationalError) as error:
         # the replay cannot go on: say which receipts (one scan, only now)
         corrupt = corrupt_lines(ledger.db.conn)
         if not corrupt:
+            if isinstance(error, CorruptReceiptLines):
+                return problems + [str(error)]
             raise error
         return problems + _first_few([
             f"receipt {receipt_id!r}: its stored lines are corrupt ({size} bytes, not whole line records)"
             for receipt_id, size in corrupt], "receipts with corrupt lines")
+    problems += _first_few(store.problems, "receipts whose chunk files and the ledger disagree",
+                           total=store.count)
+    problems += [f"{directory_of(ledger.path).name}/{name}: a chunk file no commit names (left by a load that "
+                 "did not finish; the next load removes it)" for name in unnamed_files(ledger)]
     replay_state = replayed.state
     for receipt_id, stored_points, replayed in wrong_points:
         problems.append(f"receipt {receipt_id!r}: stored {stored_points} points, its replay gives {replayed}")
@@ -110,6 +121,62 @@ def check_ledger(ledger: Ledger, *, block_customers: int = CHECK_BLOCK_CUSTOMERS
                             "of their receipts" for index in differing[:21]], "customers whose stored state differs",
                            total=len(differing))
     return problems
+
+
+class _StoreCheck:
+    """Each replayed receipt against its row in SQLite, whose points are the ledger's word:
+    every SQLite receipt must be met once by the replay (its lines are in a chunk file or in
+    SQLite), and a chunk file must say what SQLite says of it."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger, self.after, self.problems, self.count = ledger, 0, [], 0
+
+    def block(self, block) -> tuple[np.ndarray, np.ndarray]:
+        """The SQLite points of the block's receipts, and which of them SQLite has."""
+        rows = block.receipt_row
+        stored = self._rows(self.after, int(rows[-1]))
+        self.after = int(rows[-1])
+        at = np.searchsorted(rows, stored[:, 0])
+        met = np.zeros(len(stored), dtype=bool)
+        inside = at < len(rows)
+        met[inside] = rows[at[inside]] == stored[inside, 0]
+        self._missing(stored[~met, 0])
+        found = np.zeros(len(rows), dtype=bool)
+        found[at[met]] = True
+        points = np.zeros(len(rows), dtype=np.int64)
+        points[at[met]] = stored[met, 1]
+        for i in np.flatnonzero(~found):
+            self._say(f"receipt {block.batch.receipt_id[i].as_py()!r} (row {rows[i]}): in a chunk file, but not "
+                      "in the ledger's receipts")
+        for i in np.flatnonzero(found & (points != block.stored_points)):
+            self._say(f"receipt {block.batch.receipt_id[i].as_py()!r}: its chunk file says {block.stored_points[i]} "
+                      f"points, the ledger {points[i]}")
+        return points, found
+
+    def tail(self) -> None:
+        """SQLite receipts after the replay's last: none should be."""
+        self._missing(self._rows(self.after, None)[:, 0])
+
+    def _rows(self, after: int, upto: int | None) -> np.ndarray:
+        query = "SELECT receipt_row, points FROM receipts WHERE receipt_row > ?" + (
+            " AND receipt_row <= ?" if upto is not None else "")
+        found = self.ledger.db.execute(query, (after,) if upto is None else (after, upto)).fetchall()
+        return np.array(found, dtype=np.int64).reshape(-1, 2)
+
+    def _missing(self, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        self.count += len(rows)
+        room = NAMED_PROBLEMS - len(self.problems)
+        self.problems += [f"receipt {receipt_id!r}: its lines are in no chunk file and not in the ledger"
+                          for (receipt_id,) in self.ledger.db.execute(
+                              "SELECT receipt_id FROM receipts WHERE receipt_row IN (SELECT value FROM json_each(?)) "
+                              "ORDER BY receipt_row", (json.dumps(rows[:max(room, 0)].tolist()),))]
+
+    def _say(self, problem: str) -> None:
+        self.count += 1
+        if len(self.problems) < NAMED_PROBLEMS:
+            self.problems.append(problem)
 
 
 #: Problems of one kind ``check`` names; the rest are counted.

@@ -59,6 +59,7 @@ from ..ledger.customers import (
     state_generation,
 )
 from ..ledger.handle import Ledger
+from ..ledger.chunk_files import remove_uncommitted
 from ..ledger.journal import finish_run, start_run
 from ..ledger.receipts import stored_originals, vocabulary_ids
 from ..program.tables import ProgramTables, compile_program
@@ -213,6 +214,7 @@ def load_files(
                 state, stored_customers = _restate(ledger, compiled, state, stored_customers, customers)
             generation = advance_state_generation(ledger, connection, current, np.zeros(0, np.int32))
             run_id = start_run(connection, "load", arguments, {str(p): _file_sha256(p) for p in paths})
+            remove_uncommitted(ledger)  # the files of killed loads, now settled as failed
             add_customers(connection, state, stored_customers, customers)
             for table, names in vocabulary.items():
                 vocabulary_ids(connection, table, list(names))
@@ -441,7 +443,7 @@ class _ChunkWriter:
                 scoring = time.perf_counter() - scored
                 self.generation = advance_state_generation(self.ledger, connection, current, chunk.batch.local_month)
                 unrecovered = append_chunk(connection, self.ledger, chunk, scores, prints, category_ids,
-                                           skus, self.program_version, self.run_id, self.state)
+                                           skus, self.program_version, self.run_id, self.state, to_file=True)
             self.summary.stage_seconds["scoring"] += scoring
             self.summary.stage_seconds["writing"] += time.perf_counter() - started - scoring
             returns = chunk.batch.is_return

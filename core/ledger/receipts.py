@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import CorruptReceiptLines
+from .chunk_files import line_records, read_rows
 from ..localtime import instant_month
 from ..returns import OriginalReceipt
 
@@ -35,10 +36,7 @@ def encode_lines(line_offsets: np.ndarray, category_ids: np.ndarray, sku_ids: np
     lines["sku_id"] = 0 if sku_ids is None else sku_ids
     lines["qty"] = qty
     lines["amount_minor"] = amount_minor
-    offsets = (line_offsets * LINE_DTYPE.itemsize).astype(np.int64)
-    return pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(line_offsets) - 1, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(lines.tobytes())]
-    ).to_pylist()
+    return _slices(lines, line_offsets)
 
 
 def decode_lines(value: bytes) -> np.ndarray:
@@ -53,8 +51,43 @@ def decode_lines(value: bytes) -> np.ndarray:
 def corrupt_lines(connection: sqlite3.Connection) -> list[tuple[str, int]]:
     """(receipt id, bytes) of receipts whose stored lines are not a whole number of line records."""
     return connection.execute(
-        f"SELECT receipt_id, length(lines) FROM receipts WHERE typeof(lines) != 'blob' "
-        f"OR length(lines) % {LINE_DTYPE.itemsize} != 0 ORDER BY receipt_id").fetchall()
+        f"SELECT receipt_id, length(lines) FROM receipts WHERE lines IS NOT NULL AND (typeof(lines) != 'blob' "
+        f"OR length(lines) % {LINE_DTYPE.itemsize} != 0) ORDER BY receipt_id").fetchall()
+
+
+def fill_lines(ledger: Ledger, rows: list[tuple], row_at: int, lines_at: int,
+               customers: tuple[int, int] | None = None) -> list[tuple]:
+    """``rows`` with the lines of file-held receipts (NULL in SQLite) read from their chunk
+    files: column ``row_at`` is the receipt row, ``lines_at`` the lines value. ``customers``:
+    the least and greatest customer index among them, to skip row groups of others."""
+    missing = sorted(row[row_at] for row in rows if row[lines_at] is None)
+    if not missing:
+        return rows
+    table = read_rows(ledger, np.array(missing, dtype=np.int64), ["lines"], customers)
+    records, offsets = line_records(table.column("lines"), LINE_DTYPE)
+    found = dict(zip(table.column("receipt_row").to_pylist(), _slices(records, offsets)))
+    if len(found) != len(missing):
+        absent = sorted(set(missing) - set(found))[:5]
+        raise CorruptReceiptLines(f"the lines of receipt rows {absent} are in no chunk file; run `fidelis check`, "
+                                  "and restore the ledger from a backup")
+    return [row if row[lines_at] is not None else (*row[:lines_at], found[row[row_at]], *row[lines_at + 1:])
+            for row in rows]
+
+
+def _slices(records: np.ndarray, offsets: np.ndarray) -> list[bytes]:
+    """Each receipt's ``lines`` value, sliced out of one buffer of records in CSR."""
+    byte_offsets = (offsets * LINE_DTYPE.itemsize).astype(np.int64)
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(offsets) - 1, [None, pa.py_buffer(byte_offsets.tobytes()), pa.py_buffer(records.tobytes())]
+    ).to_pylist()
+
+
+def lines_by_id(ledger: Ledger, receipt_ids: list[str]) -> dict[str, np.ndarray]:
+    """Stored receipts' lines as records of :data:`LINE_DTYPE`, wherever they are held."""
+    rows = ledger.db.execute("SELECT receipt_row, receipt_id, lines FROM receipts "
+                             "WHERE receipt_id IN (SELECT value FROM json_each(?))",
+                             (json.dumps(list(receipt_ids)),)).fetchall()
+    return {receipt_id: decode_lines(lines) for _, receipt_id, lines in fill_lines(ledger, rows, 0, 2)}
 
 
 def decode_receipt_lines(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -68,16 +101,24 @@ def decode_receipt_lines(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(values), dtype=LINE_DTYPE), offsets
 
 
+def next_receipt_row(connection: sqlite3.Connection) -> int:
+    """The row number the next stored receipt gets: after every row in SQLite and in the
+    chunk files (a voided receipt's row is never reused, its file still holds it)."""
+    return 1 + connection.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(receipt_row) FROM receipts), 0), "
+        "COALESCE((SELECT MAX(last_row) FROM chunk_files), 0))").fetchone()[0]
+
+
 def insert_receipts(connection: sqlite3.Connection, receipts, program_version: int, run_id: int) -> None:
-    """Scored receipts, one row each: receipt id, customer index (-1 anonymous), store id,
-    instant, local day, amount, tier (-1 anonymous), rate, basket, visit, welcome and cap
-    points, points, content fingerprint, lines, original receipt id (None on a sale), visit
-    rank, points earned earlier that day, birthday."""
+    """Scored receipts, one row each: receipt row, receipt id, customer index (-1 anonymous),
+    store id, instant, local day, amount, tier (-1 anonymous), rate, basket, visit, welcome
+    and cap points, points, content fingerprint, lines (None: in a chunk file), original
+    receipt id (None on a sale), visit rank, points earned earlier that day, birthday."""
     connection.executemany(
-        "INSERT INTO receipts (receipt_id, customer_index, store_id, instant_us, local_day, amount_minor, tier, "
-        "rate_points, basket_points, visit_points, welcome_points, cap_points, points, content_hash, lines, "
-        "original_receipt_id, visit_rank, earned_before_today, birthday, program_version, run_id) "
-        "VALUES (?, NULLIF(?, -1), ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "INSERT INTO receipts (receipt_row, receipt_id, customer_index, store_id, instant_us, local_day, "
+        "amount_minor, tier, rate_points, basket_points, visit_points, welcome_points, cap_points, points, "
+        "content_hash, lines, original_receipt_id, visit_rank, earned_before_today, birthday, program_version, "
+        "run_id) VALUES (?, ?, NULLIF(?, -1), ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
         f"{int(program_version)}, {int(run_id)})",
         receipts,
     )
@@ -135,14 +176,16 @@ def receipt_for_void(connection: sqlite3.Connection, receipt_id: str) -> tuple |
     return customer, customer_id, instant_us, local_day, points, bool(is_return), returns, later and later[0]
 
 
-def move_to_voided(connection: sqlite3.Connection, receipt_id: str, unrecovered: int, void_run_id: int,
+def move_to_voided(ledger: Ledger, connection: sqlite3.Connection, receipt_id: str, unrecovered: int, void_run_id: int,
                    reason: str) -> None:
     """Take a receipt out of ``receipts`` into ``voided_receipts`` (inside the caller's transaction)."""
+    (_, lines), = fill_lines(ledger, connection.execute(
+        "SELECT receipt_row, lines FROM receipts WHERE receipt_id = ?", (receipt_id,)).fetchall(), 0, 1)
     connection.execute(
         "INSERT INTO voided_receipts (receipt_id, customer_index, store_id, instant_us, amount_minor, points, "
-        "points_unrecovered, content_hash, lines, run_id, void_run_id, reason) SELECT receipt_id, customer_index, "
-        "store_id, instant_us, amount_minor, points, ?, content_hash, lines, run_id, ?, ? FROM receipts "
-        "WHERE receipt_id = ?", (unrecovered, void_run_id, reason, receipt_id))
+        "points_unrecovered, content_hash, lines, run_id, void_run_id, reason, receipt_row) SELECT receipt_id, "
+        "customer_index, store_id, instant_us, amount_minor, points, ?, content_hash, ?, run_id, ?, ?, receipt_row "
+        "FROM receipts WHERE receipt_id = ?", (unrecovered, lines, void_run_id, reason, receipt_id))
     connection.execute("DELETE FROM receipts WHERE receipt_id = ?", (receipt_id,))
 
 
@@ -184,18 +227,18 @@ def stored_originals(ledger: Ledger, receipt_ids: list[str]) -> dict[str, Origin
     for start in range(0, len(receipt_ids), 50_000):
         block = json.dumps(receipt_ids[start:start + 50_000])
         returned: dict[str, list] = {}
-        for return_id, original_id, instant_us, lines in ledger.db.execute(
-                "SELECT receipt_id, original_receipt_id, instant_us, lines FROM receipts "
-                "WHERE original_receipt_id IN (SELECT value FROM json_each(?))", (block,)):
+        for _, return_id, original_id, instant_us, lines in fill_lines(ledger, ledger.db.execute(
+                "SELECT receipt_row, receipt_id, original_receipt_id, instant_us, lines FROM receipts "
+                "WHERE original_receipt_id IN (SELECT value FROM json_each(?))", (block,)).fetchall(), 0, 4):
             qty = decode_lines(lines)["qty"].astype(np.int64)
             returned.setdefault(original_id, []).append((instant_us, return_id, qty))
-        for (receipt_id, customer_id, store_id, instant_us, local_day, tier, visit_rank, earned_before_today,
-             birthday, lines) in ledger.db.execute(
-                "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.local_day, r.tier, r.visit_rank, "
-                "r.earned_before_today, r.birthday, r.lines FROM receipts r "
+        for (_, receipt_id, customer_id, store_id, instant_us, local_day, tier, visit_rank, earned_before_today,
+             birthday, lines) in fill_lines(ledger, ledger.db.execute(
+                "SELECT r.receipt_row, r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.local_day, r.tier, "
+                "r.visit_rank, r.earned_before_today, r.birthday, r.lines FROM receipts r "
                 "LEFT JOIN customers c USING (customer_index) "
                 "WHERE r.receipt_id IN (SELECT value FROM json_each(?)) AND r.original_receipt_id IS NULL",
-                (block,)):
+                (block,)).fetchall(), 0, 10):
             records = decode_lines(lines)
             local = dt.datetime.fromtimestamp(instant_us // 1_000_000, zone)
             found[receipt_id] = OriginalReceipt(
@@ -221,41 +264,20 @@ def stored_receipts(ledger: Ledger, customers: range | np.ndarray | None = None)
     ``customers``: only the receipts of those customer indices (a range or an array; no
     anonymous receipts then).
     """
-    where, parameters = "", ()
+    where, parameters, span = "", (), None
     if isinstance(customers, range):
         where, parameters = "WHERE r.customer_index >= ? AND r.customer_index < ? ", (customers.start, customers.stop)
+        span = (customers.start, customers.stop - 1)
     elif customers is not None:
         where = "WHERE r.customer_index IN (SELECT value FROM json_each(?)) "
         parameters = (json.dumps(np.asarray(customers).tolist()),)
-    return ledger.db.execute(
-        "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points, r.original_receipt_id "
-        f"FROM receipts r LEFT JOIN customers c USING (customer_index) {where}"
+        span = (int(np.min(customers)), int(np.max(customers))) if len(customers) else None
+    rows = ledger.db.execute(
+        "SELECT r.receipt_id, c.customer_id, r.store_id, r.instant_us, r.lines, r.points, r.original_receipt_id, "
+        f"r.receipt_row FROM receipts r LEFT JOIN customers c USING (customer_index) {where}"
         "ORDER BY r.instant_us, r.receipt_id", parameters
     ).fetchall()
-
-
-def receipts_in_arrival_order(ledger: Ledger, after_row: int, limit: int, *, first_day: int | None = None,
-                              end_day: int | None = None, customers: np.ndarray | None = None) -> list[tuple]:
-    """The next ``limit`` stored receipts after ``after_row``, in arrival order: (row, receipt
-    id, customer index or None, store id, instant, lines, points, original receipt id).
-
-    Optionally only those of local days ``first_day <= day < end_day`` and of ``customers``
-    (ledger indices). Keyset-paged by ``receipt_row``, so each page is a range scan.
-    """
-    where, parameters = ["receipt_row > ?"], [after_row]
-    if first_day is not None:
-        where.append("local_day >= ?")
-        parameters.append(first_day)
-    if end_day is not None:
-        where.append("local_day < ?")
-        parameters.append(end_day)
-    if customers is not None:
-        where.append("customer_index IN (SELECT value FROM json_each(?))")
-        parameters.append(json.dumps(np.asarray(customers).tolist()))
-    return ledger.db.execute(
-        "SELECT receipt_row, receipt_id, customer_index, store_id, instant_us, lines, points, original_receipt_id "
-        f"FROM receipts WHERE {' AND '.join(where)} ORDER BY receipt_row LIMIT ?", (*parameters, limit)
-    ).fetchall()
+    return [row[:7] for row in fill_lines(ledger, rows, 7, 4, span)]
 
 
 def returns_written_from(ledger: Ledger, original_ids: list[str], first_row: int) -> set[str]:

@@ -308,6 +308,11 @@ def m012_receipts_in_arrival_order(db: sqlite_utils.Database) -> None:
     order, which is each customer's write order (a receipt before its customer's last is
     refused as late) — not by run, since real-time accruals share one run across loads — so
     each customer's receipts stay in the order a replay in arrival order needs.
+
+    Bulk writes keep their lines in chunk files beside the ledger
+    (:mod:`~fidelis.core.ledger.chunk_files`, named in ``chunk_files``): their ``lines`` is
+    NULL, and ``receipts_held`` indexes the receipts whose lines SQLite holds. A voided
+    receipt keeps its row number, since its file still holds it.
     """
     statements = f"""
         CREATE TABLE receipts_new (
@@ -326,7 +331,7 @@ def m012_receipts_in_arrival_order(db: sqlite_utils.Database) -> None:
             cap_points INTEGER NOT NULL,
             points INTEGER NOT NULL,
             content_hash INTEGER NOT NULL,    -- 64-bit fingerprint of the receipt's content
-            lines BLOB NOT NULL,              -- LINE_DTYPE records: category_id, sku_id, qty, amount_minor
+            lines BLOB,                       -- LINE_DTYPE records, NULL: in a chunk file
             program_version INTEGER NOT NULL REFERENCES program_versions(version),
             run_id INTEGER NOT NULL REFERENCES runs(run_id),
             original_receipt_id TEXT,         -- a return: the receipt it returns
@@ -341,7 +346,16 @@ def m012_receipts_in_arrival_order(db: sqlite_utils.Database) -> None:
         ALTER TABLE receipts_new RENAME TO receipts;
         CREATE UNIQUE INDEX receipts_by_id ON receipts(receipt_id);
         CREATE INDEX receipts_by_customer ON receipts(customer_index, instant_us);
-        CREATE INDEX receipts_returns ON receipts(original_receipt_id) WHERE original_receipt_id IS NOT NULL
+        CREATE INDEX receipts_returns ON receipts(original_receipt_id) WHERE original_receipt_id IS NOT NULL;
+        CREATE INDEX receipts_held ON receipts(receipt_row) WHERE lines IS NOT NULL;
+        CREATE TABLE chunk_files (
+            name TEXT PRIMARY KEY,            -- in <ledger>.receipts/
+            first_row INTEGER NOT NULL,
+            last_row INTEGER NOT NULL,
+            receipts INTEGER NOT NULL,
+            run_id INTEGER NOT NULL REFERENCES runs(run_id)
+        );
+        ALTER TABLE voided_receipts ADD COLUMN receipt_row INTEGER
         """
     for statement in statements.split(";"):  # one by one: executescript would commit first
         db.execute(statement)

@@ -17,16 +17,20 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..batch import ReceiptBatch
 from ..engine import kernel
 from ..ingest.return_rows import originals_outside
+from ..localtime import local_calendar
 from ..ledger.customers import unscored_state
+from ..ledger.chunk_files import chunk_table, line_records, open_file, scan_windows
 from ..ledger.handle import Ledger
 from ..ledger.receipts import (
+    LINE_DTYPE,
     category_names,
     decode_receipt_lines,
-    receipts_in_arrival_order,
     returns_written_from,
     stored_originals,
     stored_receipts,
@@ -43,13 +47,15 @@ REPLAY_BLOCK_RECEIPTS = 200_000
 @dataclass
 class ReplayedBlock:
     """One block of a replay, in arrival order: the receipts, their replayed scores, and the
-    points the ledger stored for them."""
+    points stored with them (in their chunk file, or SQLite for receipts it holds)."""
 
     batch: ReceiptBatch
     #: the ledger's index of each receipt's customer (-1: anonymous)
     customer_index: np.ndarray
     scores: Scores
     stored_points: np.ndarray
+    #: each receipt's row in arrival order (``receipts.receipt_row``)
+    receipt_row: np.ndarray
 
 
 class Replay:
@@ -120,21 +126,148 @@ def replay(ledger: Ledger, program: Program | None = None, *, customers: Sequenc
 def _blocks(ledger: Ledger, program: Program, compiled: ProgramTables, state: CustomerState, names: list[str],
             customers: np.ndarray | None, first_day: int | None, end_day: int | None,
             block_receipts: int) -> Iterator[ReplayedBlock]:
-    """The blocks, read inside the caller's snapshot."""
+    """The blocks, read inside the caller's snapshot: windows of receipt rows, each gathered
+    from the chunk files' row groups it overlaps and SQLite's held receipts."""
     if customers is not None and not len(customers):
         return
     customer_ids = pa.array(state.customer_ids[:len(state)], pa.string())
-    after = 0
-    while rows := receipts_in_arrival_order(ledger, after, block_receipts, first_day=first_day, end_day=end_day,
-                                            customers=customers):
-        after = rows[-1][0]
-        customer = np.array([-1 if row[2] is None else row[2] for row in rows], dtype=np.int64)
-        identified = customer >= 0
-        named = customer_ids.take(pa.array(np.where(identified, customer, 0), mask=~identified))
-        batch = _batch([row[1:] for row in rows], named, names, program.info.timezone)
-        stored_points = np.array([row[6] for row in rows], dtype=np.int64)
-        scores = kernel.score(batch, compiled, state, originals=_originals_before(ledger, batch, rows[0][0]))
-        yield ReplayedBlock(batch, customer, scores, stored_points)
+    voided = pa.array([row for (row,) in ledger.db.execute(
+        "SELECT receipt_row FROM voided_receipts WHERE receipt_row IS NOT NULL")], pa.int64())
+    held = np.array([row for (row,) in ledger.db.execute(
+        "SELECT receipt_row FROM receipts WHERE lines IS NOT NULL ORDER BY receipt_row")], dtype=np.int64)
+    files: dict[str, pq.ParquetFile] = {}
+    groups: dict[tuple[str, int], pa.Table] = {}
+    for lo, hi, sources in scan_windows(ledger, held, block_receipts):
+        parts = []
+        wanted = [source for source in sources if source not in groups]
+        for name in dict.fromkeys(name for name, _ in wanted):
+            file = files.get(name) or files.setdefault(name, open_file(ledger, name, read_dictionary=["store_id"]))
+            numbers = [group for file_name, group in wanted if file_name == name]
+            table = file.read_row_groups(numbers, columns=REPLAY_COLUMNS)
+            offsets = np.cumsum([0] + [file.metadata.row_group(g).num_rows for g in numbers])
+            for number, a, b in zip(numbers, offsets, offsets[1:]):
+                groups[(name, number)] = table.slice(a, b - a)
+        for source in sources:
+            table = groups[source]
+            rows = table.column("receipt_row").to_numpy()
+            a, b = np.searchsorted(rows, [lo, hi])
+            parts.append(table.slice(a, b - a))
+            if rows[-1] < hi:  # wholly read: no later window needs it
+                del groups[source]
+        a, b = np.searchsorted(held, [lo, hi])
+        if b > a:
+            parts.append(_held_table(ledger, lo, hi, program.info.timezone))
+        table = _kept_rows(_joined(parts), voided, customers, first_day, end_day)
+        if not len(table):
+            continue
+        batch, customer = _stored_batch(table, customer_ids, names)
+        prepared = kernel.prepare(batch, compiled, state, customer_index=customer)
+        first_row = int(table.column("receipt_row")[0].as_py())
+        scores = kernel.score(prepared, compiled, state, originals=_originals_before(ledger, batch, first_row))
+        yield ReplayedBlock(batch, customer, scores, table.column("points").to_numpy(),
+                            table.column("receipt_row").to_numpy())
+
+
+#: What a replay reads of each stored receipt.
+REPLAY_COLUMNS = ["receipt_row", "receipt_id", "customer_index", "store_id", "instant", "local_date", "local_minute",
+                  "local_month", "points", "original_receipt_id", "lines"]
+
+
+def _held_table(ledger: Ledger, lo: int, hi: int, timezone: str) -> pa.Table:
+    """The receipts of rows ``lo <= row < hi`` whose lines SQLite holds, as chunk-file columns."""
+    rows = ledger.db.execute(
+        "SELECT receipt_row, receipt_id, customer_index, store_id, instant_us, points, original_receipt_id, lines "
+        "FROM receipts WHERE lines IS NOT NULL AND receipt_row >= ? AND receipt_row < ? ORDER BY receipt_row",
+        (lo, hi)).fetchall()
+    records, offsets = decode_receipt_lines([row[7] for row in rows])
+    instants = np.array([row[4] for row in rows], dtype=np.int64)
+    calendar = local_calendar(instants, timezone)
+    columns = {
+        "receipt_id": pa.array([row[1] for row in rows], pa.string()),
+        "customer_index": pa.array([row[2] for row in rows], pa.int64()),
+        "store_id": pa.array([row[3] for row in rows], pa.string()),
+        "instant": instants, "local_date": calendar.local_day, "local_minute": calendar.local_minute,
+        "local_month": calendar.local_month, "amount_minor": np.zeros(len(rows), np.int64),
+        "tier": pa.nulls(len(rows), pa.int8()), "points": np.array([row[5] for row in rows], dtype=np.int64),
+        "original_receipt_id": pa.array([row[6] for row in rows], pa.string()),
+        "program_version": np.zeros(len(rows), np.int32), "run_id": np.zeros(len(rows), np.int64),
+    }
+    table = chunk_table(np.array([row[0] for row in rows], dtype=np.int64), columns, offsets,
+                        {name: records[name] for name in LINE_DTYPE.names}).select(REPLAY_COLUMNS)
+    return table.set_column(REPLAY_COLUMNS.index("store_id"), "store_id",
+                            table.column("store_id").dictionary_encode())  # as the files read
+
+
+def _joined(parts: list[pa.Table]) -> pa.Table:
+    """One window's receipts from its sources, in arrival order (sources overlap only where a
+    month-end moved accruals into a file of their own)."""
+    if len(parts) == 1:
+        return parts[0]
+    table = pa.concat_tables(parts)
+    rows = table.column("receipt_row").to_numpy()
+    return table if (np.diff(rows) > 0).all() else table.take(pa.array(np.argsort(rows, kind="stable")))
+
+
+def _kept_rows(table: pa.Table, voided: pa.Array, customers: np.ndarray | None, first_day: int | None,
+               end_day: int | None) -> pa.Table:
+    """The window's receipts less those voided, and only the customers and days asked for."""
+    keep = None
+    conditions = []
+    if len(voided):
+        conditions.append(pc.invert(pc.is_in(table.column("receipt_row"), voided)))
+    if customers is not None:
+        conditions.append(pc.is_in(table.column("customer_index"), pa.array(customers, pa.int64())))
+    day = table.column("local_date").cast(pa.int32()) if first_day is not None or end_day is not None else None
+    if first_day is not None:
+        conditions.append(pc.greater_equal(day, first_day))
+    if end_day is not None:
+        conditions.append(pc.less(day, end_day))
+    for condition in conditions:
+        keep = condition if keep is None else pc.and_(keep, condition)
+    return table if keep is None else table.filter(pc.fill_null(keep, False))
+
+
+def _stored_batch(table: pa.Table, customer_ids: pa.Array, names: list[str]) -> tuple[ReceiptBatch, np.ndarray]:
+    """A batch of stored receipts (chunk-file columns) and its customers' ledger indices,
+    built from the stored local calendar without time-zone arithmetic."""
+    customer = table.column("customer_index").fill_null(-1).to_numpy().astype(np.int64)
+    identified = customer >= 0
+    stores = table.column("store_id")
+    if not pa.types.is_dictionary(stores.type):
+        stores = stores.dictionary_encode()
+    stores = stores.unify_dictionaries()
+    store_code = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in stores.chunks]) \
+        if stores.num_chunks else np.zeros(0, np.int32)
+    records, offsets = line_records(table.column("lines"), LINE_DTYPE)
+    originals = table.column("original_receipt_id").combine_chunks()
+    batch = ReceiptBatch(
+        receipt_id=table.column("receipt_id").combine_chunks(),
+        customer_id=customer_ids.take(pa.array(np.where(identified, customer, 0), mask=~identified)),
+        store_code=np.ascontiguousarray(store_code, dtype=np.int32),
+        instant_us=table.column("instant").cast(pa.int64()).to_numpy(),
+        local_day=table.column("local_date").cast(pa.int32()).to_numpy(),
+        local_minute=np.ascontiguousarray(table.column("local_minute").to_numpy(), dtype=np.int16),
+        local_month=np.ascontiguousarray(table.column("local_month").to_numpy(), dtype=np.int32),
+        line_offsets=offsets,
+        line_category_code=np.ascontiguousarray(records["category_id"]),
+        line_qty=np.ascontiguousarray(records["qty"]),
+        line_amount_minor=np.ascontiguousarray(records["amount_minor"]),
+        store_names=stores.chunk(0).dictionary.to_pylist() if stores.num_chunks else [],
+        category_names=names,
+        original_receipt_id=originals if originals.null_count < len(originals) else None,
+    )
+    return batch, customer
+
+
+def _originals_before(ledger: Ledger, batch: ReceiptBatch, first_row: int) -> dict:
+    """The stored originals of the block's returns whose original is not in it, as they stood
+    when the block begins: with only the returns written before its first row."""
+    outside = originals_outside(batch)
+    if not outside:
+        return {}
+    later = returns_written_from(ledger, outside, first_row)
+    return {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(None, excluding=later))
+            for receipt_id, original in stored_originals(ledger, outside).items()}
 
 
 def _batch(rows: list[tuple], customer_id: pa.Array, names: list[str], timezone: str) -> ReceiptBatch:
@@ -157,17 +290,6 @@ def _batch(rows: list[tuple], customer_id: pa.Array, names: list[str], timezone:
         original_receipt_id=pa.array([row[6] for row in rows], type=pa.string())
         if any(row[6] is not None for row in rows) else None,
     )
-
-
-def _originals_before(ledger: Ledger, batch: ReceiptBatch, first_row: int) -> dict:
-    """The stored originals of the block's returns whose original is not in it, as they stood
-    when the block begins: with only the returns written before its first row."""
-    outside = originals_outside(batch)
-    if not outside:
-        return {}
-    later = returns_written_from(ledger, outside, first_row)
-    return {receipt_id: dataclasses.replace(original, returned_qty=original.returned_before(None, excluding=later))
-            for receipt_id, original in stored_originals(ledger, outside).items()}
 
 
 def ledger_batch(ledger: Ledger, customers: range | np.ndarray | None = None) -> tuple[ReceiptBatch, np.ndarray]:

@@ -74,7 +74,7 @@ def void_receipt(ledger: Ledger, receipt_id: str, reason: str) -> Voided:
             # dated as the receipt: its earn and their reversal net out at the same instant
             unrecovered = take_points(ledger, connection, customer, points, instant_us, receipt_id, run_id,
                                       first_from_month=month)
-        move_to_voided(connection, receipt_id, unrecovered, run_id, reason)
+        move_to_voided(ledger, connection, receipt_id, unrecovered, run_id, reason)
         if customer is not None:
             _rebuild_state(ledger, connection, compiled, customer)
         advance_state_generation(ledger, connection, current_state_generation(connection), np.array([month]))
