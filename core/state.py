@@ -136,6 +136,17 @@ class CustomerState:
         codes = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
         return unique_index[codes]
 
+    def register_directory(self, customer_ids: list[str]) -> None:
+        """Register ``customer_ids`` at indices 0, 1, … of an empty state, as stored: a whole
+        directory at once (a million ids in a fraction of a second), with no id lookups."""
+        if len(self):
+            raise ValueError("a directory is registered into an empty state")
+        self._index.update(zip(customer_ids, range(len(customer_ids))))
+        if len(self._index) != len(customer_ids):
+            raise ValueError("the directory repeats a customer id")
+        self.customer_ids.extend(customer_ids)
+        self._grow(len(customer_ids))
+
     def known_indices(self, customer_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Dense indices of known customers (int32), -1 for unknown ids and for null; registers nothing."""
         array = customer_ids.combine_chunks() if isinstance(customer_ids, pa.ChunkedArray) else customer_ids

@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -16,6 +15,7 @@ from fidelis.core.errors import InputError, UnsupportedFileError
 from fidelis.core.jobs.check import check_ledger
 from fidelis.core.jobs.load import load_files
 from fidelis.core.jobs.score import score_files
+from fidelis.core.ledger.chunk_files import directory_of
 from fidelis.core.ledger.figures import counts
 from fidelis.core.ledger.handle import Ledger
 from fidelis.core.ledger.journal import balance
@@ -167,6 +167,66 @@ def test_a_killed_load_finishes_on_rerun_with_the_same_ledger(tmp_path):
             runs = ledger.db.execute("SELECT status, json_extract(counts, '$.interrupted') FROM runs "
                                      "WHERE kind = 'load' ORDER BY run_id").fetchall()
             assert runs[-1] == ("done", None) and all(run == ("failed", 1) for run in runs[:-1]), runs
+
+
+#: A load that kills itself (SIGKILL) at one moment of writing its ``at``-th chunk file.
+_KILLED_LOAD = """
+import os, signal, sys
+from pathlib import Path
+from fidelis.core import Ledger, load_files
+from fidelis.core.ledger import chunk_files
+
+moment, at, db, receipts, customers = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+calls = 0
+replace, sync = os.replace, chunk_files._sync_directory
+
+def die_on(step, original):
+    def wrapped(*arguments):
+        global calls
+        if step == "before rename" and str(arguments[0]).endswith(".parquet.tmp"):
+            calls += 1
+            if calls == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        original(*arguments)
+        if step == "before commit":
+            calls += 1
+            if calls == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+    return wrapped
+
+if moment == "before rename":
+    chunk_files.os.replace = die_on(moment, replace)
+else:
+    chunk_files._sync_directory = die_on(moment, sync)
+with Ledger(db) as ledger:
+    load_files(ledger, [Path(receipts)], customers_file=Path(customers), chunk_receipts=300)
+"""
+
+
+@pytest.mark.parametrize("moment", ["before rename", "before commit"])
+def test_a_load_killed_between_its_chunk_file_and_the_commit_leaves_no_orphan_on_rerun(tmp_path, moment):
+    """Killed with a chunk file written (under its temporary name, or renamed) but not yet
+    named by a commit: the rerun removes the file and ends with the ledger an uninterrupted
+    load gives."""
+    chain = write_chain(generate_chain(2_000, seed=8), tmp_path / "chain")
+    program = load_program(chain["program"])
+    with Ledger.create(tmp_path / "whole.db", program) as ledger:
+        load_files(ledger, [chain["receipts"]], customers_file=chain["customers"], chunk_receipts=300)
+        expected = table_dump(ledger)
+    db = tmp_path / "killed.db"
+    Ledger.create(db, program).close()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_LOAD, moment, "3", str(db), str(chain["receipts"]),
+                             str(chain["customers"])], capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    folder = directory_of(db)
+    with Ledger(db) as ledger:
+        named = {name for (name,) in ledger.db.execute("SELECT name FROM chunk_files")}
+        assert len(named) == 2 and len(set(path.name for path in folder.iterdir()) - named) == 1
+        load_files(ledger, [chain["receipts"]], customers_file=chain["customers"], chunk_receipts=300)
+        assert table_dump(ledger) == expected
+        assert sorted(path.name for path in folder.iterdir()) == sorted(
+            name for (name,) in ledger.db.execute("SELECT name FROM chunk_files"))
+        assert check_ledger(ledger) == []
 
 
 def test_customer_attributes_from_the_customers_file(ledger, write_receipts, tmp_path):

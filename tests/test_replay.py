@@ -7,24 +7,75 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from pathlib import Path
+
+import pyarrow as pa
 
 import numpy as np
 import pytest
 
 from fidelis.core import Ledger
+from fidelis.core.ingest.receipts import check_receipt_table
+from fidelis.core.jobs.accrual import accrue
 from fidelis.core.jobs.check import check_ledger
+from fidelis.core.jobs.load import load_files
+from fidelis.core.jobs.month_end import month_end
+from fidelis.core.ledger.chunk_files import directory_of
+from fidelis.core.localtime import parse_month
+from fidelis.core.points.void import void_receipt
 from fidelis.core.ledger.customers import load_state
 from fidelis.core.points.replay import replay
 from fidelis.core.program.tables import compile_program
 from fidelis.core.state import CustomerState
 
+from .data.build_ledger_fixture import build
 from .test_upgrade import BEFORE_ARRIVAL_ORDER
 
 
-@pytest.fixture
-def ledger(tmp_path):
+@pytest.fixture(scope="module")
+def built_now(tmp_path_factory) -> Path:
+    """The same history written by today's code, and more: loads in chunk files, receipts
+    accrued one by one before and after a load and moved by a month-end into a file whose
+    rows span the load's, one more accrual left in SQLite, a void of a receipt in a file."""
+    path = tmp_path_factory.mktemp("built") / "ledger.db"
+    build(path)
+    with Ledger(path) as ledger:
+        customer = ledger.db.execute("SELECT c.customer_id FROM receipts r JOIN customers c USING (customer_index) "
+                                     "WHERE r.receipt_id = 'TILL-1'").fetchone()[0]
+        program = ledger.current_program().program
+
+        def till(receipt_id, ts, amount):
+            accrue(ledger, check_receipt_table(pa.table({
+                "receipt_id": [receipt_id], "customer_id": [customer], "store_id": ["S002"], "ts": [ts],
+                "category": ["grocery"], "qty": pa.array([1], pa.int64()), "amount": [amount]}),
+                timezone=program.info.timezone, minor_units=program.info.minor_units, source="till"))
+
+        till("TILL-3", "2026-01-07T09:00:00", "8.00")
+        later = path.parent / "later.csv"
+        later.write_text("receipt_id,customer_id,store_id,ts,category,qty,amount\n"
+                         f"LATE-1,{customer},S001,2026-01-08T10:00:00,grocery,3,45.00\n"
+                         "LATE-2,,S001,2026-01-08T11:00:00,grocery,1,5.00\n")
+        load_files(ledger, [later])
+        till("TILL-4", "2026-01-09T09:00:00", "19.99")
+        month_end(ledger, parse_month("2025-07"), today=dt.date(2026, 1, 10))
+        void_receipt(ledger, "TILL-4", "a test receipt sent to production")
+        till("TILL-5", "2026-01-09T18:00:00", "3.10")
+        held = [row for (row,) in ledger.db.execute("SELECT receipt_id FROM receipts WHERE lines IS NOT NULL")]
+        assert held == ["TILL-5"]
+        files = ledger.db.execute("SELECT first_row, last_row FROM chunk_files ORDER BY first_row").fetchall()
+        assert any(a < c <= b for a, b in files for c, _ in files)  # a moved file spans a load's
+    return path
+
+
+@pytest.fixture(params=["migrated", "built now"])
+def ledger(request, tmp_path):
     path = tmp_path / "ledger.db"
-    shutil.copy(BEFORE_ARRIVAL_ORDER, path)
+    if request.param == "migrated":
+        shutil.copy(BEFORE_ARRIVAL_ORDER, path)
+    else:
+        source = request.getfixturevalue("built_now")
+        shutil.copy(source, path)
+        shutil.copytree(directory_of(source), directory_of(path))
     with Ledger(path) as opened:
         yield opened
 

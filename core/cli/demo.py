@@ -2,6 +2,7 @@
 of what a load of it gives."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def demo(receipt_count, directory, seed) -> None:
     from ..jobs.load import load_files
     from ..ledger.handle import Ledger
     from ..program.model import load_program
+    from ..ledger.chunk_files import directory_of
     from ..synthetic import generate_chain, write_chain
 
     click.secho(f"Generating a synthetic chain of {receipt_count:,} receipts in {directory}/ …", bold=True)
@@ -62,6 +64,7 @@ def demo(receipt_count, directory, seed) -> None:
     ledger_file = directory / "chain.db"
     for name in ("chain.db", "chain.db-wal", "chain.db-shm"):
         (directory / name).unlink(missing_ok=True)
+    shutil.rmtree(directory_of(ledger_file), ignore_errors=True)  # the last demo's chunk files
     click.secho(f"Loading it into the ledger {ledger_file} …", bold=True)
     with Ledger.create(ledger_file, load_program(paths["program"])) as ledger:
         summary = load_files(ledger, [paths["receipts"]], customers_file=paths["customers"], progress=True)

@@ -50,7 +50,8 @@ from ..ledger.customers import (
     state_generation,
 )
 from ..ledger.handle import Ledger
-from ..ledger.journal import journal_end, start_run
+from ..ledger.receipts import move_held_receipts
+from ..ledger.journal import finish_run, journal_end, start_run
 from ..localtime import (
     last_completed_month,
     local_months,
@@ -103,7 +104,31 @@ def month_end(ledger: Ledger, through_month: int | None = None, *, progress: boo
     for month, tiers in tqdm(zip(months, statuses), total=len(months), desc="closing", unit=" months",
                              disable=not progress):
         closes.append(_close(ledger, month, tiers, run_arguments, generation, block_customers))
+    move_accrued_lines(ledger)
     return closes
+
+
+def move_accrued_lines(ledger: Ledger) -> int:
+    """Move the lines of receipts accrued one by one from SQLite into chunk files, in bulk:
+    what keeps whole-history scans reading files; how many receipts were moved."""
+    timezone = ledger.current_program().program.info.timezone
+    moved = 0
+    with ledger.write() as connection:
+        if not connection.execute("SELECT 1 FROM receipts WHERE lines IS NOT NULL LIMIT 1").fetchone():
+            return 0
+        run_id = start_run(connection, "move-lines", {}, {})
+    try:
+        while True:
+            with ledger.write() as connection:
+                count = move_held_receipts(ledger, connection, run_id, timezone)
+            if not count:
+                break
+            moved += count
+    except BaseException:
+        finish_run(ledger, run_id, "failed", {"receipts": moved})
+        raise
+    finish_run(ledger, run_id, "done", {"receipts": moved})
+    return moved
 
 
 def _close(ledger: Ledger, month: int, tiers: np.ndarray, run_arguments: dict, generation: int,

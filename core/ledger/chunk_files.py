@@ -253,3 +253,4 @@ def scan_windows(ledger: Ledger, held_rows: np.ndarray, block_receipts: int
     for lo, hi in zip(cuts, cuts[1:]):
         yield lo, hi, [source for first, last, _, source in intervals
                        if source is not None and first < hi and last >= lo]
+

@@ -111,11 +111,17 @@ def unscored_state(ledger: Ledger, compiled: ProgramTables) -> CustomerState:
 
 def _directory(ledger: Ledger, state: CustomerState) -> tuple[list[str], np.ndarray]:
     """Register every stored customer in ``state`` at their ledger index; their birth months."""
-    customers = ledger.db.execute("SELECT customer_id, birth_date FROM customers ORDER BY customer_index").fetchall()
-    ids = [row[0] for row in customers]
-    if ids and not np.array_equal(state.index_of(ids), np.arange(len(ids))):
+    customers = ledger.db.execute("SELECT customer_index, customer_id, COALESCE(CAST(substr(birth_date, 6, 2) "
+                                  "AS INTEGER), 0) FROM customers ORDER BY customer_index").fetchall()
+    ids = [row[1] for row in customers]
+    if customers and (customers[0][0], customers[-1][0]) != (0, len(customers) - 1):
         raise LedgerError(f"{ledger.path}: customer indices are not dense; run `fidelis check`")
-    return ids, np.array([int(row[1][5:7]) if row[1] else 0 for row in customers], dtype=np.int8)
+    if len(state):
+        if not np.array_equal(state.index_of(ids), np.arange(len(ids))):
+            raise LedgerError(f"{ledger.path}: customer indices are not dense; run `fidelis check`")
+    else:
+        state.register_directory(ids)
+    return ids, np.fromiter((row[2] for row in customers), dtype=np.int8, count=len(customers))
 
 
 def reload_state(ledger: Ledger, state: CustomerState, customers: np.ndarray) -> None:

@@ -9,9 +9,12 @@ The ledger is a chain's loyalty history in SQLite (the embedded default). What i
   ``customer_index`` the kernel's state arrays use, plus birth date and attributes.
 - ``customer_state``: each customer's scoring state as the bytes of their state arrays, so
   a later load continues each customer's history exactly where the last one stopped.
-- ``receipts``: one row per scored receipt — its facts, the points of each rule, the
-  context a return needs to be re-scored, and its lines as fixed-width records
-  (:data:`~fidelis.core.ledger.receipts.LINE_DTYPE`).
+- ``receipts``: one row per scored receipt in arrival order — its facts, the points of
+  each rule, the context a return needs to be re-scored; the lines of receipts accrued one
+  by one as fixed-width records (:data:`~fidelis.core.ledger.receipts.LINE_DTYPE`).
+- ``chunk_files``: the Parquet files beside the ledger (``<ledger>.receipts/``) holding
+  each bulk-written chunk's receipts with their lines (:mod:`.chunk_files`); a ledger is
+  its file and that directory, backed up together.
 - ``journal``: every change to a balance (earn, redeem, expire, reverse, adjust). A
   customer's balance is the sum of their journal, always.
 - ``lots``: points earned by a customer in one local month, consumed oldest first;
@@ -37,6 +40,7 @@ import sqlite_utils
 
 from ..errors import LedgerBusy, LedgerError, LedgerFull
 from ..program.model import Program, parse_program
+from .chunk_files import directory_of
 from .clock import now_text
 from .schema import migrations
 
@@ -110,6 +114,10 @@ class Ledger:
         path = Path(path)
         if path.exists():
             raise LedgerError(f"{path}: a file already exists here; choose another path")
+        files = directory_of(path)
+        if files.exists():
+            raise LedgerError(f"{files}: the receipt files of another ledger are here; move them away, or choose "
+                              "another path")
         if not path.parent.is_dir():
             raise LedgerError(f"{path}: the folder {path.parent} does not exist")
         db = cls._connect(path)

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import CorruptReceiptLines
-from .chunk_files import line_records, read_rows
-from ..localtime import instant_month
+from .chunk_files import chunk_table, line_records, read_rows, write_chunk_file
+from ..localtime import instant_month, local_calendar
 from ..returns import OriginalReceipt
 
 if TYPE_CHECKING:
@@ -292,3 +292,38 @@ def category_names(ledger: Ledger) -> list[str]:
     """Category names by ledger category id (position 0 unused)."""
     categories = dict(ledger.db.execute("SELECT category_id, name FROM categories").fetchall())
     return [categories.get(i, "") for i in range(max(categories, default=0) + 1)]
+
+
+#: Receipts moved from SQLite into one chunk file at a time (one transaction each).
+MOVE_RECEIPTS = 500_000
+
+
+def move_held_receipts(ledger: Ledger, connection: sqlite3.Connection, run_id: int, timezone: str,
+                       limit: int = MOVE_RECEIPTS) -> int:
+    """Move the lines of up to ``limit`` receipts SQLite holds (accrued one by one) into a
+    chunk file of their own, oldest rows first, inside the caller's transaction; how many.
+
+    Their rows are scattered between the files of loads; a replay merges them back by row.
+    """
+    rows = connection.execute(
+        "SELECT receipt_row, receipt_id, customer_index, store_id, instant_us, amount_minor, tier, points, "
+        "original_receipt_id, program_version, run_id, lines FROM receipts WHERE lines IS NOT NULL "
+        "ORDER BY receipt_row LIMIT ?", (limit,)).fetchall()
+    if not rows:
+        return 0
+    records, offsets = decode_receipt_lines([row[11] for row in rows])
+    instants = np.array([row[4] for row in rows], dtype=np.int64)
+    calendar = local_calendar(instants, timezone)
+    column = list(zip(*rows))
+    table = chunk_table(np.array(column[0], dtype=np.int64), {
+        "receipt_id": pa.array(column[1], pa.string()), "customer_index": pa.array(column[2], pa.int64()),
+        "store_id": pa.array(column[3], pa.string()), "instant": instants, "local_date": calendar.local_day,
+        "local_minute": calendar.local_minute, "local_month": calendar.local_month,
+        "amount_minor": np.array(column[5], dtype=np.int64), "tier": pa.array(column[6], pa.int8()),
+        "points": np.array(column[7], dtype=np.int64), "original_receipt_id": pa.array(column[8], pa.string()),
+        "program_version": np.array(column[9], dtype=np.int32), "run_id": np.array(column[10], dtype=np.int64),
+    }, offsets, {name: records[name] for name in LINE_DTYPE.names})
+    write_chunk_file(ledger, connection, table, run_id)
+    connection.execute("UPDATE receipts SET lines = NULL WHERE lines IS NOT NULL AND receipt_row <= ?",
+                       (rows[-1][0],))
+    return len(rows)

@@ -10,6 +10,7 @@ and voids replay one block of customers with :func:`ledger_batch` and :func:`rep
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
@@ -135,37 +136,57 @@ def _blocks(ledger: Ledger, program: Program, compiled: ProgramTables, state: Cu
         "SELECT receipt_row FROM voided_receipts WHERE receipt_row IS NOT NULL")], pa.int64())
     held = np.array([row for (row,) in ledger.db.execute(
         "SELECT receipt_row FROM receipts WHERE lines IS NOT NULL ORDER BY receipt_row")], dtype=np.int64)
-    files: dict[str, pq.ParquetFile] = {}
-    groups: dict[tuple[str, int], pa.Table] = {}
-    for lo, hi, sources in scan_windows(ledger, held, block_receipts):
-        parts = []
-        wanted = [source for source in sources if source not in groups]
+    windows = list(scan_windows(ledger, held, block_receipts))
+    read = _FileParts(ledger)
+    # the next window's files are read (pyarrow, without the GIL) while this one is scored
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read, *windows[0]) if windows else None
+        for number, (lo, hi, _) in enumerate(windows):
+            parts = pending.result()
+            pending = reader.submit(read, *windows[number + 1]) if number + 1 < len(windows) else None
+            a, b = np.searchsorted(held, [lo, hi])
+            if b > a:
+                parts.append(_held_table(ledger, lo, hi, program.info.timezone))
+            table = _kept_rows(_joined(parts), voided, customers, first_day, end_day)
+            if not len(table):
+                continue
+            batch, customer = _stored_batch(table, customer_ids, names)
+            prepared = kernel.prepare(batch, compiled, state, customer_index=customer)
+            first_row = int(table.column("receipt_row")[0].as_py())
+            scores = kernel.score(prepared, compiled, state, originals=_originals_before(ledger, batch, first_row))
+            yield ReplayedBlock(batch, customer, scores, table.column("points").to_numpy(),
+                                table.column("receipt_row").to_numpy())
+
+
+class _FileParts:
+    """Reads a window's receipts out of the chunk files' row groups it overlaps, keeping a
+    group that reaches beyond the window for the next (called one window at a time)."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+        self.files: dict[str, pq.ParquetFile] = {}
+        self.groups: dict[tuple[str, int], pa.Table] = {}
+
+    def __call__(self, lo: int, hi: int, sources: list[tuple[str, int]]) -> list[pa.Table]:
+        wanted = [source for source in sources if source not in self.groups]
         for name in dict.fromkeys(name for name, _ in wanted):
-            file = files.get(name) or files.setdefault(name, open_file(ledger, name, read_dictionary=["store_id"]))
+            if name not in self.files:
+                self.files[name] = open_file(self.ledger, name, read_dictionary=["store_id"])
+            file = self.files[name]
             numbers = [group for file_name, group in wanted if file_name == name]
             table = file.read_row_groups(numbers, columns=REPLAY_COLUMNS)
             offsets = np.cumsum([0] + [file.metadata.row_group(g).num_rows for g in numbers])
             for number, a, b in zip(numbers, offsets, offsets[1:]):
-                groups[(name, number)] = table.slice(a, b - a)
+                self.groups[(name, number)] = table.slice(a, b - a)
+        parts = []
         for source in sources:
-            table = groups[source]
+            table = self.groups[source]
             rows = table.column("receipt_row").to_numpy()
             a, b = np.searchsorted(rows, [lo, hi])
             parts.append(table.slice(a, b - a))
             if rows[-1] < hi:  # wholly read: no later window needs it
-                del groups[source]
-        a, b = np.searchsorted(held, [lo, hi])
-        if b > a:
-            parts.append(_held_table(ledger, lo, hi, program.info.timezone))
-        table = _kept_rows(_joined(parts), voided, customers, first_day, end_day)
-        if not len(table):
-            continue
-        batch, customer = _stored_batch(table, customer_ids, names)
-        prepared = kernel.prepare(batch, compiled, state, customer_index=customer)
-        first_row = int(table.column("receipt_row")[0].as_py())
-        scores = kernel.score(prepared, compiled, state, originals=_originals_before(ledger, batch, first_row))
-        yield ReplayedBlock(batch, customer, scores, table.column("points").to_numpy(),
-                            table.column("receipt_row").to_numpy())
+                del self.groups[source]
+        return parts
 
 
 #: What a replay reads of each stored receipt.
