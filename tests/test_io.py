@@ -715,6 +715,36 @@ def test_reader_agrees_with_the_row_by_row_oracle(tmp_path, make_batch, rows):
     assert_same_batch(read(path), make_batch(rows))
 
 
+#: One spoiled receipt per column the readers parse: each sends its column from the single
+#: vectorised conversion to the path that locates the bad row value by value.
+SPOILERS = [
+    ("BAD-TS", "0042", "S1", "2025-02-30T10:00", "x", "1", "1.00"),
+    ("BAD-QTY", "0042", "S1", "2025-03-01T10:00", "x", "one", "1.00"),
+    ("BAD-AMOUNT", "0042", "S1", "2025-03-01T10:00", "x", "1", "1.0.0"),
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=receipt_rows(), at=st.integers(0, 1_000))
+def test_the_locating_path_gives_the_good_rows_what_the_fast_path_gives(tmp_path, rows, at):
+    """Fast path == slow path: a good file read whole, and the same rows with a spoiled
+    receipt per column among them (read value by value where a column does not convert at
+    once), give identical batches of the good receipts and one problem per spoiler."""
+    def write(name, lines):
+        columns = list(zip(*lines))
+        write_table(pa.table({column: pa.array([None if v is None else str(v) for v in values], pa.string())
+                              for column, values in zip(HEADER.split(","), columns)}), tmp_path / name)
+        return tmp_path / name
+
+    position = at % (len(rows) + 1)
+    spoiled = rows[:position] + SPOILERS + rows[position:]
+    checked = check_receipts([write("spoiled.csv", spoiled)], timezone=ZONE, minor_units=2)
+    assert sorted(problem.column for problem in checked.problems) == ["amount", "qty", "ts"]
+    assert_same_batch(checked.batch, read(write("good.csv", rows)))
+
+
 # --- tables and customers ---------------------------------------------------------------------
 
 
