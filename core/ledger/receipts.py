@@ -305,17 +305,29 @@ def move_held_receipts(ledger: Ledger, connection: sqlite3.Connection, run_id: i
 
     Their rows are scattered between the files of loads; a replay merges them back by row.
     """
+    table = held_receipts(connection, timezone, limit=limit)
+    if not len(table):
+        return 0
+    write_chunk_file(ledger, connection, table, run_id)
+    connection.execute("UPDATE receipts SET lines = NULL WHERE lines IS NOT NULL AND receipt_row <= ?",
+                       (table.column("receipt_row")[-1].as_py(),))
+    return len(table)
+
+
+def held_receipts(connection: sqlite3.Connection, timezone: str, *, lo: int = 0, hi: int | None = None,
+                  limit: int = -1) -> pa.Table:
+    """The receipts whose lines SQLite holds, of rows ``lo <= row < hi`` (oldest first, at
+    most ``limit``), as a chunk file's table: what a month-end writes and a replay reads."""
     rows = connection.execute(
         "SELECT receipt_row, receipt_id, customer_index, store_id, instant_us, amount_minor, tier, points, "
         "original_receipt_id, program_version, run_id, lines FROM receipts WHERE lines IS NOT NULL "
-        "ORDER BY receipt_row LIMIT ?", (limit,)).fetchall()
-    if not rows:
-        return 0
+        "AND receipt_row >= ? AND receipt_row < ? ORDER BY receipt_row LIMIT ?",
+        (lo, (1 << 63) - 1 if hi is None else hi, limit)).fetchall()
     records, offsets = decode_receipt_lines([row[11] for row in rows])
     instants = np.array([row[4] for row in rows], dtype=np.int64)
     calendar = local_calendar(instants, timezone)
-    column = list(zip(*rows))
-    table = chunk_table(np.array(column[0], dtype=np.int64), {
+    column = list(zip(*rows)) or [()] * 12
+    return chunk_table(np.array(column[0], dtype=np.int64), {
         "receipt_id": pa.array(column[1], pa.string()), "customer_index": pa.array(column[2], pa.int64()),
         "store_id": pa.array(column[3], pa.string()), "instant": instants, "local_date": calendar.local_day,
         "local_minute": calendar.local_minute, "local_month": calendar.local_month,
@@ -323,7 +335,3 @@ def move_held_receipts(ledger: Ledger, connection: sqlite3.Connection, run_id: i
         "points": np.array(column[7], dtype=np.int64), "original_receipt_id": pa.array(column[8], pa.string()),
         "program_version": np.array(column[9], dtype=np.int32), "run_id": np.array(column[10], dtype=np.int64),
     }, offsets, {name: records[name] for name in LINE_DTYPE.names})
-    write_chunk_file(ledger, connection, table, run_id)
-    connection.execute("UPDATE receipts SET lines = NULL WHERE lines IS NOT NULL AND receipt_row <= ?",
-                       (rows[-1][0],))
-    return len(rows)

@@ -24,14 +24,14 @@ import pyarrow.parquet as pq
 from ..batch import ReceiptBatch
 from ..engine import kernel
 from ..ingest.return_rows import originals_outside
-from ..localtime import local_calendar
 from ..ledger.customers import unscored_state
-from ..ledger.chunk_files import chunk_table, line_records, open_file, scan_windows
+from ..ledger.chunk_files import line_records, open_file, scan_windows
 from ..ledger.handle import Ledger
 from ..ledger.receipts import (
     LINE_DTYPE,
     category_names,
     decode_receipt_lines,
+    held_receipts,
     returns_written_from,
     stored_originals,
     stored_receipts,
@@ -195,28 +195,10 @@ REPLAY_COLUMNS = ["receipt_row", "receipt_id", "customer_index", "store_id", "in
 
 
 def _held_table(ledger: Ledger, lo: int, hi: int, timezone: str) -> pa.Table:
-    """The receipts of rows ``lo <= row < hi`` whose lines SQLite holds, as chunk-file columns."""
-    rows = ledger.db.execute(
-        "SELECT receipt_row, receipt_id, customer_index, store_id, instant_us, points, original_receipt_id, lines "
-        "FROM receipts WHERE lines IS NOT NULL AND receipt_row >= ? AND receipt_row < ? ORDER BY receipt_row",
-        (lo, hi)).fetchall()
-    records, offsets = decode_receipt_lines([row[7] for row in rows])
-    instants = np.array([row[4] for row in rows], dtype=np.int64)
-    calendar = local_calendar(instants, timezone)
-    columns = {
-        "receipt_id": pa.array([row[1] for row in rows], pa.string()),
-        "customer_index": pa.array([row[2] for row in rows], pa.int64()),
-        "store_id": pa.array([row[3] for row in rows], pa.string()),
-        "instant": instants, "local_date": calendar.local_day, "local_minute": calendar.local_minute,
-        "local_month": calendar.local_month, "amount_minor": np.zeros(len(rows), np.int64),
-        "tier": pa.nulls(len(rows), pa.int8()), "points": np.array([row[5] for row in rows], dtype=np.int64),
-        "original_receipt_id": pa.array([row[6] for row in rows], pa.string()),
-        "program_version": np.zeros(len(rows), np.int32), "run_id": np.zeros(len(rows), np.int64),
-    }
-    table = chunk_table(np.array([row[0] for row in rows], dtype=np.int64), columns, offsets,
-                        {name: records[name] for name in LINE_DTYPE.names}).select(REPLAY_COLUMNS)
+    """The receipts of rows ``lo <= row < hi`` whose lines SQLite holds, as the files read."""
+    table = held_receipts(ledger.db.conn, timezone, lo=lo, hi=hi).select(REPLAY_COLUMNS)
     return table.set_column(REPLAY_COLUMNS.index("store_id"), "store_id",
-                            table.column("store_id").dictionary_encode())  # as the files read
+                            table.column("store_id").dictionary_encode())
 
 
 def _joined(parts: list[pa.Table]) -> pa.Table:
