@@ -77,7 +77,8 @@ class CustomerState:
         self.rolling_months = rolling_months
         self.reached_tiers = reached_tiers
         self.customer_ids: list[str] = []
-        self._index: dict[str, int] = {}
+        #: id -> index; None until first needed after a directory registered as known unique
+        self._index_of_id: dict[str, int] | None = {}
         capacity = max(capacity, 1)
         self.records = _fresh_records(capacity)
         self.rolling_totals = np.zeros((capacity, 12 if rolling_months else 0), dtype=np.int64)
@@ -102,6 +103,16 @@ class CustomerState:
         return len(self.customer_ids)
 
     # ---- the id directory ------------------------------------------------------------
+    @property
+    def _index(self) -> dict[str, int]:
+        if self._index_of_id is None:
+            self._index_of_id = dict(zip(self.customer_ids, range(len(self.customer_ids))))
+        return self._index_of_id
+
+    @_index.setter
+    def _index(self, index: dict[str, int]) -> None:
+        self._index_of_id = index
+
     def _grow(self, needed: int) -> None:
         capacity = len(self.records)
         if needed <= capacity:
@@ -136,14 +147,21 @@ class CustomerState:
         codes = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
         return unique_index[codes]
 
-    def register_directory(self, customer_ids: list[str]) -> None:
+    def register_directory(self, customer_ids: list[str], *, known_unique: bool = False) -> None:
         """Register ``customer_ids`` at indices 0, 1, … of an empty state, as stored: a whole
-        directory at once (a million ids in a fraction of a second), with no id lookups."""
+        directory at once (a million ids in a fraction of a second), with no id lookups.
+
+        ``known_unique`` (ids from a table whose key they are): the id → index map is built
+        only when an id is first looked up, which a replay by index never does (1.5 s of a
+        10 M-receipt replay's 7 s for two million customers)."""
         if len(self):
             raise ValueError("a directory is registered into an empty state")
-        self._index.update(zip(customer_ids, range(len(customer_ids))))
-        if len(self._index) != len(customer_ids):
-            raise ValueError("the directory repeats a customer id")
+        if known_unique:
+            self._index_of_id = None
+        else:
+            self._index.update(zip(customer_ids, range(len(customer_ids))))
+            if len(self._index) != len(customer_ids):
+                raise ValueError("the directory repeats a customer id")
         self.customer_ids.extend(customer_ids)
         self._grow(len(customer_ids))
 
@@ -183,7 +201,7 @@ class CustomerState:
             self.tier_count, self.rolling_months, self.reached_tiers,
         )
         clone.customer_ids = list(self.customer_ids)
-        clone._index = dict(self._index)
+        clone._index_of_id = None if self._index_of_id is None else dict(self._index_of_id)
         clone.records = self.records.copy()
         clone.rolling_totals = self.rolling_totals.copy()
         clone.tier_reached_month = self.tier_reached_month.copy()

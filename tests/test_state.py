@@ -30,6 +30,24 @@ def test_ids_get_stable_dense_indices_and_null_is_anonymous():
     assert state.lookup("0042") == 2 and state.lookup("nobody") is None
 
 
+@pytest.mark.parametrize("known_unique", [False, True])
+def test_a_registered_directory_answers_as_ids_registered_one_by_one(known_unique):
+    directory = CustomerState(tier_count=1, rolling_months=False, reached_tiers=False)
+    directory.register_directory(["c0", "c1", "c2"], known_unique=known_unique)
+    copied = directory.copy()  # a copy made before any lookup answers the same
+    for state in (directory, copied):
+        assert len(state) == 3 and state.lookup("c2") == 2 and state.lookup("c9") is None
+        assert state.index_of(pa.array(["c1", None, "c3", "c0"])).tolist() == [1, -1, 3, 0]
+        assert state.customer_ids == ["c0", "c1", "c2", "c3"]
+    with pytest.raises(ValueError, match="empty state"):
+        directory.register_directory(["c4"], known_unique=known_unique)
+
+
+def test_a_directory_that_repeats_an_id_is_refused():
+    with pytest.raises(ValueError, match="repeats"):
+        CustomerState(tier_count=1, rolling_months=False, reached_tiers=False).register_directory(["a", "a"])
+
+
 def test_growth_keeps_existing_records_and_initialises_new_ones():
     state = CustomerState(tier_count=3, rolling_months=True, reached_tiers=True, capacity=1)
     state.index_of(["A"])

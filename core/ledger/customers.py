@@ -120,7 +120,7 @@ def _directory(ledger: Ledger, state: CustomerState) -> tuple[list[str], np.ndar
         if not np.array_equal(state.index_of(ids), np.arange(len(ids))):
             raise LedgerError(f"{ledger.path}: customer indices are not dense; run `fidelis check`")
     else:
-        state.register_directory(ids)
+        state.register_directory(ids, known_unique=True)  # the customers table keys them
     return ids, np.fromiter((row[2] for row in customers), dtype=np.int8, count=len(customers))
 
 
