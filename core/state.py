@@ -109,10 +109,6 @@ class CustomerState:
             self._index_of_id = dict(zip(self.customer_ids, range(len(self.customer_ids))))
         return self._index_of_id
 
-    @_index.setter
-    def _index(self, index: dict[str, int]) -> None:
-        self._index_of_id = index
-
     def _grow(self, needed: int) -> None:
         capacity = len(self.records)
         if needed <= capacity:
@@ -241,7 +237,7 @@ class CustomerState:
                 capacity=max(len(saved["customer_ids"]), 1),
             )
             state.customer_ids = [str(x) for x in saved["customer_ids"]]
-            state._index = {customer_id: i for i, customer_id in enumerate(state.customer_ids)}
+            state._index_of_id = None  # ids saved by to_bytes, unique: mapped when first looked up
             count = len(state.customer_ids)
             state.records[:count] = saved["records"]
             state.rolling_totals[:count] = saved["rolling_totals"]
